@@ -1,0 +1,47 @@
+# OMS Guard: `make demo` and `make test` are the two commands a new user needs.
+# Without DATABASE_URL/REDIS_URL both use SQLite and run Celery tasks in-process.
+
+PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+export DJANGO_SETTINGS_MODULE := omsguard.settings
+
+.PHONY: demo test install lint serve worker clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "OMS Guard needs Python 3.11 or newer; set PYTHON=/path/to/python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: export DEBUG ?= 1
+demo: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	@if [ -n "$$REDIS_URL" ]; then \
+		echo "Starting a Celery worker (REDIS_URL is set); its log is var/worker.log"; \
+		mkdir -p var; \
+		$(BIN)/celery -A omsguard worker --loglevel=INFO --concurrency=2 >var/worker.log 2>&1 & \
+		echo $$! > var/worker.pid; \
+	fi
+	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops it)"
+	$(BIN)/python manage.py runserver $(HOST):$(PORT); \
+		status=$$?; [ -f var/worker.pid ] && kill $$(cat var/worker.pid) 2>/dev/null; rm -f var/worker.pid; exit $$status
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,38 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from catalog.models import ChannelKind
+from catalog.services import channel_upsert
+
+
+class Command(BaseCommand):
+    help = "Create a sales channel, or update its name and webhook secret."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("kind", choices=ChannelKind.values, help="Channel kind.")
+        parser.add_argument(
+            "code", help="Channel code used in webhook URLs (letters, digits, -, _)."
+        )
+        parser.add_argument(
+            "--secret",
+            help="Webhook signing secret, stored exactly as given. Omit to keep the current one.",
+        )
+        parser.add_argument("--name", default="", help="Display name.")
+
+    def handle(self, *args, kind: str, code: str, secret: str | None, name: str, **options) -> None:
+        try:
+            channel, created = channel_upsert(kind=kind, code=code, secret=secret, name=name)
+        except (ValueError, ValidationError) as error:
+            raise CommandError(_message(error)) from error
+
+        verb = "Created" if created else "Updated"
+        self.stdout.write(f"{verb} {channel.kind} channel {channel.code!r}.")
+        self.stdout.write(f"Webhook URL path: /webhooks/{channel.kind}/{channel.code}/")
+        if not channel.webhook_secret:
+            self.stderr.write("Warning: the channel has no secret, so every webhook gets a 401.")
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, ValidationError) and hasattr(error, "message_dict"):
+        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
+    return str(error)

@@ -1,0 +1,150 @@
+"""Shopify adapter: the REST Admin API order JSON (as sent by the orders/create webhook)."""
+
+import base64
+import hashlib
+import hmac
+from decimal import Decimal
+from typing import Any
+
+from ..canonical import (
+    AdapterError,
+    CanonicalLine,
+    CanonicalOrder,
+    parse_currency,
+    parse_money,
+    parse_optional_money,
+    parse_quantity,
+    parse_timestamp,
+    text,
+)
+
+ADDRESS_FIELDS = (
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "address1",
+    "address2",
+    "city",
+    "province",
+    "province_code",
+    "zip",
+    "country",
+    "country_code",
+    "phone",
+)
+
+
+def signature_for(body: bytes, secret: str) -> str:
+    """The X-Shopify-Hmac-Sha256 value: base64 of HMAC-SHA256 over the raw body."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def signature_is_valid(body: bytes, secret: str, header_value: str | None) -> bool:
+    if not header_value or not secret:
+        return False
+    return hmac.compare_digest(signature_for(body, secret), header_value.strip())
+
+
+def parse_order(payload: Any) -> CanonicalOrder:
+    """Turn a Shopify order into the canonical order, or raise AdapterError naming the field."""
+    if not isinstance(payload, dict):
+        raise AdapterError("body", "expected a JSON object")
+    if payload.get("id") in (None, ""):
+        raise AdapterError("id", "missing order id")
+
+    line_items = payload.get("line_items")
+    if not isinstance(line_items, list) or not line_items:
+        raise AdapterError("line_items", "an order needs at least one line item")
+
+    currency = parse_currency(payload.get("currency"), "currency")
+    presentment = payload.get("total_price_set", {}) or {}
+    presentment_money = presentment.get("presentment_money") or {}
+
+    return CanonicalOrder(
+        channel_order_id=text(payload["id"]),
+        order_number=text(payload.get("name") or payload.get("order_number")),
+        currency=currency,
+        subtotal=parse_optional_money(payload.get("subtotal_price"), "subtotal_price"),
+        shipping_total=_shipping_total(payload),
+        tax_total=parse_optional_money(payload.get("total_tax"), "total_tax"),
+        discount_total=parse_optional_money(payload.get("total_discounts"), "total_discounts"),
+        total=parse_money(payload.get("total_price"), "total_price"),
+        lines=[_parse_line(position, item) for position, item in enumerate(line_items, start=1)],
+        source_name=text(payload.get("source_name")),
+        pos_register=text(payload.get("location_id"))
+        if payload.get("source_name") == "pos"
+        else "",
+        event_version=text(payload.get("updated_at")),
+        presentment_currency=text(payload.get("presentment_currency")),
+        presentment_total=(
+            parse_money(presentment_money["amount"], "total_price_set.presentment_money.amount")
+            if presentment_money.get("amount") not in (None, "")
+            else None
+        ),
+        customer_email=text(payload.get("email") or payload.get("contact_email")),
+        customer_name=_customer_name(payload),
+        shipping_address=_address(payload.get("shipping_address"), "shipping_address"),
+        billing_address=_address(payload.get("billing_address"), "billing_address"),
+        shipping_method=_shipping_method(payload),
+        placed_at=parse_timestamp(payload.get("created_at"), "created_at"),
+        tags=[tag.strip() for tag in text(payload.get("tags")).split(",") if tag.strip()],
+    )
+
+
+def _parse_line(position: int, item: Any) -> CanonicalLine:
+    prefix = f"line_items[{position - 1}]"
+    if not isinstance(item, dict):
+        raise AdapterError(prefix, "expected a JSON object")
+
+    title = text(item.get("name") or item.get("title"))
+    if not title:
+        raise AdapterError(f"{prefix}.title", "missing title")
+
+    return CanonicalLine(
+        position=position,
+        channel_line_id=text(item.get("id")),
+        # Shopify sends "" or null for lines without a SKU; both mean "no SKU".
+        channel_sku=text(item.get("sku")).strip(),
+        channel_variant_id=text(item.get("variant_id")),
+        title=title,
+        quantity=parse_quantity(item.get("quantity"), f"{prefix}.quantity"),
+        unit_price=parse_money(item.get("price"), f"{prefix}.price"),
+        raw=item,
+    )
+
+
+def _shipping_total(payload: dict) -> Decimal:
+    shop_money = ((payload.get("total_shipping_price_set") or {}).get("shop_money")) or {}
+    if shop_money.get("amount") not in (None, ""):
+        return parse_money(shop_money["amount"], "total_shipping_price_set.shop_money.amount")
+
+    lines = payload.get("shipping_lines") or []
+    total = parse_optional_money(None, "shipping_lines")
+    for index, line in enumerate(lines):
+        if isinstance(line, dict):
+            total += parse_optional_money(line.get("price"), f"shipping_lines[{index}].price")
+    return total
+
+
+def _shipping_method(payload: dict) -> str:
+    lines = payload.get("shipping_lines") or []
+    first = lines[0] if lines and isinstance(lines[0], dict) else {}
+    return text(first.get("title") or first.get("code"))
+
+
+def _customer_name(payload: dict) -> str:
+    customer = payload.get("customer") or {}
+    if not isinstance(customer, dict):
+        return ""
+    parts = [text(customer.get("first_name")), text(customer.get("last_name"))]
+    return " ".join(part for part in parts if part)
+
+
+def _address(value: Any, field_name: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise AdapterError(field_name, "expected a JSON object or null")
+    return {key: text(value.get(key)) for key in ADDRESS_FIELDS if value.get(key) is not None}

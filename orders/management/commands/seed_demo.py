@@ -1,0 +1,83 @@
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rest_framework.authtoken.models import Token
+
+from catalog.models import ChannelKind
+from catalog.services import channel_upsert
+from orders.demo import demo_catalog_load, demo_mappings_create, shopify_samples_replay
+
+DEMO_CHANNEL = "demo-shop"
+DEMO_SECRET = "demo-shopify-webhook-secret"  # noqa: S105 - printed for the demo on purpose
+
+# (user name, password, group, staff, superuser)
+DEMO_USERS = [
+    ("agent", "agent-demo-pass", "cs_agent", False, False),
+    ("manager", "manager-demo-pass", "cs_manager", True, False),
+    ("ops", "ops-demo-pass", "ops_manager", True, False),
+    ("integration", None, "integration", False, False),
+    ("admin", "admin-demo-pass", None, True, True),
+]
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the demo catalog, a Shopify channel and demo users, then replay the sample "
+        "Shopify deliveries through the real webhook. Safe to run again."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Run even with DEBUG off (creates users with known passwords).",
+        )
+
+    def handle(self, *args, force: bool, **options) -> None:
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                "seed_demo creates users with published passwords; it runs only with DEBUG=1 "
+                "(or pass --force on a throwaway database)."
+            )
+
+        sku_count = demo_catalog_load()
+        channel, _ = channel_upsert(
+            kind=ChannelKind.SHOPIFY,
+            code=DEMO_CHANNEL,
+            secret=DEMO_SECRET,
+            name="Demo Shopify store",
+        )
+        mapping_count = demo_mappings_create(channel=channel)
+        self.stdout.write(f"Catalog: {sku_count} SKUs, {mapping_count} mappings on {channel.code}.")
+
+        token = self._create_users()
+
+        self.stdout.write("Replaying samples/shopify/ through /webhooks/shopify/demo-shop/:")
+        for result in shopify_samples_replay(channel=channel):
+            status = result.response.get("status") or result.response.get("error", {}).get("code")
+            self.stdout.write(f"  {result.status_code} {status:<9} {result.file}")
+
+        self.stdout.write("")
+        self.stdout.write("Demo logins (http://127.0.0.1:8000/):")
+        for username, password, group, _, _ in DEMO_USERS:
+            if password:
+                self.stdout.write(f"  {username:<9} / {password:<18} {group or 'superuser'}")
+        self.stdout.write(f"  API token of 'integration': {token}")
+        self.stdout.write(f"  Shopify webhook secret of {DEMO_CHANNEL}: {DEMO_SECRET}")
+
+    def _create_users(self) -> str:
+        user_model = get_user_model()
+        for username, password, group, staff, superuser in DEMO_USERS:
+            user, _ = user_model.objects.get_or_create(username=username)
+            user.is_staff = staff
+            user.is_superuser = superuser
+            if password:
+                user.set_password(password)
+            else:
+                user.set_unusable_password()
+            user.save()
+            if group:
+                user.groups.set([Group.objects.get(name=group)])
+        token, _ = Token.objects.get_or_create(user=user_model.objects.get(username="integration"))
+        return token.key

@@ -1,0 +1,168 @@
+"""Processing of one recorded delivery: adapter, order creation, hygiene checks, order state."""
+
+import json
+import logging
+
+from django.db import IntegrityError, transaction
+
+from catalog.selectors import mapping_find_sku, shopify_line_identifiers, sku_candidates_for_title
+from reviews.services import review_item_open_unmapped_sku
+
+from .adapters import shopify
+from .canonical import AdapterError, CanonicalOrder
+from .models import Delivery, DeliveryOutcome, Order, OrderLine, OrderStatus
+from .services import delivery_finish, order_event_add, order_hold, order_mark_ready
+
+logger = logging.getLogger(__name__)
+
+
+def delivery_process(*, delivery_id: int, worker: str) -> Delivery:
+    """Process a recorded delivery exactly once.
+
+    The delivery row is locked for the whole run, so two workers that get the same delivery
+    (a redelivered task) run one after the other, and the second sees it already processed.
+    A payload that cannot become an order marks the delivery failed with the reason; it never
+    raises, so a bad payload is not retried forever.
+    """
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update().select_related("channel").get(pk=delivery_id)
+        )
+        if delivery.outcome != DeliveryOutcome.RECEIVED:
+            logger.info("delivery already processed", extra={"delivery": delivery.pk})
+            return delivery
+        delivery.attempts += 1
+
+        try:
+            canonical = shopify.parse_order(_decode_json(delivery))
+        except AdapterError as error:
+            logger.warning(
+                "delivery payload rejected",
+                extra={"delivery": delivery.pk, "field": error.field, "reason": error.reason},
+            )
+            return delivery_finish(
+                delivery=delivery, outcome=DeliveryOutcome.FAILED, worker=worker, error=str(error)
+            )
+
+        order = _order_create(delivery=delivery, canonical=canonical)
+        if order is None:
+            return delivery_finish(
+                delivery=delivery, outcome=DeliveryOutcome.DUPLICATE_ORDER, worker=worker
+            )
+
+        _order_check_hygiene(order=order)
+        return delivery_finish(delivery=delivery, outcome=DeliveryOutcome.PROCESSED, worker=worker)
+
+
+def _decode_json(delivery: Delivery) -> object:
+    try:
+        return json.loads(bytes(delivery.body))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AdapterError("body", f"not valid JSON ({error})") from None
+
+
+def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | None:
+    """Create the order and its lines; None when the channel order already exists."""
+    fields = {
+        name: getattr(canonical, name)
+        for name in (
+            "order_number",
+            "source_name",
+            "marketplace",
+            "pos_register",
+            "event_version",
+            "currency",
+            "subtotal",
+            "shipping_total",
+            "tax_total",
+            "discount_total",
+            "total",
+            "presentment_currency",
+            "presentment_total",
+            "customer_email",
+            "customer_name",
+            "shipping_address",
+            "billing_address",
+            "shipping_method",
+            "placed_at",
+        )
+    }
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                channel=delivery.channel,
+                channel_order_id=canonical.channel_order_id,
+                delivery=delivery,
+                status=OrderStatus.RECEIVED,
+                **fields,
+            )
+    except IntegrityError:
+        logger.info(
+            "order already exists; delivery not applied",
+            extra={"delivery": delivery.pk, "channel_order_id": canonical.channel_order_id},
+        )
+        return None
+
+    OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order,
+            position=line.position,
+            channel_line_id=line.channel_line_id,
+            channel_sku=line.channel_sku,
+            channel_variant_id=line.channel_variant_id,
+            title=line.title,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            sku=mapping_find_sku(
+                channel=delivery.channel,
+                identifiers=shopify_line_identifiers(
+                    sku=line.channel_sku, variant_id=line.channel_variant_id
+                ),
+            ),
+            raw=line.raw,
+        )
+        for line in canonical.lines
+    )
+    order_event_add(
+        order=order,
+        kind="order.received",
+        message=f"Received from {delivery.channel} ({delivery.topic}).",
+        data={"delivery": delivery.pk, "delivery_id": delivery.delivery_id},
+    )
+    return order
+
+
+def _order_check_hygiene(*, order: Order) -> None:
+    """Hold the order and open a review item for every line without a SKU mapping."""
+    unmapped = list(order.lines.filter(sku__isnull=True).order_by("position"))
+    order.status = OrderStatus.VALIDATED
+    order.save(update_fields=["status", "updated_at"])
+    order_event_add(
+        order=order,
+        kind="order.validated",
+        message=f"Checked {order.lines.count()} lines: {len(unmapped)} without a SKU mapping.",
+    )
+
+    if not unmapped:
+        order_mark_ready(order=order)
+        return
+
+    reasons = [unmapped_sku_reason(line) for line in unmapped]
+    order_hold(order=order, reasons=reasons)
+    for line in unmapped:
+        review_item_open_unmapped_sku(
+            order=order,
+            line=line,
+            candidates=[c.as_dict() for c in sku_candidates_for_title(title=line.title)],
+        )
+
+
+def unmapped_sku_reason(line: OrderLine) -> dict:
+    identifier = line.channel_sku or (
+        f"variant {line.channel_variant_id}" if line.channel_variant_id else "no SKU"
+    )
+    return {
+        "code": "unmapped_sku",
+        "line": line.position,
+        "message": f"Line {line.position} ({identifier}) has no SKU mapping",
+    }

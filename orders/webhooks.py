@@ -1,0 +1,110 @@
+"""Inbound channel webhooks: verify, record durably, acknowledge. Processing happens later."""
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from catalog.models import ChannelKind
+from catalog.selectors import channel_get_active
+
+from .adapters import shopify
+from .services import delivery_record
+
+logger = logging.getLogger(__name__)
+
+# Shopify headers kept with the delivery; the HMAC header is dropped because it is a secret.
+SHOPIFY_KEPT_HEADERS = (
+    "X-Shopify-Topic",
+    "X-Shopify-Shop-Domain",
+    "X-Shopify-Webhook-Id",
+    "X-Shopify-Event-Id",
+    "X-Shopify-Triggered-At",
+    "X-Shopify-API-Version",
+)
+
+
+def error_response(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+@csrf_exempt
+@require_POST
+def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
+    channel = channel_get_active(kind=ChannelKind.SHOPIFY, code=channel_code)
+    if channel is None:
+        return error_response(
+            404, "unknown_channel", f"No active Shopify channel {channel_code!r}."
+        )
+
+    body = _read_body(request)
+    if body is None:
+        limit = settings.OMSGUARD_WEBHOOK_MAX_BYTES
+        return error_response(413, "too_large", f"Request body is larger than {limit} bytes.")
+
+    signature = request.headers.get("X-Shopify-Hmac-Sha256")
+    if not shopify.signature_is_valid(body, channel.webhook_secret, signature):
+        logger.warning(
+            "webhook signature rejected",
+            extra={"channel": channel.code, "signature_present": bool(signature)},
+        )
+        return error_response(
+            401, "invalid_signature", "Missing or invalid X-Shopify-Hmac-Sha256 signature."
+        )
+
+    delivery_id = request.headers.get("X-Shopify-Webhook-Id", "").strip()
+    if not delivery_id:
+        return error_response(400, "missing_header", "X-Shopify-Webhook-Id header is required.")
+    topic = request.headers.get("X-Shopify-Topic", "").strip()
+    if topic != "orders/create":
+        return error_response(
+            400, "unsupported_topic", f"Topic {topic!r} is not supported; expected orders/create."
+        )
+
+    delivery, created = delivery_record(
+        channel=channel,
+        delivery_id=delivery_id[:200],
+        topic=topic,
+        body=body,
+        headers=_kept_headers(request),
+        event_id=request.headers.get("X-Shopify-Event-Id", "")[:200],
+        triggered_at=_parse_timestamp(request.headers.get("X-Shopify-Triggered-At")),
+    )
+    return JsonResponse(
+        {"status": "accepted" if created else "duplicate", "delivery": delivery.pk}, status=200
+    )
+
+
+def _kept_headers(request: HttpRequest) -> dict[str, str]:
+    return {name: request.headers[name] for name in SHOPIFY_KEPT_HEADERS if name in request.headers}
+
+
+def _read_body(request: HttpRequest) -> bytes | None:
+    """The raw body, or None when it exceeds the configured limit."""
+    limit = settings.OMSGUARD_WEBHOOK_MAX_BYTES
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return None
+    return body if len(body) <= limit else None
+
+
+def _parse_timestamp(value: str | None) -> datetime | None:
+    """An ISO 8601 header value with an offset, or None when absent or malformed."""
+    if not value:
+        return None
+    try:
+        parsed = parse_datetime(value.strip())
+    except ValueError:
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None
+    return parsed

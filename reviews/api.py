@@ -1,0 +1,78 @@
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, permissions, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from . import services
+from .models import ReviewItem, ReviewKind, ReviewStatus
+from .serializers import AcceptInputSerializer, RejectInputSerializer, ReviewItemSerializer
+
+
+class ReviewItemFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=ReviewStatus.choices)
+    kind = django_filters.ChoiceFilter(choices=ReviewKind.choices)
+    channel = django_filters.CharFilter(field_name="order__channel__code")
+
+    class Meta:
+        model = ReviewItem
+        fields = ["status", "kind", "channel", "order"]
+
+
+class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
+    """Exception queue items; accepting or rejecting needs the decide permission."""
+
+    serializer_class = ReviewItemSerializer
+    filterset_class = ReviewItemFilter
+    ordering_fields = ["created_at"]
+    ordering = ["created_at"]
+
+    def get_permissions(self):
+        # Deciding is checked by the service against reviews.decide_reviewitem.
+        if self.action in ("accept", "reject"):
+            return [permissions.IsAuthenticated()]
+        return super().get_permissions()
+
+    def get_queryset(self):
+        return ReviewItem.objects.select_related("order", "order__channel", "decided_by")
+
+    @extend_schema(request=AcceptInputSerializer, responses=ReviewItemSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request: Request, pk: str | None = None) -> Response:
+        data = _validated(AcceptInputSerializer, request)
+        return self._decide(
+            lambda: services.review_item_accept(
+                item_id=int(pk), user=request.user, sku_id=data.get("sku_id"), note=data["note"]
+            )
+        )
+
+    @extend_schema(request=RejectInputSerializer, responses=ReviewItemSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        data = _validated(RejectInputSerializer, request)
+        return self._decide(
+            lambda: services.review_item_reject(
+                item_id=int(pk), user=request.user, note=data["note"]
+            )
+        )
+
+    def _decide(self, decide) -> Response:
+        try:
+            item = decide()
+        except services.ReviewError as error:
+            raise _api_error(error) from None
+        item = self.get_queryset().get(pk=item.pk)
+        return Response(ReviewItemSerializer(item).data)
+
+
+def _validated(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _api_error(error: services.ReviewError) -> exceptions.APIException:
+    exception = exceptions.APIException(detail=error.message, code=error.code)
+    exception.status_code = error.status
+    return exception

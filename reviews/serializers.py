@@ -1,0 +1,40 @@
+from rest_framework import serializers
+
+from .models import ReviewItem
+
+
+class ReviewItemSerializer(serializers.ModelSerializer):
+    order_number = serializers.CharField(source="order.order_number", read_only=True)
+    channel = serializers.CharField(source="order.channel.code", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ReviewItem
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "order",
+            "order_number",
+            "channel",
+            "reason",
+            "source_data",
+            "proposal",
+            "created_at",
+            "decided_at",
+            "decided_by",
+            "decision",
+            "decision_note",
+        ]
+        read_only_fields = fields
+
+
+class AcceptInputSerializer(serializers.Serializer):
+    sku_id = serializers.IntegerField(
+        required=False, min_value=1, help_text="SKU to map the line to; default: best candidate."
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class RejectInputSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
