@@ -46,7 +46,8 @@ DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and not env_bool("OMSGUARD_ALLOW_INSECURE_KEY", False):
+    # pytest (8.2 and later) sets PYTEST_VERSION, so the test suite needs no key of its own.
+    if not DEBUG and "PYTEST_VERSION" not in os.environ:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set SECRET_KEY, or DEBUG=1 for local development."
         )
@@ -199,6 +200,9 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Joining the browsers' HSTS preload list is hard to undo and binds every subdomain, so it is
+# the domain owner's opt-in (SECURE_HSTS_PRELOAD=1), and the check that nags about it is off.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True

@@ -1,0 +1,127 @@
+"""Processing recorded deliveries: order creation, the unmapped-SKU hold and bad payloads."""
+
+import pytest
+
+from guardrails.models import AuditEntry
+from orders.models import Delivery, DeliveryOutcome, Order, OrderStatus
+from orders.pipeline import delivery_process
+from reviews.models import ReviewItem, ReviewKind, ReviewStatus
+from tests.conftest import as_body, order_payload
+
+pytestmark = pytest.mark.django_db
+
+UNMAPPED_LINE = {
+    "id": 13571113171999,
+    "variant_id": 44012345670000,
+    "sku": "TSHIRT-CLASSIC-BLACK-MED",
+    "title": "Classic Cotton Tee",
+    "name": "Classic Cotton Tee - Black / M",
+    "quantity": 1,
+    "price": "19.99",
+}
+
+
+def test_mapped_order_becomes_ready_with_timeline(channel, catalog, post_webhook):
+    post_webhook(as_body(order_payload()))
+
+    order = Order.objects.get()
+    assert order.status == OrderStatus.READY
+    assert order.lines.get().sku.code == "TEE-CLASSIC-BLK-M"
+    assert list(order.events.values_list("kind", flat=True)) == [
+        "order.received",
+        "order.validated",
+        "order.ready",
+    ]
+    assert not ReviewItem.objects.exists()
+
+
+def test_order_keeps_provenance_and_money(channel, catalog, post_webhook):
+    post_webhook(as_body(order_payload()))
+
+    order = Order.objects.get()
+    assert order.channel == channel
+    assert order.channel_order_id == "5837219471390"
+    assert order.delivery.delivery_id == "wh-1"
+    assert order.event_version == "2024-11-04T10:15:34-05:00"
+    assert str(order.total) == "44.980"
+    assert order.currency == "USD"
+    assert order.shipping_address["city"] == "Austin"
+
+
+def test_unmapped_sku_holds_order_and_opens_review_item(channel, catalog, post_webhook):
+    lines = [order_payload()["line_items"][0], UNMAPPED_LINE]
+
+    post_webhook(as_body(order_payload(lines=lines)))
+
+    order = Order.objects.get()
+    assert order.status == OrderStatus.ON_HOLD
+    assert order.hold_reasons == [
+        {
+            "code": "unmapped_sku",
+            "line": 2,
+            "message": "Line 2 (TSHIRT-CLASSIC-BLACK-MED) has no SKU mapping",
+        },
+    ]
+    item = ReviewItem.objects.get()
+    assert item.kind == ReviewKind.UNMAPPED_SKU
+    assert item.status == ReviewStatus.OPEN
+    assert item.order_line.position == 2
+    assert item.source_data == UNMAPPED_LINE
+    assert item.proposal["candidates"][0]["code"] == "TEE-CLASSIC-BLK-M"
+    assert AuditEntry.objects.filter(action="order.held", target_id=str(order.pk)).exists()
+
+
+def test_line_without_any_sku_is_unmapped(channel, catalog, post_webhook):
+    line = UNMAPPED_LINE | {"sku": None, "variant_id": None}
+
+    post_webhook(as_body(order_payload(lines=[line])))
+
+    order = Order.objects.get()
+    assert order.status == OrderStatus.ON_HOLD
+    assert order.hold_reasons[0]["message"] == "Line 1 (no SKU) has no SKU mapping"
+
+
+def test_variant_mapping_is_used_before_sku(channel, catalog, post_webhook):
+    from catalog.models import ChannelSkuMapping, ExternalIdKind
+
+    ChannelSkuMapping.objects.create(
+        channel=channel,
+        id_kind=ExternalIdKind.SHOPIFY_VARIANT,
+        external_id="44012345678901",
+        sku=catalog[1],
+    )
+
+    post_webhook(as_body(order_payload()))
+
+    assert Order.objects.get().lines.get().sku == catalog[1]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "body: not valid JSON"),
+        (b"\xff\xfe", "body: not valid JSON"),
+        (b"[]", "body: expected a JSON object"),
+        (as_body(order_payload(total_price="-1")), "total_price: negative amount: -1"),
+    ],
+)
+def test_unprocessable_payload_marks_delivery_failed(channel, post_webhook, body, error):
+    response = post_webhook(body)
+
+    assert response.status_code == 200
+    delivery = Delivery.objects.get()
+    assert delivery.outcome == DeliveryOutcome.FAILED
+    assert delivery.error.startswith(error)
+    assert Order.objects.count() == 0
+
+
+def test_processing_twice_changes_nothing(channel, catalog, post_webhook):
+    post_webhook(as_body(order_payload()))
+    delivery = Delivery.objects.get()
+
+    again = delivery_process(delivery_id=delivery.pk, worker="test")
+
+    assert again.outcome == DeliveryOutcome.PROCESSED
+    assert again.processed_by == "eager"
+    assert again.attempts == 1
+    assert Order.objects.count() == 1
