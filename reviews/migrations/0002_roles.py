@@ -58,9 +58,14 @@ def create_role_groups(apps, schema_editor):
     # Permissions are normally created after all migrations ran; create them now so the
     # groups can reference them on a fresh database.
     for app_config in apps.get_app_configs():
+        # create_permissions skips apps whose models_module is unset, as it is on the
+        # migration state's app configs; restore the value so a live registry is unchanged.
+        previous = getattr(app_config, "models_module", None)
         app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0)
+        finally:
+            app_config.models_module = previous
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")

@@ -1,0 +1,215 @@
+"""Shared fixtures: users per role, a Shopify channel, and signed webhook posting."""
+
+import importlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.apps import apps as django_apps
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
+
+from catalog.models import Channel, ChannelKind, ChannelSkuMapping, ExternalIdKind, Sku
+from omsguard.celery import app as celery_app
+from orders.adapters import shopify
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SECRET = "test-secret & <> ; ünïcode"
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    # Tests talk plain HTTP to the test client; production keeps the redirect on.
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    # The manifest storage needs collectstatic; tests serve static files from the finders.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery():
+    """Run tasks in the test process; the worker tests switch this off for themselves."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def channel(db) -> Channel:
+    return Channel.objects.create(kind=ChannelKind.SHOPIFY, code="shop", webhook_secret=SECRET)
+
+
+@pytest.fixture
+def catalog(db, channel) -> list[Sku]:
+    """A few SKUs, each mapped on `channel` by its own code."""
+    skus = [
+        Sku.objects.create(
+            code="TEE-CLASSIC-BLK-M",
+            title="Classic Cotton T-Shirt - Black / M",
+            price="19.99",
+            currency="USD",
+        ),
+        Sku.objects.create(
+            code="TEE-CLASSIC-WHT-M",
+            title="Classic Cotton T-Shirt - White / M",
+            price="19.99",
+            currency="USD",
+        ),
+        Sku.objects.create(
+            code="MUG-ENAMEL-NVY-OS",
+            title="Enamel Camp Mug - Navy / OS",
+            price="14.00",
+            currency="USD",
+        ),
+    ]
+    for sku in skus:
+        ChannelSkuMapping.objects.create(
+            channel=channel, id_kind=ExternalIdKind.SKU, external_id=sku.code, sku=sku
+        )
+    return skus
+
+
+def ensure_role_groups() -> None:
+    """Recreate the role groups after a transactional test flushed the migration's data."""
+    if Group.objects.filter(name="cs_agent").exists():
+        return
+    roles_migration = importlib.import_module("reviews.migrations.0002_roles")
+    roles_migration.create_role_groups(django_apps, None)
+
+
+def make_user(username: str, group: str | None) -> User:
+    user = User.objects.create_user(username=username, password="pw-" + username)
+    if group:
+        ensure_role_groups()
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def agent(db) -> User:
+    return make_user("alice", "cs_agent")
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    """A logged-in user without any role."""
+    return make_user("mallory", None)
+
+
+def order_payload(
+    *,
+    order_id: int = 5837219471390,
+    lines: list[dict] | None = None,
+    **overrides,
+) -> dict:
+    """A minimal but realistic Shopify order body."""
+    lines = lines or [
+        {
+            "id": 13571113171923,
+            "variant_id": 44012345678901,
+            "sku": "TEE-CLASSIC-BLK-M",
+            "title": "Classic Cotton T-Shirt",
+            "name": "Classic Cotton T-Shirt - Black / M",
+            "quantity": 2,
+            "price": "19.99",
+        },
+    ]
+    payload = {
+        "id": order_id,
+        "name": "#1001",
+        "email": "ada@example.com",
+        "currency": "USD",
+        "presentment_currency": "USD",
+        "created_at": "2024-11-04T10:15:33-05:00",
+        "updated_at": "2024-11-04T10:15:34-05:00",
+        "subtotal_price": "39.98",
+        "total_tax": "0.00",
+        "total_discounts": "0.00",
+        "total_price": "44.98",
+        "total_shipping_price_set": {"shop_money": {"amount": "5.00", "currency_code": "USD"}},
+        "customer": {"id": 7012345678901, "first_name": "Ada", "last_name": "Quill"},
+        "shipping_address": {
+            "name": "Ada Quill",
+            "address1": "12 Birch Lane",
+            "city": "Austin",
+            "province_code": "TX",
+            "zip": "78701",
+            "country_code": "US",
+        },
+        "billing_address": None,
+        "shipping_lines": [{"code": "UPS Ground", "title": "UPS Ground", "price": "5.00"}],
+        "line_items": lines,
+    }
+    payload.update(overrides)
+    return payload
+
+
+def as_body(payload: dict) -> bytes:
+    return json.dumps(payload).encode("utf-8")
+
+
+def signed_headers(body: bytes, *, secret: str = SECRET, webhook_id: str = "wh-1") -> dict:
+    return {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Hmac-Sha256": shopify.signature_for(body, secret),
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Event-Id": "ev-" + webhook_id,
+        "X-Shopify-Triggered-At": "2024-11-04T15:15:33.776Z",
+    }
+
+
+@pytest.fixture
+def post_webhook(client: Client, django_capture_on_commit_callbacks) -> Callable:
+    """POST a body to the Shopify webhook and run what it queued on commit."""
+
+    def post(body: bytes, headers: dict | None = None, channel_code: str = "shop"):
+        url = reverse("webhooks:shopify", kwargs={"channel_code": channel_code})
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(
+                url,
+                data=body,
+                content_type="application/json",
+                headers=headers if headers is not None else signed_headers(body),
+            )
+
+    return post
+
+
+# CI gate: with OMSGUARD_REQUIRE_BROWSER=1 a run fails unless at least one test marked `browser`
+# passed, so skipped, deselected or erroring browser tests cannot go unnoticed. CI sets it and
+# runs the whole suite. A subset run (-k, a single file) with no browser test in it fails too.
+REQUIRE_BROWSER_VARIABLE = "OMSGUARD_REQUIRE_BROWSER"
+_browser_tests_passed = 0
+_browser_gate_failure = ""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    global _browser_tests_passed
+    if report.when == "call" and report.passed and "browser" in report.keywords:
+        _browser_tests_passed += 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _browser_gate_failure
+    if os.environ.get(REQUIRE_BROWSER_VARIABLE) != "1" or _browser_tests_passed > 0:
+        return
+    _browser_gate_failure = (
+        f"{REQUIRE_BROWSER_VARIABLE}=1 but no browser test passed: run the whole suite with "
+        "Chromium (apt-get install chromium) and the dev extras (pip install -e '.[dev]')."
+    )
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    # The terminal reporter prints its summary after pytest_sessionfinish, so the message set
+    # there appears next to the test counts.
+    if _browser_gate_failure:
+        terminalreporter.write_line(_browser_gate_failure, red=True, bold=True)
