@@ -7,6 +7,8 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from omsguard.money import is_currency
+
 
 class AdapterError(Exception):
     """A payload that is valid JSON but cannot become an order; names the field and reason."""
@@ -40,6 +42,7 @@ class CanonicalOrder:
     discount_total: Decimal
     total: Decimal
     lines: list[CanonicalLine]
+    taxes_included: bool = False
     source_name: str = ""
     marketplace: str = ""
     pos_register: str = ""
@@ -90,9 +93,10 @@ def parse_quantity(value: Any, field_name: str) -> int:
 
 
 def parse_currency(value: Any, field_name: str) -> str:
-    if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isascii():
-        raise AdapterError(field_name, f"not a three-letter ISO 4217 currency code: {value!r}")
-    return value.upper()
+    code = value.upper() if isinstance(value, str) else value
+    if not is_currency(code):
+        raise AdapterError(field_name, f"not an ISO 4217 currency code: {value!r}")
+    return code
 
 
 def parse_timestamp(value: Any, field_name: str) -> datetime | None:

@@ -75,12 +75,18 @@ class Order(models.Model):
         max_length=32, choices=OrderStatus.choices, default=OrderStatus.RECEIVED, db_index=True
     )
     hold_reasons = models.JSONField(default=list, blank=True)
+    flags = models.JSONField(
+        default=list, blank=True, help_text="Findings shown to people that hold nothing."
+    )
     currency = models.CharField(max_length=3, validators=[currency_validator])
     subtotal = models.DecimalField(max_digits=14, decimal_places=3)
     shipping_total = models.DecimalField(max_digits=14, decimal_places=3)
     tax_total = models.DecimalField(max_digits=14, decimal_places=3)
     discount_total = models.DecimalField(max_digits=14, decimal_places=3)
     total = models.DecimalField(max_digits=14, decimal_places=3)
+    taxes_included = models.BooleanField(
+        default=False, help_text="Line prices already include tax (common in the EU)."
+    )
     presentment_currency = models.CharField(max_length=3, blank=True)
     presentment_total = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
     customer_email = models.EmailField(blank=True)

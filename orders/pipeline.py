@@ -2,16 +2,18 @@
 
 import json
 import logging
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
-from catalog.selectors import mapping_find_sku, shopify_line_identifiers, sku_candidates_for_title
-from reviews.services import review_item_open_unmapped_sku
+from catalog.selectors import mapping_find_sku, shopify_line_identifiers
+from omsguard.money import is_currency, money_round
 
 from .adapters import shopify
 from .canonical import AdapterError, CanonicalOrder
+from .hygiene import order_run_hygiene
 from .models import Delivery, DeliveryOutcome, Order, OrderLine, OrderStatus
-from .services import delivery_finish, order_event_add, order_hold, order_mark_ready
+from .services import delivery_finish, order_event_add, order_flag, order_hold, order_mark_ready
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +68,14 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
     fields = {
         name: getattr(canonical, name)
         for name in (
+            "taxes_included",
             "order_number",
             "source_name",
             "marketplace",
             "pos_register",
             "event_version",
             "currency",
-            "subtotal",
-            "shipping_total",
-            "tax_total",
-            "discount_total",
-            "total",
             "presentment_currency",
-            "presentment_total",
             "customer_email",
             "customer_name",
             "shipping_address",
@@ -87,6 +84,10 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
             "placed_at",
         )
     }
+    currency = canonical.currency
+    for name in ("subtotal", "shipping_total", "tax_total", "discount_total", "total"):
+        fields[name] = money_round(getattr(canonical, name), currency)
+    fields["presentment_total"] = _presentment_total(canonical)
     try:
         with transaction.atomic():
             order = Order.objects.create(
@@ -112,7 +113,7 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
             channel_variant_id=line.channel_variant_id,
             title=line.title,
             quantity=line.quantity,
-            unit_price=line.unit_price,
+            unit_price=money_round(line.unit_price, currency),
             sku=mapping_find_sku(
                 channel=delivery.channel,
                 identifiers=shopify_line_identifiers(
@@ -132,37 +133,31 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
     return order
 
 
+def _presentment_total(canonical: CanonicalOrder) -> Decimal | None:
+    if canonical.presentment_total is None:
+        return None
+    if not is_currency(canonical.presentment_currency):
+        return canonical.presentment_total
+    return money_round(canonical.presentment_total, canonical.presentment_currency)
+
+
 def _order_check_hygiene(*, order: Order) -> None:
-    """Hold the order and open a review item for every line without a SKU mapping."""
-    unmapped = list(order.lines.filter(sku__isnull=True).order_by("position"))
+    """Run the hygiene checks, record their flags, and hold the order or mark it ready."""
     order.status = OrderStatus.VALIDATED
     order.save(update_fields=["status", "updated_at"])
+    findings = order_run_hygiene(order=order)
+    holds = [finding for finding in findings if finding["severity"] == "hold"]
+    flags = [finding for finding in findings if finding["severity"] == "flag"]
     order_event_add(
         order=order,
         kind="order.validated",
-        message=f"Checked {order.lines.count()} lines: {len(unmapped)} without a SKU mapping.",
+        message=f"Hygiene checks: {len(holds)} holds, {len(flags)} flags.",
+        data={"codes": [finding["code"] for finding in findings]},
     )
 
-    if not unmapped:
+    if flags:
+        order_flag(order=order, flags=flags)
+    if holds:
+        order_hold(order=order, reasons=holds)
+    else:
         order_mark_ready(order=order)
-        return
-
-    reasons = [unmapped_sku_reason(line) for line in unmapped]
-    order_hold(order=order, reasons=reasons)
-    for line in unmapped:
-        review_item_open_unmapped_sku(
-            order=order,
-            line=line,
-            candidates=[c.as_dict() for c in sku_candidates_for_title(title=line.title)],
-        )
-
-
-def unmapped_sku_reason(line: OrderLine) -> dict:
-    identifier = line.channel_sku or (
-        f"variant {line.channel_variant_id}" if line.channel_variant_id else "no SKU"
-    )
-    return {
-        "code": "unmapped_sku",
-        "line": line.position,
-        "message": f"Line {line.position} ({identifier}) has no SKU mapping",
-    }

@@ -1,10 +1,28 @@
 from rest_framework import serializers
 
+from omsguard.money import money_format
+
 from .models import Order, OrderLine
+
+
+class MoneyField(serializers.DecimalField):
+    """A Decimal shown with exactly the digits of the order's currency ("44.98", "2980")."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_digits=14, decimal_places=3, read_only=True, **kwargs)
+
+    def get_attribute(self, instance):
+        order = instance if isinstance(instance, Order) else instance.order
+        self._currency = order.currency
+        return super().get_attribute(instance)
+
+    def to_representation(self, value):
+        return money_format(value, self._currency) if value is not None else None
 
 
 class OrderLineSerializer(serializers.ModelSerializer):
     sku = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    unit_price = MoneyField()
 
     class Meta:
         model = OrderLine
@@ -24,6 +42,17 @@ class OrderSerializer(serializers.ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="code", read_only=True)
     delivery_id = serializers.CharField(source="delivery.delivery_id", read_only=True)
     lines = OrderLineSerializer(many=True, read_only=True)
+    subtotal = MoneyField()
+    shipping_total = MoneyField()
+    tax_total = MoneyField()
+    discount_total = MoneyField()
+    total = MoneyField()
+    presentment_total = serializers.SerializerMethodField()
+
+    def get_presentment_total(self, order: Order) -> str | None:
+        if order.presentment_total is None:
+            return None
+        return money_format(order.presentment_total, order.presentment_currency)
 
     class Meta:
         model = Order
@@ -39,12 +68,14 @@ class OrderSerializer(serializers.ModelSerializer):
             "event_version",
             "status",
             "hold_reasons",
+            "flags",
             "currency",
             "subtotal",
             "shipping_total",
             "tax_total",
             "discount_total",
             "total",
+            "taxes_included",
             "presentment_currency",
             "presentment_total",
             "shipping_method",

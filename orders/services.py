@@ -131,6 +131,16 @@ def order_hold(
     return order
 
 
+def order_flag(*, order: Order, flags: list[dict]) -> Order:
+    """Record findings that need a person's eye but hold nothing. Call with the order locked."""
+    order.flags = [*order.flags, *flags]
+    order.save(update_fields=["flags", "updated_at"])
+    for finding in flags:
+        order_event_add(order=order, kind="order.flagged", message=finding["message"], data=finding)
+    logger.info("order flagged", extra={"order": order.pk, "flags": [f["code"] for f in flags]})
+    return order
+
+
 def order_mark_ready(*, order: Order, actor: AbstractBaseUser | None = None) -> Order:
     """Mark an order ready for fulfilment. Call inside a transaction, order locked."""
     before = {"status": order.status, "hold_reasons": order.hold_reasons}

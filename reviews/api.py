@@ -43,7 +43,10 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
         data = _validated(AcceptInputSerializer, request)
         return self._decide(
             lambda: services.review_item_accept(
-                item_id=int(pk), user=request.user, sku_id=data.get("sku_id"), note=data["note"]
+                item_id=int(pk),
+                user=request.user,
+                note=data["note"],
+                **({"sku_id": data["sku_id"]} if "sku_id" in data else {}),
             )
         )
 

@@ -14,6 +14,7 @@ class ReviewStatus(models.TextChoices):
     OPEN = "open", "Open"
     ACCEPTED = "accepted", "Accepted"
     REJECTED = "rejected", "Rejected"
+    RESOLVED = "resolved", "Resolved by another decision"
 
 
 class ReviewItem(models.Model):

@@ -1,15 +1,22 @@
-"""Writes for review items: opening them and the reviewer's accept / reject decisions."""
+"""Writes for review items: opening them, and accepting or rejecting them.
+
+Every open item settles one hold reason of its order (the reason carries the item's id).
+Accepting an item runs the handler of its kind, removes that hold reason and releases the
+order when no reason is left. Rejecting replaces the reason with "needs manual handling".
+"""
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.models import ExternalIdKind, Sku
+from catalog.models import ChannelSkuMapping, ExternalIdKind, Sku
 from catalog.services import MappingConflict, mapping_create
 from guardrails.services import audit_record
-from orders.models import Order, OrderLine
+from orders.models import Order, OrderLine, OrderStatus
 from orders.services import order_event_add, order_lock, order_update_hold_reasons
 
 from .models import ReviewItem, ReviewKind, ReviewStatus
@@ -42,6 +49,11 @@ class ReviewConflict(ReviewError):
     status = 409
 
 
+# An accept handler applies what the reviewer accepted and returns the decision as data.
+# It runs inside the decision's transaction with the item and its order locked.
+AcceptHandler = Callable[..., dict]
+
+
 def review_item_open_unmapped_sku(
     *, order: Order, line: OrderLine, candidates: list[dict]
 ) -> ReviewItem:
@@ -66,25 +78,25 @@ def review_item_open_unmapped_sku(
 
 
 def review_item_accept(
-    *, item_id: int, user: AbstractBaseUser, sku_id: int | None = None, note: str = ""
+    *, item_id: int, user: AbstractBaseUser, note: str = "", **choice: Any
 ) -> ReviewItem:
-    """Accept an item. For an unmapped SKU: map the line to `sku_id` (default: best candidate)."""
+    """Accept an item. `choice` holds the kind's options, e.g. `sku_id` for an unmapped SKU."""
     _check_may_decide(user)
 
     with transaction.atomic():
         item = _item_lock_open(item_id)
         order = order_lock(order_id=item.order_id)
-
-        if item.kind == ReviewKind.UNMAPPED_SKU:
-            decision = _accept_unmapped_sku(item=item, order=order, user=user, sku_id=sku_id)
-            remaining = _reasons_without_line(order.hold_reasons, decision["line"])
-        else:
+        handler = ACCEPT_HANDLERS.get(item.kind)
+        if handler is None:
             raise ReviewError("unsupported_kind", f"Items of kind {item.kind} cannot be accepted.")
 
+        decision = handler(item=item, order=order, user=user, **choice)
         _item_close(
             item=item, status=ReviewStatus.ACCEPTED, user=user, decision=decision, note=note
         )
-        order_update_hold_reasons(order=order, reasons=remaining, actor=user)
+        order_update_hold_reasons(
+            order=order, reasons=_reasons_without_item(order.hold_reasons, item), actor=user
+        )
     return item
 
 
@@ -95,21 +107,21 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
     with transaction.atomic():
         item = _item_lock_open(item_id)
         order = order_lock(order_id=item.order_id)
-        line = item.order_line
-        position = line.position if line else None
+        position = item.order_line.position if item.order_line else None
 
-        remaining = _reasons_without_line(order.hold_reasons, position)
+        remaining = _reasons_without_item(order.hold_reasons, item)
         remaining.append(
             {
+                "severity": "hold",
                 "code": "review_rejected",
                 "line": position,
+                "review_item": item.pk,
                 "message": (
                     f"Review item #{item.pk} rejected by {user.get_username()}; "
                     "the order needs manual handling"
                 ),
             }
         )
-
         _item_close(
             item=item,
             status=ReviewStatus.REJECTED,
@@ -121,13 +133,75 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
     return item
 
 
-def _reasons_without_line(reasons: list[dict], line: int | None) -> list[dict]:
-    """Hold reasons minus the unmapped-SKU reason of one line, which a decision settles."""
-    return [
-        reason
-        for reason in reasons
-        if not (reason.get("code") == "unmapped_sku" and reason.get("line") == line)
-    ]
+def review_items_resolve_by_mappings(
+    *,
+    mappings: list[ChannelSkuMapping],
+    actor: AbstractBaseUser | None,
+    cause: str,
+    exclude_item_id: int | None = None,
+) -> list[ReviewItem]:
+    """Settle the open unmapped-SKU items that the given mappings now answer.
+
+    Each such item's line gets the mapped SKU, the item is marked resolved (no person decided
+    it), and its order is released when nothing else holds it. Call inside a transaction.
+    """
+    resolved = []
+    for item in _open_items_waiting_on(mappings):
+        if item.pk == exclude_item_id:
+            continue
+        # NOTE: orders are locked in ascending id order here, but the caller may already hold
+        # another order's lock; two people accepting the same channel SKU on different orders
+        # at the same moment can deadlock, and PostgreSQL then aborts one of the two.
+        order = order_lock(order_id=item.order_id)
+        item = _item_lock_open(item.pk)
+        sku = _mapped_sku_for_line(item.order_line, mappings)
+        _line_set_sku(line=item.order_line, sku=sku, actor=actor, reason=cause)
+        _item_close(
+            item=item,
+            status=ReviewStatus.RESOLVED,
+            user=actor,
+            decision={"line": item.order_line.position, "sku_id": sku.pk, "sku": sku.code},
+            note=cause,
+        )
+        if order.status == OrderStatus.ON_HOLD:
+            order_update_hold_reasons(
+                order=order, reasons=_reasons_without_item(order.hold_reasons, item), actor=actor
+            )
+        resolved.append(item)
+    return resolved
+
+
+def _open_items_waiting_on(mappings: list[ChannelSkuMapping]) -> list[ReviewItem]:
+    items = []
+    for mapping in mappings:
+        line_field = (
+            "order_line__channel_variant_id"
+            if mapping.id_kind == ExternalIdKind.SHOPIFY_VARIANT
+            else "order_line__channel_sku"
+        )
+        items.extend(
+            ReviewItem.objects.filter(
+                kind=ReviewKind.UNMAPPED_SKU,
+                status=ReviewStatus.OPEN,
+                order__channel_id=mapping.channel_id,
+                **{line_field: mapping.external_id},
+            )
+            .select_related("order_line")
+            .order_by("order_id", "pk")
+        )
+    return sorted({item.pk: item for item in items}.values(), key=lambda i: (i.order_id, i.pk))
+
+
+def _mapped_sku_for_line(line: OrderLine, mappings: list[ChannelSkuMapping]) -> Sku:
+    for mapping in mappings:
+        if mapping.external_id in (line.channel_sku, line.channel_variant_id):
+            return mapping.sku
+    raise LookupError(f"No mapping answers order line {line.pk}.")
+
+
+def _reasons_without_item(reasons: list[dict], item: ReviewItem) -> list[dict]:
+    """Hold reasons minus the one this item settles."""
+    return [reason for reason in reasons if reason.get("review_item") != item.pk]
 
 
 def _check_may_decide(user: AbstractBaseUser) -> None:
@@ -145,7 +219,7 @@ def _item_lock_open(item_id: int) -> ReviewItem:
     if item is None:
         raise ReviewNotFound("not_found", f"Review item #{item_id} does not exist.")
     if not item.is_open:
-        who = item.decided_by.get_username() if item.decided_by else "someone"
+        who = item.decided_by.get_username() if item.decided_by else "the system"
         raise ReviewConflict(
             "already_decided",
             f"Review item #{item.pk} was already {item.get_status_display().lower()} by {who}.",
@@ -154,8 +228,9 @@ def _item_lock_open(item_id: int) -> ReviewItem:
 
 
 def _accept_unmapped_sku(
-    *, item: ReviewItem, order: Order, user: AbstractBaseUser, sku_id: int | None
+    *, item: ReviewItem, order: Order, user: AbstractBaseUser, sku_id: int | None = None
 ) -> dict:
+    """Map the line's channel identifier to the SKU (default: the best candidate)."""
     if sku_id is None:
         candidates = item.proposal.get("candidates") or []
         if not candidates:
@@ -167,7 +242,7 @@ def _accept_unmapped_sku(
         raise ReviewError("invalid_sku", f"SKU id {sku_id} does not exist or is inactive.")
 
     line = item.order_line
-    line_before = line.sku.code if line.sku_id else None
+    reason = f"Accepted in review item #{item.pk}"
     mapping = None
     identifier = _line_identifier(line)
     if identifier is not None:
@@ -179,27 +254,30 @@ def _accept_unmapped_sku(
                 external_id=external_id,
                 sku=sku,
                 actor=user,
-                reason=f"Accepted in review item #{item.pk}",
+                reason=reason,
             )
         except MappingConflict as conflict:
             raise ReviewConflict("mapping_conflict", str(conflict)) from None
 
-    line.sku = sku
-    line.save(update_fields=["sku"])
-    audit_record(
-        action="order_line.sku_set",
-        target_type="order_line",
-        target_id=line.pk,
-        actor=user,
-        reason=f"Accepted in review item #{item.pk}",
-        before={"sku": line_before},
-        after={"sku": sku.code},
-    )
+    _line_set_sku(line=line, sku=sku, actor=user, reason=reason)
+    # Other held orders waiting on the same channel identifier are settled by this mapping.
+    others = []
+    if mapping is not None:
+        others = [
+            other.pk
+            for other in review_items_resolve_by_mappings(
+                mappings=[mapping],
+                actor=user,
+                cause=f"mapping created in review item #{item.pk}",
+                exclude_item_id=item.pk,
+            )
+        ]
     return {
         "line": line.position,
         "sku_id": sku.pk,
         "sku": sku.code,
         "mapping_id": mapping.pk if mapping else None,
+        "also_resolves": others,
     }
 
 
@@ -212,22 +290,53 @@ def _line_identifier(line: OrderLine) -> tuple[str, str] | None:
     return None
 
 
+def _line_set_sku(
+    *, line: OrderLine, sku: Sku, actor: AbstractBaseUser | None, reason: str
+) -> None:
+    before = line.sku.code if line.sku_id else None
+    line.sku = sku
+    line.save(update_fields=["sku"])
+    audit_record(
+        action="order_line.sku_set",
+        target_type="order_line",
+        target_id=line.pk,
+        actor=actor,
+        system_label="" if actor else "mapping resolution",
+        reason=reason,
+        before={"sku": before},
+        after={"sku": sku.code},
+    )
+
+
 def _item_close(
-    *, item: ReviewItem, status: str, user: AbstractBaseUser, decision: dict, note: str
+    *,
+    item: ReviewItem,
+    status: str,
+    user: AbstractBaseUser | None,
+    decision: dict,
+    note: str,
 ) -> None:
     item.status = status
-    item.decided_by = user
+    item.decided_by = user if status != ReviewStatus.RESOLVED else None
     item.decided_at = timezone.now()
     item.decision = decision
     item.decision_note = note
     item.save(update_fields=["status", "decided_by", "decided_at", "decision", "decision_note"])
 
-    verb = "accepted" if status == ReviewStatus.ACCEPTED else "rejected"
+    verb = {
+        ReviewStatus.ACCEPTED: "accepted",
+        ReviewStatus.REJECTED: "rejected",
+        ReviewStatus.RESOLVED: "resolved",
+    }[status]
+    who = user.get_username() if user is not None else "the system"
+    message = f"Review item #{item.pk} {verb} by {who}."
+    if status == ReviewStatus.RESOLVED:
+        message = f"Review item #{item.pk} resolved: {note}."
     order_event_add(
         order=item.order,
         kind=f"review.{verb}",
-        message=f"Review item #{item.pk} {verb} by {user.get_username()}.",
-        actor=user,
+        message=message,
+        actor=item.decided_by,
         data={"review_item": item.pk, "decision": decision},
     )
     audit_record(
@@ -235,11 +344,17 @@ def _item_close(
         target_type="review_item",
         target_id=item.pk,
         actor=user,
+        system_label="" if user else "mapping resolution",
         reason=note or f"{item.get_kind_display()} {verb}",
         before={"status": ReviewStatus.OPEN, "proposal": item.proposal},
         after={"status": status, "decision": decision},
     )
     logger.info(
-        "review item decided",
-        extra={"review_item": item.pk, "status": status, "user": user.pk, "order": item.order_id},
+        "review item closed",
+        extra={"review_item": item.pk, "status": status, "order": item.order_id},
     )
+
+
+ACCEPT_HANDLERS: dict[str, AcceptHandler] = {
+    ReviewKind.UNMAPPED_SKU: _accept_unmapped_sku,
+}

@@ -66,7 +66,7 @@ def item_accept(request: HttpRequest, item_id: int) -> HttpResponse:
         lambda: services.review_item_accept(
             item_id=item_id,
             user=request.user,
-            sku_id=int(sku_id) if sku_id else None,
+            **({"sku_id": int(sku_id)} if sku_id else {}),
             note=request.POST.get("note", "")[:2000],
         ),
     )
@@ -89,10 +89,17 @@ def _decide(request: HttpRequest, decide: Callable[[], ReviewItem]) -> HttpRespo
     except services.ReviewError as error:
         return _flash(request, error.status, error.message, code=error.code)
 
+    also_resolved = ReviewItem.objects.filter(
+        pk__in=(item.decision or {}).get("also_resolves", [])
+    ).select_related("order")
     return render(
         request,
         "reviews/_item_decided.html",
-        {"item": item, "open_count": selectors.review_open_count()},
+        {
+            "item": item,
+            "also_resolved": also_resolved,
+            "open_count": selectors.review_open_count(),
+        },
     )
 
 

@@ -72,6 +72,7 @@ def parse_order(payload: Any) -> CanonicalOrder:
         discount_total=parse_optional_money(payload.get("total_discounts"), "total_discounts"),
         total=parse_money(payload.get("total_price"), "total_price"),
         lines=[_parse_line(position, item) for position, item in enumerate(line_items, start=1)],
+        taxes_included=payload.get("taxes_included") is True,
         source_name=text(payload.get("source_name")),
         pos_register=text(payload.get("location_id"))
         if payload.get("source_name") == "pos"

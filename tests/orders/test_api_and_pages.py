@@ -45,7 +45,7 @@ def test_integration_token_lists_orders_with_lines(channel, catalog, post_webhoo
     assert body["count"] == 2
     first = body["results"][0]
     assert first["channel"] == "shop"
-    assert first["total"] == "44.980"
+    assert first["total"] == "44.98"
     assert first["lines"][0]["sku"] == "TEE-CLASSIC-BLK-M"
 
 

@@ -1,5 +1,7 @@
 """Processing recorded deliveries: order creation, the unmapped-SKU hold and bad payloads."""
 
+from decimal import Decimal
+
 import pytest
 
 from guardrails.models import AuditEntry
@@ -55,14 +57,16 @@ def test_unmapped_sku_holds_order_and_opens_review_item(channel, catalog, post_w
 
     order = Order.objects.get()
     assert order.status == OrderStatus.ON_HOLD
+    item = ReviewItem.objects.get()
     assert order.hold_reasons == [
         {
+            "severity": "hold",
             "code": "unmapped_sku",
             "line": 2,
+            "review_item": item.pk,
             "message": "Line 2 (TSHIRT-CLASSIC-BLACK-MED) has no SKU mapping",
         },
     ]
-    item = ReviewItem.objects.get()
     assert item.kind == ReviewKind.UNMAPPED_SKU
     assert item.status == ReviewStatus.OPEN
     assert item.order_line.position == 2
@@ -125,3 +129,60 @@ def test_processing_twice_changes_nothing(channel, catalog, post_webhook):
     assert again.processed_by == "eager"
     assert again.attempts == 1
     assert Order.objects.count() == 1
+
+
+def test_amounts_are_rounded_to_currency_minor_unit(channel, catalog, post_webhook):
+    line = order_payload()["line_items"][0] | {"price": "2980.4", "quantity": 1}
+    payload = order_payload(
+        lines=[line],
+        currency="JPY",
+        subtotal_price="2980.4",
+        total_price="3480.4",
+        total_shipping_price_set={"shop_money": {"amount": "500", "currency_code": "JPY"}},
+    )
+
+    post_webhook(as_body(payload))
+
+    order = Order.objects.get()
+    assert order.total == Decimal("3480")
+    assert order.lines.get().unit_price == Decimal("2980")
+    assert order.flags == []
+
+
+def test_total_mismatch_is_flagged_not_fixed(channel, catalog, post_webhook):
+    post_webhook(as_body(order_payload(total_price="50.00")))
+
+    order = Order.objects.get()
+    assert order.total == Decimal("50.00")
+    assert order.status == OrderStatus.READY
+    assert order.flags == [
+        {
+            "severity": "flag",
+            "code": "total_mismatch",
+            "message": (
+                "Order total 50.00 USD differs from its lines less discounts plus shipping "
+                "and tax (44.98 USD)"
+            ),
+            "data": {"sent": "50.00", "expected": "44.98"},
+        }
+    ]
+    assert order.events.filter(kind="order.flagged").count() == 1
+
+
+def test_tax_included_prices_are_not_counted_twice(channel, catalog, post_webhook):
+    payload = order_payload(taxes_included=True, total_tax="6.38")
+
+    post_webhook(as_body(payload))
+
+    assert Order.objects.get().flags == []
+
+
+def test_every_sample_order_adds_up(channel, post_webhook):
+    from tests.conftest import SAMPLES, signed_headers
+
+    for number, path in enumerate(sorted((SAMPLES / "shopify").glob("0*.json"))):
+        body = path.read_bytes()
+        post_webhook(body, signed_headers(body, webhook_id=f"wh-sample-{number}"))
+
+    assert Order.objects.count() == len(list((SAMPLES / "shopify").glob("0*.json")))
+    assert [order.flags for order in Order.objects.all()] == [[]] * Order.objects.count()

@@ -88,7 +88,9 @@ def test_pos_order_records_location_as_register():
     [
         ({"id": None}, "id", "missing order id"),
         ({"line_items": []}, "line_items", "an order needs at least one line item"),
-        ({"currency": "usd1"}, "currency", "not a three-letter ISO 4217 currency code: 'usd1'"),
+        ({"currency": "usd1"}, "currency", "not an ISO 4217 currency code: 'usd1'"),
+        ({"currency": "XYZ"}, "currency", "not an ISO 4217 currency code: 'XYZ'"),
+        ({"currency": None}, "currency", "not an ISO 4217 currency code: None"),
         ({"total_price": "abc"}, "total_price", "not a number: 'abc'"),
         ({"total_price": "-5.00"}, "total_price", "negative amount: -5.00"),
         ({"total_price": "NaN"}, "total_price", "not a finite amount: 'NaN'"),

@@ -16,6 +16,11 @@ from tests.orders.test_pipeline import UNMAPPED_LINE
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HX-Request": "true"}
+OTHER_UNMAPPED_LINE = UNMAPPED_LINE | {
+    "sku": "OLD-MUG-NAVY",
+    "title": "Enamel Mug",
+    "name": "Enamel Mug - Navy",
+}
 
 
 def hold_orders(post_webhook, count: int, start: int = 0) -> None:
@@ -93,7 +98,9 @@ def test_queue_ignores_bad_parameters(agent_client, channel, catalog, post_webho
 def test_htmx_accept_returns_decided_fragment_and_new_count(
     agent_client, channel, catalog, post_webhook
 ):
-    hold_orders(post_webhook, 2)
+    hold_orders(post_webhook, 1)
+    other = as_body(order_payload(order_id=9_100_000_000_000, lines=[OTHER_UNMAPPED_LINE]))
+    post_webhook(other, headers=_headers(other, "wh-other"))
     item = ReviewItem.objects.order_by("pk").first()
 
     response = agent_client.post(reverse("reviews:accept", args=[item.pk]), headers=HTMX)
@@ -105,6 +112,26 @@ def test_htmx_accept_returns_decided_fragment_and_new_count(
     assert '<span id="open-count" hx-swap-oob="true">1</span>' in html
     assert "<html" not in html
     assert Order.objects.get(pk=item.order_id).status == OrderStatus.READY
+
+
+def test_accept_settles_other_items_with_same_channel_sku(
+    agent_client, channel, catalog, post_webhook
+):
+    hold_orders(post_webhook, 3)
+    first, *others = ReviewItem.objects.order_by("pk")
+
+    response = agent_client.post(reverse("reviews:accept", args=[first.pk]), headers=HTMX)
+
+    html = response.content.decode()
+    assert "The same mapping settled 2 more items." in html
+    for other in others:
+        assert f'id="item-{other.pk}" data-item="{other.pk}" data-status="resolved"' in html
+        other.refresh_from_db()
+        assert other.status == ReviewStatus.RESOLVED
+        assert other.decided_by is None
+        assert other.decision_note == f"mapping created in review item #{first.pk}"
+    assert '<span id="open-count" hx-swap-oob="true">0</span>' in html
+    assert set(Order.objects.values_list("status", flat=True)) == {OrderStatus.READY}
 
 
 def test_htmx_reject_keeps_hold(agent_client, channel, catalog, post_webhook):

@@ -1,0 +1,33 @@
+"""Every line must map to a canonical SKU before anything automated happens to the order."""
+
+from catalog.selectors import sku_candidates_for_title
+
+from ..models import Order, OrderLine
+from . import Finding, hold
+
+
+def check_sku_mappings(*, order: Order) -> list[Finding]:
+    """Hold the order and open an unmapped-SKU review item for every line without a SKU."""
+    from reviews.services import review_item_open_unmapped_sku
+
+    findings = []
+    for line in order.lines.filter(sku__isnull=True).order_by("position"):
+        item = review_item_open_unmapped_sku(
+            order=order,
+            line=line,
+            candidates=[c.as_dict() for c in sku_candidates_for_title(title=line.title)],
+        )
+        findings.append(unmapped_sku_hold(line, review_item=item.pk))
+    return findings
+
+
+def unmapped_sku_hold(line: OrderLine, *, review_item: int) -> Finding:
+    identifier = line.channel_sku or (
+        f"variant {line.channel_variant_id}" if line.channel_variant_id else "no SKU"
+    )
+    return hold(
+        "unmapped_sku",
+        f"Line {line.position} ({identifier}) has no SKU mapping",
+        line=line.position,
+        review_item=review_item,
+    )
