@@ -8,6 +8,9 @@ from orders.models import Order, OrderLine
 
 class ReviewKind(models.TextChoices):
     UNMAPPED_SKU = "unmapped_sku", "Unmapped SKU"
+    ADDRESS = "address", "Address"
+    CARRIER_CODE = "carrier_code", "Unknown carrier code"
+    OUT_OF_STOCK = "out_of_stock", "Out of stock"
 
 
 class ReviewStatus(models.TextChoices):

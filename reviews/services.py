@@ -86,7 +86,7 @@ def review_item_accept(
     with transaction.atomic():
         item = _item_lock_open(item_id)
         order = order_lock(order_id=item.order_id)
-        handler = ACCEPT_HANDLERS.get(item.kind)
+        handler = accept_handler(item.kind)
         if handler is None:
             raise ReviewError("unsupported_kind", f"Items of kind {item.kind} cannot be accepted.")
 
@@ -355,6 +355,13 @@ def _item_close(
     )
 
 
-ACCEPT_HANDLERS: dict[str, AcceptHandler] = {
-    ReviewKind.UNMAPPED_SKU: _accept_unmapped_sku,
-}
+def accept_handler(kind: str) -> AcceptHandler | None:
+    """The accept handler for a kind of item.
+
+    Handlers that live in other modules are imported here, at call time, because those
+    modules import this one for ReviewError and the item helpers.
+    """
+    handlers: dict[str, AcceptHandler] = {
+        ReviewKind.UNMAPPED_SKU: _accept_unmapped_sku,
+    }
+    return handlers.get(kind)
