@@ -1,7 +1,28 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from .models import Channel, ChannelSkuMapping, Sku
+from .forms import SkuImportForm
+from .models import (
+    Channel,
+    ChannelSkuMapping,
+    ImportJob,
+    ListingConstraint,
+    Sku,
+)
+from .services import (
+    MappingConflict,
+    catalog_admin_change_record,
+    import_job_create,
+    mapping_save_and_resolve,
+)
+from .sku_import.reader import COLUMNS
+from .views import IMPORT_PERMISSION
 
 
 class ChannelForm(forms.ModelForm):
@@ -32,12 +53,104 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ["code", "name"]
 
 
+class ListingConstraintInline(admin.TabularInline):
+    model = ListingConstraint
+    extra = 0
+    fields = ["channel", "kind", "note"]
+
+
 @admin.register(Sku)
 class SkuAdmin(admin.ModelAdmin):
     list_display = ["code", "title", "category", "price", "currency", "is_active"]
     list_filter = ["is_active", "category", "currency"]
     search_fields = ["code", "title", "normalized_title"]
     readonly_fields = ["normalized_title", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["code", "title", "normalized_title", "category", "is_active"]}),
+        ("Price", {"fields": ["price", "cost", "currency"]}),
+        (
+            "Variant and shipping",
+            {"fields": ["attributes", "weight_grams", ("length_mm", "width_mm", "height_mm")]},
+        ),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+    inlines = [ListingConstraintInline]
+    change_list_template = "catalog/admin/sku_change_list.html"
+
+    def save_formset(self, request, form, formset, change) -> None:
+        # Deleting clears the primary key, so deletions are audited first.
+        for deleted_form in formset.deleted_forms:
+            if deleted_form.instance.pk is not None:
+                catalog_admin_change_record(
+                    instance=deleted_form.instance, actor=request.user, verb="deleted"
+                )
+        super().save_formset(request, form, formset, change)
+        for obj in formset.new_objects:
+            catalog_admin_change_record(instance=obj, actor=request.user, verb="created")
+        for obj, fields in formset.changed_objects:
+            catalog_admin_change_record(
+                instance=obj, actor=request.user, verb="updated", changed=fields
+            )
+
+    def get_urls(self):
+        import_url = path(
+            "import/", self.admin_site.admin_view(self.import_view), name="catalog_sku_import"
+        )
+        return [import_url, *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        extra_context = {**(extra_context or {}), "may_import": _may_import(request)}
+        return super().changelist_view(request, extra_context)
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Show the upload form, and turn a valid upload into a queued job shown on its own page."""
+        if not _may_import(request):
+            raise PermissionDenied
+
+        if request.method == "POST":
+            form = SkuImportForm(request.POST, request.FILES)
+        else:
+            form = SkuImportForm()
+        if form.is_bound and form.is_valid():
+            upload = form.cleaned_data["file"]
+            job = import_job_create(
+                file=upload,
+                file_name=upload.name,
+                created_by=request.user,
+                default_channel=form.cleaned_data["channel"],
+            )
+            return redirect("catalog:import_job", job_id=job.pk)
+
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import SKUs",
+            "form": form,
+            "columns": COLUMNS,
+        }
+        return TemplateResponse(request, "catalog/admin/sku_import.html", context)
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        catalog_admin_change_record(
+            instance=obj,
+            actor=request.user,
+            verb="updated" if change else "created",
+            changed=form.changed_data,
+        )
+
+    def delete_model(self, request, obj) -> None:
+        catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
+        super().delete_queryset(request, queryset)
+
+
+def _may_import(request: HttpRequest) -> bool:
+    return request.user.has_perm(IMPORT_PERMISSION)
 
 
 @admin.register(ChannelSkuMapping)
@@ -47,3 +160,74 @@ class ChannelSkuMappingAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "sku__code"]
     list_select_related = ["channel", "sku"]
     autocomplete_fields = ["sku"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        # mapping_create, which this calls for new mappings, audits; so does a remap.
+        saved = mapping_save_and_resolve(mapping=obj, actor=request.user, reason="admin")
+        obj.pk = saved.pk
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The form reports taken identifiers (ChannelSkuMapping.validate_constraints), but not
+        # one that someone maps a moment later. The service then raises MappingConflict, the
+        # admin's transaction rolls back, and the form page is shown again with the conflict.
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except MappingConflict as conflict:
+            self.message_user(request, str(conflict), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+@admin.register(ListingConstraint)
+class ListingConstraintAdmin(admin.ModelAdmin):
+    list_display = ["channel", "kind", "sku", "note", "created_at"]
+    list_filter = ["channel", "kind"]
+    search_fields = ["sku__code", "note"]
+    list_select_related = ["channel", "sku"]
+    autocomplete_fields = ["sku"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        catalog_admin_change_record(
+            instance=obj,
+            actor=request.user,
+            verb="updated" if change else "created",
+            changed=form.changed_data,
+        )
+
+    def delete_model(self, request, obj) -> None:
+        catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
+        super().delete_queryset(request, queryset)
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "file_name",
+        "created_by",
+        "status",
+        "total_rows",
+        "created_count",
+        "updated_count",
+        "unchanged_count",
+        "error_count",
+        "job_page",
+    ]
+    list_filter = ["status"]
+    search_fields = ["file_name", "file_sha256"]
+    list_select_related = ["created_by"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Progress and errors")
+    def job_page(self, job: ImportJob) -> str:
+        return format_html('<a href="{}">open</a>', reverse("catalog:import_job", args=[job.pk]))

@@ -1,12 +1,37 @@
-"""Reads over channels, SKUs and mappings."""
+"""Reads over channels, SKUs, mappings, listing constraints and import jobs."""
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q, QuerySet
 from rapidfuzz import fuzz, process, utils
 
-from .models import Channel, ChannelSkuMapping, ExternalIdKind, Sku
-from .normalize import normalize_title
+from .models import (
+    Channel,
+    ChannelSkuMapping,
+    ExternalIdKind,
+    ImportJob,
+    ImportPhase,
+    ImportRowError,
+    ListingConstraint,
+    Sku,
+)
+from .normalize import (
+    COLOUR_TERMS,
+    SIZE_TERMS,
+    contains_phrase,
+    normalize_attribute_key,
+    normalize_title,
+)
+
+# Ranking weights for variant attributes named in a channel's title. Variants of one product
+# differ by a few points of title similarity, so a named colour or size the SKU has is worth a
+# little more than that. A value that contradicts the named one (a "Black" line and a "White"
+# SKU) outweighs a much better title.
+ATTRIBUTE_MATCH_BONUS = 5
+ATTRIBUTE_CONFLICT_PENALTY = 25
 
 
 @dataclass(frozen=True)
@@ -14,10 +39,22 @@ class SkuCandidate:
     sku_id: int
     code: str
     title: str
+    # Title similarity adjusted for matching and conflicting attributes, 0-100; the ranking.
     score: float
+    title_score: float = 0.0
+    matched_attributes: dict[str, str] = field(default_factory=dict)
+    conflicting_attributes: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"sku_id": self.sku_id, "code": self.code, "title": self.title, "score": self.score}
+        return {
+            "sku_id": self.sku_id,
+            "code": self.code,
+            "title": self.title,
+            "score": self.score,
+            "title_score": self.title_score,
+            "matched_attributes": self.matched_attributes,
+            "conflicting_attributes": self.conflicting_attributes,
+        }
 
 
 def channel_get_active(*, kind: str, code: str) -> Channel | None:
@@ -44,37 +81,206 @@ def mapping_find_sku(*, channel: Channel, identifiers: list[tuple[str, str]]) ->
     return None
 
 
-def sku_candidates_for_title(*, title: str, limit: int | None = None) -> list[SkuCandidate]:
-    """Rank active SKUs by title similarity (rapidfuzz WRatio, 0-100) to a channel's title.
+def sku_candidates_for_title(
+    *, title: str, limit: int | None = None, variant_title: str = ""
+) -> list[SkuCandidate]:
+    """Rank active SKUs by title similarity to a channel's title, preferring matching variants.
+
+    Similarity is rapidfuzz WRatio (0-100) over normalised titles; SKUs below
+    OMSGUARD_SKU_CANDIDATE_MIN_SCORE are left out. Attribute values of a SKU (its colour,
+    size...) that appear as words in `variant_title`, or in `title` when no variant title is
+    given, raise its score. A value of the same attribute that differs from the named one
+    lowers it.
 
     NOTE: this scores every active SKU in Python. It is quick for catalogs of a few thousand
     SKUs; large catalogs need a pre-filter (trigram index or category) before scoring.
     """
     limit = limit or settings.OMSGUARD_SKU_CANDIDATES
-    query = normalize_title(title)
+    query = normalize_title(f"{title} {variant_title}")
     if not query:
         return []
 
-    choices = dict(
-        Sku.objects.filter(is_active=True).values_list("id", "normalized_title").iterator()
-    )
+    rows = {
+        sku_id: (normalized, attributes)
+        for sku_id, normalized, attributes in Sku.objects.filter(is_active=True)
+        .values_list("id", "normalized_title", "attributes")
+        .iterator(chunk_size=2000)
+    }
     matches = process.extract(
         query,
-        choices,
+        {sku_id: normalized for sku_id, (normalized, _) in rows.items()},
         scorer=fuzz.WRatio,
         processor=utils.default_process,
-        limit=limit,
+        limit=None,
         score_cutoff=settings.OMSGUARD_SKU_CANDIDATE_MIN_SCORE,
     )
-    skus = Sku.objects.in_bulk([sku_id for _, _, sku_id in matches])
+    attributes_by_sku = {
+        sku_id: _normalized_attributes(rows[sku_id][1]) for _, _, sku_id in matches
+    }
+    named = _named_attribute_values(
+        normalize_title(variant_title) if variant_title.strip() else query,
+        attributes_by_sku.values(),
+    )
+    ranked = sorted(
+        (_rank(sku_id, score, attributes_by_sku[sku_id], named) for _, score, sku_id in matches),
+        key=lambda ranking: (-ranking.adjusted, -ranking.title_score, ranking.sku_id),
+    )[:limit]
+
+    skus = Sku.objects.in_bulk([ranking.sku_id for ranking in ranked])
     return [
         SkuCandidate(
-            sku_id=sku_id, code=skus[sku_id].code, title=skus[sku_id].title, score=round(score, 1)
+            sku_id=ranking.sku_id,
+            code=skus[ranking.sku_id].code,
+            title=skus[ranking.sku_id].title,
+            score=round(max(0.0, min(100.0, ranking.adjusted)), 1),
+            title_score=round(ranking.title_score, 1),
+            matched_attributes=ranking.matched,
+            conflicting_attributes=ranking.conflicting,
         )
-        for _, score, sku_id in matches
+        for ranking in ranked
     ]
 
 
+@dataclass(frozen=True)
+class _Ranking:
+    sku_id: int
+    title_score: float
+    adjusted: float
+    matched: dict[str, str]
+    conflicting: dict[str, str]
+
+
+def _normalized_attributes(attributes: object) -> dict[str, str]:
+    if not isinstance(attributes, dict):
+        return {}
+    return {
+        normalize_attribute_key(str(key)): normalize_title(str(value))
+        for key, value in attributes.items()
+        if str(value).strip()
+    }
+
+
+def _named_attribute_values(text: str, attribute_sets) -> dict[str, set[str]]:
+    """Attribute values that `text` names, by attribute key: values of the candidate SKUs,
+    and the colours and sizes of the normalisation's fold table."""
+    named: dict[str, set[str]] = {}
+    for key, terms in (("colour", COLOUR_TERMS), ("size", SIZE_TERMS)):
+        for term in terms:
+            if contains_phrase(text, term):
+                named.setdefault(key, set()).add(term)
+    for attributes in attribute_sets:
+        for key, value in attributes.items():
+            if contains_phrase(text, value):
+                named.setdefault(key, set()).add(value)
+    return named
+
+
+def _rank(
+    sku_id: int, score: float, attributes: dict[str, str], named: dict[str, set[str]]
+) -> _Ranking:
+    matched, conflicting = {}, {}
+    for key, value in attributes.items():
+        if key not in named:
+            continue
+        # "grey" named in the title also matches a SKU whose colour is "heather grey".
+        if any(contains_phrase(value, wanted) for wanted in named[key]):
+            matched[key] = value
+        else:
+            conflicting[key] = value
+    adjusted = (
+        score + ATTRIBUTE_MATCH_BONUS * len(matched) - ATTRIBUTE_CONFLICT_PENALTY * len(conflicting)
+    )
+    return _Ranking(sku_id, score, adjusted, matched, conflicting)
+
+
 def shopify_line_identifiers(*, sku: str, variant_id: str) -> list[tuple[str, str]]:
-    """The identifiers a Shopify line can be mapped by, most specific first."""
+    """Return the identifiers a Shopify line can be mapped by, most specific first."""
     return [(ExternalIdKind.SHOPIFY_VARIANT, variant_id), (ExternalIdKind.SKU, sku)]
+
+
+def listing_forbids(*, channel: Channel, sku: Sku, kind: str) -> bool:
+    """Return whether the channel's listings forbid `kind` (e.g. no_substitution) for the SKU.
+
+    A constraint without a SKU applies to every SKU on the channel.
+    """
+    return ListingConstraint.objects.filter(
+        Q(sku=sku) | Q(sku__isnull=True), channel=channel, kind=kind
+    ).exists()
+
+
+def import_job_get(*, job_id) -> ImportJob | None:
+    return (
+        ImportJob.objects.select_related("created_by", "default_channel").filter(pk=job_id).first()
+    )
+
+
+def import_job_list(*, limit: int = 50) -> QuerySet[ImportJob]:
+    return ImportJob.objects.select_related("created_by").order_by("-created_at")[:limit]
+
+
+def import_job_earlier_with_same_file(*, job: ImportJob) -> ImportJob | None:
+    """Return the latest earlier job that imported a file with the same content, if any."""
+    return (
+        ImportJob.objects.filter(file_sha256=job.file_sha256, created_at__lt=job.created_at)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def import_row_errors(*, job: ImportJob, limit: int | None = None) -> QuerySet[ImportRowError]:
+    errors = ImportRowError.objects.filter(job=job).order_by("row_number", "id")
+    return errors[:limit] if limit is not None else errors
+
+
+IMPORT_ERROR_CSV_HEADER = ["row", "column", "value", "reason"]
+# Spreadsheet programs run a cell that starts with one of these as a formula.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def import_row_errors_csv_rows(*, job: ImportJob) -> Iterator[list]:
+    """Yield every row error of a job as CSV cells, in row order, read in chunks.
+
+    Values come from the uploaded file, so a cell a spreadsheet would run as a formula gets a
+    leading apostrophe (CSV injection).
+    """
+    for error in import_row_errors(job=job).iterator(chunk_size=2000):
+        yield [error.row_number, error.column, _csv_safe(error.value), _csv_safe(error.reason)]
+
+
+def _csv_safe(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def import_progress_cache_key(job: ImportJob) -> str:
+    # The apply phase runs in one transaction, so the job row shows nothing of it until it
+    # commits. The task publishes the apply progress in the cache instead.
+    return f"catalog:import:{job.pk}:applied"
+
+
+def import_job_applied_rows(*, job: ImportJob) -> int:
+    """Writes done so far in the apply phase."""
+    if job.phase == ImportPhase.APPLYING:
+        return min(cache.get(import_progress_cache_key(job), 0), job.rows_to_apply)
+    return job.applied_rows
+
+
+def mappings_awaited_by_unmapped_lines(
+    *, mappings: list[ChannelSkuMapping]
+) -> list[ChannelSkuMapping]:
+    """Return the mappings whose channel and identifier match an order line without a SKU.
+
+    This pre-filter reads the few order lines still waiting for a mapping once, instead of
+    running one review-item query per new mapping.
+    """
+    from orders.models import OrderLine
+
+    channel_ids = {mapping.channel_id for mapping in mappings}
+    if not channel_ids:
+        return []
+    waiting = set()
+    lines = OrderLine.objects.filter(sku__isnull=True, order__channel_id__in=channel_ids)
+    for channel_id, channel_sku, variant_id in lines.values_list(
+        "order__channel_id", "channel_sku", "channel_variant_id"
+    ):
+        waiting.update({(channel_id, channel_sku), (channel_id, variant_id)})
+    return [mapping for mapping in mappings if (mapping.channel_id, mapping.external_id) in waiting]
