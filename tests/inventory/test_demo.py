@@ -1,0 +1,67 @@
+"""The demo's stock: every sample order reserves except #1007, which a restock releases."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from inventory.models import Location, StockLevel
+from orders.models import Order, OrderStatus
+from reviews.models import ReviewItem, ReviewKind, ReviewStatus
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def seeded(settings, django_capture_on_commit_callbacks) -> str:
+    settings.DEBUG = True
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+def test_demo_holds_only_the_short_hoodie(seeded):
+    assert "Stock: 3 locations, 846 stock events applied." in seeded
+    assert set(Location.objects.values_list("kind", flat=True)) == {"warehouse", "store", "3pl"}
+    item = ReviewItem.objects.get(kind=ReviewKind.OUT_OF_STOCK)
+    assert item.order.order_number == "#1007"
+    assert item.proposal["sku"] == "HOODIE-PULLOVER-FRS-XL"
+    assert (item.proposal["requested"], item.proposal["best_available"]) == (10, 6)
+    out_of_stock = [
+        order.order_number
+        for order in Order.objects.order_by("order_number")
+        if any(reason["code"] == "out_of_stock" for reason in order.hold_reasons)
+    ]
+    assert out_of_stock == ["#1007"]
+    held = Order.objects.get(order_number="#1007")
+    assert [reason["code"] for reason in held.hold_reasons] == ["out_of_stock"]
+
+
+def test_demo_restock_through_api_releases_order(seeded, django_capture_on_commit_callbacks):
+    client = APIClient()
+    token = Token.objects.get(user__username="integration")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/v1/stock-events/",
+            {
+                "source": "demo-seed",
+                "event_id": "restock-xl",
+                "sku": "HOODIE-PULLOVER-FRS-XL",
+                "location": "WH-MAIN",
+                "kind": "absolute",
+                "quantity": 24,
+                "version": 2,
+            },
+            format="json",
+        )
+
+    assert response.status_code == 201
+    assert Order.objects.get(order_number="#1007").status == OrderStatus.READY
+    assert ReviewItem.objects.get(kind=ReviewKind.OUT_OF_STOCK).status == ReviewStatus.RESOLVED
+    level = StockLevel.objects.get(sku__code="HOODIE-PULLOVER-FRS-XL", location__code="WH-MAIN")
+    assert (level.on_hand, level.reserved) == (24, 10)
