@@ -1,5 +1,7 @@
 """The one error response shape of the REST API."""
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -31,10 +33,30 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 
 def _error_code(exc: Exception) -> str:
+    # DRF's handler turns Django's Http404 and PermissionDenied into its own exceptions but
+    # passes the original here, which has no code of its own.
+    if isinstance(exc, Http404):
+        return "not_found"
+    if isinstance(exc, PermissionDenied):
+        return "permission_denied"
     codes = getattr(exc, "get_codes", lambda: None)()
     if isinstance(codes, str):
         return codes
     return getattr(exc, "default_code", "error")
+
+
+def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
+    """JSON 404 for any path under /api/ that no endpoint matches."""
+    return JsonResponse(
+        {
+            "error": {
+                "code": "not_found",
+                "message": f"No API endpoint at {request.path}.",
+                "fields": {},
+            }
+        },
+        status=404,
+    )
 
 
 def _as_messages(value: object) -> list[str]:

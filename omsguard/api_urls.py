@@ -1,10 +1,14 @@
 from rest_framework.routers import DefaultRouter
 
+from inventory.api import DiscrepancyViewSet, StockEventViewSet, StockLevelViewSet
 from orders.api import OrderViewSet
 from reviews.api import ReviewItemViewSet
 
 router = DefaultRouter()
 router.register("orders", OrderViewSet, basename="order")
 router.register("review-items", ReviewItemViewSet, basename="review-item")
+router.register("stock-events", StockEventViewSet, basename="stock-event")
+router.register("stock-levels", StockLevelViewSet, basename="stock-level")
+router.register("inventory-discrepancies", DiscrepancyViewSet, basename="inventory-discrepancy")
 
 urlpatterns = router.urls

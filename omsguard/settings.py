@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "guardrails",
     "reviews",
     "monitoring",
+    "inventory",
 ]
 
 MIDDLEWARE = [
@@ -158,6 +159,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # delivery stay recorded as "received" for a later retry.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 CELERY_TASK_PUBLISH_RETRY = False
+# Keep Django's LOGGING (JSON lines) in the worker instead of Celery's own plain format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -220,6 +223,27 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMSGUARD_WEBHOOK_MAX_BYTES, 2_621_440)
 OMSGUARD_SKU_CANDIDATES = env_int("OMSGUARD_SKU_CANDIDATES", 5)
 OMSGUARD_SKU_CANDIDATE_MIN_SCORE = env_int("OMSGUARD_SKU_CANDIDATE_MIN_SCORE", 50)
 
+# Shipping addresses scoring below this (0 to 1) hold the order for an address review.
+OMSGUARD_ADDRESS_MIN_SCORE = os.environ.get("OMSGUARD_ADDRESS_MIN_SCORE", "0.80")
+
+# Uploaded files (SKU imports). They are private: nothing serves MEDIA_ROOT over HTTP. The web
+# process and the Celery worker must see the same directory.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_URL = "media/"
+# SKU imports: rows validated and written per chunk (progress is reported per chunk), the most
+# rows one file may have, the largest upload in bytes, and how long a running job may show no
+# progress before a redelivered task takes it over.
+OMSGUARD_IMPORT_CHUNK_SIZE = env_int("OMSGUARD_IMPORT_CHUNK_SIZE", 1000)
+OMSGUARD_IMPORT_MAX_ROWS = env_int("OMSGUARD_IMPORT_MAX_ROWS", 200_000)
+OMSGUARD_IMPORT_MAX_BYTES = env_int("OMSGUARD_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+OMSGUARD_IMPORT_STALE_SECONDS = env_int("OMSGUARD_IMPORT_STALE_SECONDS", 900)
+
+# A stock snapshot older than this many seconds is stale, and a reservation made on it gets a
+# "stale_stock" flag on its order.
+OMSGUARD_STOCK_TTL_SECONDS = env_int("OMSGUARD_STOCK_TTL_SECONDS", 300)
+# The maximum number of stock events in one POST to /api/v1/stock-events/.
+OMSGUARD_STOCK_EVENTS_MAX_BATCH = env_int("OMSGUARD_STOCK_EVENTS_MAX_BATCH", 500)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -248,6 +272,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One schema name per choice set that several fields share.
+    "ENUM_NAME_OVERRIDES": {
+        "StockEventKindEnum": "inventory.models.StockEventKind",
+        "StockEventOutcomeEnum": "inventory.models.StockEventOutcome",
+    },
 }
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

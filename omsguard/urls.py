@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring.views import health
+from omsguard.api_errors import api_not_found
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="reviews:queue", permanent=False), name="home"),
@@ -15,7 +16,9 @@ urlpatterns = [
     path("webhooks/", include("orders.webhook_urls")),
     path("queue/", include("reviews.urls")),
     path("orders/", include("orders.urls")),
+    path("catalog/", include("catalog.urls")),
     path("api/v1/", include("omsguard.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    re_path(r"^api/", api_not_found),
 ]

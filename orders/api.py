@@ -23,6 +23,7 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = OrderSerializer
     filterset_class = OrderFilter
+    lookup_value_regex = r"\d+"
     ordering_fields = ["created_at", "total"]
     ordering = ["-created_at"]
 

@@ -54,6 +54,9 @@ class CanonicalOrder:
     shipping_address: dict[str, str] | None = None
     billing_address: dict[str, str] | None = None
     shipping_method: str = ""
+    # One dict per shipping line the channel still lists: code, title, source,
+    # carrier_identifier and price, as text.
+    shipping_lines: list[dict[str, str]] = field(default_factory=list)
     placed_at: datetime | None = None
     tags: list[str] = field(default_factory=list)
 
@@ -89,6 +92,8 @@ def parse_quantity(value: Any, field_name: str) -> int:
         raise AdapterError(field_name, f"not a whole number: {value!r}") from None
     if quantity < 0:
         raise AdapterError(field_name, f"negative quantity: {quantity}")
+    if quantity == 0:
+        raise AdapterError(field_name, "quantity must be at least 1")
     return quantity
 
 
@@ -108,8 +113,90 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
     return parsed
 
 
-def text(value: Any) -> str:
-    """A channel value as text: None becomes "", numbers keep all their digits."""
+def text(value: Any, field_name: str = "value") -> str:
+    """A channel value as text: None becomes "", numbers keep all their digits.
+
+    Objects and lists are rejected, so a malformed field never turns into their repr.
+    """
     if value is None:
         return ""
+    if isinstance(value, dict | list):
+        raise AdapterError(field_name, "expected text or a number, got a JSON object or list")
     return str(value)
+
+
+# Limits of the columns a canonical order is stored in (see orders.models).
+MAX_AMOUNT = Decimal("1e11")
+MAX_QUANTITY = 1_000_000
+TEXT_LIMITS = {
+    "channel_order_id": 100,
+    "order_number": 100,
+    "source_name": 100,
+    "marketplace": 100,
+    "pos_register": 100,
+    "event_version": 100,
+    "customer_email": 254,
+    "customer_name": 300,
+    "shipping_method": 200,
+}
+LINE_TEXT_LIMITS = {
+    "channel_line_id": 100,
+    "channel_sku": 200,
+    "channel_variant_id": 100,
+    "title": 500,
+}
+
+
+def check_storable_json(value: Any, field_name: str = "body") -> None:
+    """Reject strings PostgreSQL cannot store: NUL characters and unpaired surrogates.
+
+    Walks the decoded JSON iteratively, so a deeply nested payload cannot exhaust the stack.
+    """
+    pending = [(field_name, value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            _check_storable_text(item, path)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_storable_text(key, path)
+                pending.append((f"{path}.{key}", child))
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{index}]", child) for index, child in enumerate(item))
+
+
+def _check_storable_text(value: str, path: str) -> None:
+    if "\x00" in value:
+        raise AdapterError(path, "contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AdapterError(path, "contains an unpaired UTF-16 surrogate") from None
+
+
+def check_order_limits(order: CanonicalOrder) -> None:
+    """Raise AdapterError for values too large for storage, naming the field."""
+    for name, limit in TEXT_LIMITS.items():
+        _check_length(getattr(order, name), limit, name)
+    for name in ("subtotal", "shipping_total", "tax_total", "discount_total", "total"):
+        _check_amount(getattr(order, name), name)
+    if order.presentment_total is not None:
+        _check_amount(order.presentment_total, "presentment_total")
+
+    for line in order.lines:
+        prefix = f"line_items[{line.position - 1}]"
+        for name, limit in LINE_TEXT_LIMITS.items():
+            _check_length(getattr(line, name), limit, f"{prefix}.{name}")
+        _check_amount(line.unit_price, f"{prefix}.price")
+        if line.quantity > MAX_QUANTITY:
+            raise AdapterError(f"{prefix}.quantity", f"more than {MAX_QUANTITY}: {line.quantity}")
+
+
+def _check_length(value: str, limit: int, field_name: str) -> None:
+    if len(value) > limit:
+        raise AdapterError(field_name, f"longer than {limit} characters ({len(value)})")
+
+
+def _check_amount(amount: Decimal, field_name: str) -> None:
+    if abs(amount) >= MAX_AMOUNT:
+        raise AdapterError(field_name, f"amount too large: {amount}")

@@ -13,6 +13,9 @@ from django.urls import reverse
 from catalog.models import Channel, ChannelSkuMapping, ExternalIdKind, Sku
 
 from .adapters import shopify
+from .carrier_codes import normalize_carrier_code
+from .carrier_reference import carrier_reference_load
+from .models import CarrierCodeMapping, CarrierService
 
 SAMPLES_DIR = Path(settings.BASE_DIR) / "samples"
 
@@ -51,7 +54,12 @@ def demo_catalog_load(*, path: Path | None = None) -> int:
 
 
 def demo_mappings_create(*, channel: Channel) -> int:
-    """Map every SKU code as a channel SKU of `channel` (the demo store uses our codes)."""
+    """Map every SKU code as a channel SKU of `channel` (the demo store uses our codes).
+
+    The demo store's shipping rate names are mapped to carrier services too, so only the
+    samples meant to stop (unmapped SKUs, short stock) are held. Returns the SKU count.
+    """
+    demo_carrier_mappings_create(channel=channel)
     mappings = [
         ChannelSkuMapping(
             channel=channel, id_kind=ExternalIdKind.SKU, external_id=sku.code, sku=sku
@@ -60,6 +68,89 @@ def demo_mappings_create(*, channel: Channel) -> int:
     ]
     ChannelSkuMapping.objects.bulk_create(mappings, ignore_conflicts=True)
     return len(mappings)
+
+
+# The demo store's own rate names: (code, destination country or "", carrier, service).
+# Reference data has no such names because each shop picks its own. "Standard" ships with
+# Yamato in the store's Japan zone and with USPS everywhere else.
+DEMO_CARRIER_CODES = [
+    ("Standard", "", "usps", "ground_advantage"),
+    ("Standard", "JP", "yamato", "ta_q_bin"),
+    ("International Standard", "", "dhl_express", "express_worldwide"),
+    ("Priority", "", "usps", "priority_mail"),
+]
+# Amazon's ship service levels name a speed, not a carrier, so the seller decides. The demo
+# sends "Std US D2D Dom" (standard domestic door to door) with USPS, on every channel.
+DEMO_ANY_CHANNEL_CODES = [("Std US D2D Dom", "", "usps", "ground_advantage")]
+
+
+def demo_carrier_mappings_create(*, channel: Channel) -> int:
+    """Load the reference carriers and map the demo store's rate names. Returns the count."""
+    carrier_reference_load()
+    scoped = [(channel, *entry) for entry in DEMO_CARRIER_CODES]
+    scoped += [(None, *entry) for entry in DEMO_ANY_CHANNEL_CODES]
+    with transaction.atomic():
+        for scope, code, country, carrier, service in scoped:
+            CarrierCodeMapping.objects.get_or_create(
+                channel=scope,
+                destination_country=country,
+                normalized_code=normalize_carrier_code(code),
+                defaults={
+                    "code": code,
+                    "service": CarrierService.objects.get(carrier__code=carrier, code=service),
+                },
+            )
+    return len(scoped)
+
+
+# (code, name, kind, units of every SKU there). The warehouse's 30 units cover the largest
+# sample line (18 hoodies), so every sample order reserves, apart from DEMO_SHORT_STOCK.
+DEMO_LOCATIONS = [
+    ("WH-MAIN", "Main warehouse", "warehouse", 30),
+    ("STORE-SOHO", "SoHo store", "store", 6),
+    ("3PL-EAST", "East coast 3PL", "3pl", 12),
+]
+# Sample order #1007 orders 10 of this SKU and no location has 10, so the demo shows an
+# out-of-stock item in the queue.
+DEMO_SHORT_STOCK = {"HOODIE-PULLOVER-FRS-XL": {"WH-MAIN": 6, "STORE-SOHO": 1, "3PL-EAST": 0}}
+DEMO_STOCK_SOURCE = "demo-seed"
+
+
+def demo_stock_load() -> int:
+    """Create the demo locations and post an absolute stock event per SKU and location.
+
+    The events go through the real stock service, so running this again only replays them
+    as duplicates. Returns how many events were applied now.
+    """
+    from inventory.models import Location, StockEventKind, StockEventOutcome
+    from inventory.services import StockEventInput, stock_event_record
+
+    locations = []
+    for code, name, kind, units in DEMO_LOCATIONS:
+        location, _ = Location.objects.get_or_create(
+            code=code, defaults={"name": name, "kind": kind}
+        )
+        locations.append((location, units))
+
+    applied = 0
+    # One transaction for all events, because SQLite commits one by one are slow.
+    with transaction.atomic():
+        for sku in Sku.objects.filter(is_active=True).order_by("code"):
+            for location, units in locations:
+                quantity = DEMO_SHORT_STOCK.get(sku.code, {}).get(location.code, units)
+                result = stock_event_record(
+                    data=StockEventInput(
+                        source=DEMO_STOCK_SOURCE,
+                        event_id=f"{sku.code}@{location.code}",
+                        sku=sku,
+                        location=location,
+                        kind=StockEventKind.ABSOLUTE,
+                        quantity=quantity,
+                        version=1,
+                    )
+                )
+                applied += result.outcome == StockEventOutcome.APPLIED
+    return applied
 
 
 def shopify_samples_replay(

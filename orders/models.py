@@ -1,9 +1,19 @@
 """Inbound deliveries and the canonical orders built from them."""
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from catalog.models import Channel, Sku, currency_validator
+
+from .carrier_codes import normalize_carrier_code
+
+country_code_validator = RegexValidator(
+    r"^[A-Z]{2}$", "Use a two-letter ISO 3166-1 country code in capitals, e.g. US."
+)
 
 
 class DeliveryOutcome(models.TextChoices):
@@ -50,6 +60,129 @@ class Delivery(models.Model):
         return f"{self.channel.code} {self.topic} {self.delivery_id}"
 
 
+class ServiceLevel(models.TextChoices):
+    ECONOMY = "economy", "Economy"
+    GROUND = "ground", "Ground / standard"
+    EXPEDITED = "expedited", "Expedited"
+    OVERNIGHT = "overnight", "Overnight"
+    PICKUP = "pickup", "Pickup (no delivery)"
+
+
+class Carrier(models.Model):
+    """A canonical carrier, e.g. UPS."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CarrierService(models.Model):
+    """One service of a carrier, e.g. UPS Ground: the canonical carrier/service pair."""
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.PROTECT, related_name="services")
+    code = models.SlugField(max_length=64, help_text="Unique within the carrier, e.g. ground.")
+    name = models.CharField(max_length=200, help_text="Full name, e.g. UPS Ground.")
+    service_level = models.CharField(max_length=16, choices=ServiceLevel.choices)
+
+    class Meta:
+        ordering = ["carrier__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["carrier", "code"], name="carrier_service_unique_code")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CarrierCodeMapping(models.Model):
+    """A channel's carrier/service code for one canonical carrier service.
+
+    Lookups use the folded code (see normalize_carrier_code). The most specific mapping wins:
+    this channel and this destination country, then this channel, then any channel with
+    the country, then any channel.
+    """
+
+    channel = models.ForeignKey(
+        Channel,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="carrier_mappings",
+        help_text="Leave empty for a code every channel uses, e.g. a carrier's own code.",
+    )
+    code = models.CharField(
+        max_length=200, help_text="The code as the channel sends it, e.g. 'UPS Ground' or '03'."
+    )
+    normalized_code = models.CharField(max_length=200, editable=False, db_index=True)
+    destination_country = models.CharField(
+        max_length=2,
+        blank=True,
+        validators=[country_code_validator],
+        help_text=(
+            "Only for orders shipped to this country (ISO 3166-1, e.g. JP); leave empty for "
+            "every destination. Channels often reuse one rate name, such as 'Standard', for "
+            "different carriers in different shipping zones."
+        ),
+    )
+    service = models.ForeignKey(
+        CarrierService, on_delete=models.PROTECT, related_name="code_mappings"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["normalized_code", "destination_country"]
+        verbose_name = "carrier code mapping"
+        # Two constraints, because NULL channels never collide in a unique index.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "destination_country", "normalized_code"],
+                condition=models.Q(channel__isnull=False),
+                name="carrier_mapping_unique_per_channel",
+            ),
+            models.UniqueConstraint(
+                fields=["destination_country", "normalized_code"],
+                condition=models.Q(channel__isnull=True),
+                name="carrier_mapping_unique_any_channel",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.channel.code if self.channel_id else "any channel"
+        if self.destination_country:
+            scope += f", to {self.destination_country}"
+        return f"{self.code!r} ({scope}) -> {self.service}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.normalized_code = normalize_carrier_code(self.code)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        # The folded code is not a form field, so the admin form cannot check the unique
+        # constraints on it. This check does that job instead.
+        self.normalized_code = normalize_carrier_code(self.code)
+        if not self.normalized_code:
+            raise ValidationError({"code": "The code needs at least one letter or digit."})
+        clash = (
+            CarrierCodeMapping.objects.filter(
+                channel=self.channel_id,
+                destination_country=self.destination_country,
+                normalized_code=self.normalized_code,
+            )
+            .exclude(pk=self.pk)
+            .select_related("service")
+            .first()
+        )
+        if clash is not None:
+            message = f"This scope already has the same code: {clash.code!r} -> {clash.service}."
+            raise ValidationError({"code": message})
+
+
 class OrderStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     VALIDATED = "validated", "Validated"
@@ -94,6 +227,32 @@ class Order(models.Model):
     shipping_address = models.JSONField(null=True, blank=True)
     billing_address = models.JSONField(null=True, blank=True)
     shipping_method = models.CharField(max_length=200, blank=True)
+    shipping_lines = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The channel's shipping lines: code, title, source, carrier id and price.",
+    )
+    carrier_service = models.ForeignKey(
+        CarrierService,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="orders",
+        help_text="The canonical service of the first shipping line, once its code is mapped.",
+    )
+    address_score = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text="Shipping address validation score, 0 to 1; empty when not checked.",
+    )
+    address_reasons = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Why the address lost score: code, field, message and severity per reason.",
+    )
     placed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -4,16 +4,23 @@ import json
 import logging
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 
 from catalog.selectors import mapping_find_sku, shopify_line_identifiers
 from omsguard.money import is_currency, money_round
 
 from .adapters import shopify
-from .canonical import AdapterError, CanonicalOrder
+from .canonical import AdapterError, CanonicalOrder, check_order_limits, check_storable_json
 from .hygiene import order_run_hygiene
 from .models import Delivery, DeliveryOutcome, Order, OrderLine, OrderStatus
-from .services import delivery_finish, order_event_add, order_flag, order_hold, order_mark_ready
+from .services import (
+    delivery_finish,
+    delivery_mark_failed,
+    order_event_add,
+    order_flag,
+    order_hold,
+    order_mark_ready,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +31,29 @@ def delivery_process(*, delivery_id: int, worker: str) -> Delivery:
     The delivery row is locked for the whole run, so two workers that get the same delivery
     (a redelivered task) run one after the other, and the second sees it already processed.
     A payload that cannot become an order marks the delivery failed with the reason; it never
-    raises, so a bad payload is not retried forever.
+    raises, so a bad payload is not retried forever. Database outages (OperationalError) do
+    raise, so the task retries them; any other unexpected error also marks the delivery
+    failed, with the error, and is logged with its traceback.
     """
+    try:
+        return _delivery_process_locked(delivery_id=delivery_id, worker=worker)
+    except OperationalError:
+        raise
+    except Exception as error:
+        logger.exception("delivery processing failed", extra={"delivery": delivery_id})
+        return delivery_mark_failed(
+            delivery_id=delivery_id,
+            worker=worker,
+            error=f"unexpected {type(error).__name__}: {error}"[:2000],
+        )
+
+
+def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
     with transaction.atomic():
         delivery = (
-            Delivery.objects.select_for_update().select_related("channel").get(pk=delivery_id)
+            Delivery.objects.select_for_update(of=("self",))
+            .select_related("channel")
+            .get(pk=delivery_id)
         )
         if delivery.outcome != DeliveryOutcome.RECEIVED:
             logger.info("delivery already processed", extra={"delivery": delivery.pk})
@@ -36,7 +61,10 @@ def delivery_process(*, delivery_id: int, worker: str) -> Delivery:
         delivery.attempts += 1
 
         try:
-            canonical = shopify.parse_order(_decode_json(delivery))
+            payload = _decode_json(delivery)
+            check_storable_json(payload)
+            canonical = shopify.parse_order(payload)
+            check_order_limits(canonical)
         except AdapterError as error:
             logger.warning(
                 "delivery payload rejected",
@@ -61,6 +89,8 @@ def _decode_json(delivery: Delivery) -> object:
         return json.loads(bytes(delivery.body))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise AdapterError("body", f"not valid JSON ({error})") from None
+    except RecursionError:
+        raise AdapterError("body", "JSON nested too deeply") from None
 
 
 def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | None:
@@ -81,6 +111,7 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
             "shipping_address",
             "billing_address",
             "shipping_method",
+            "shipping_lines",
             "placed_at",
         )
     }

@@ -7,7 +7,7 @@ from .models import Order, OrderEvent, OrderLine
 
 def order_list() -> QuerySet[Order]:
     return (
-        Order.objects.select_related("channel", "delivery")
+        Order.objects.select_related("channel", "delivery", "carrier_service")
         .prefetch_related(Prefetch("lines", queryset=OrderLine.objects.select_related("sku")))
         .order_by("-created_at", "-id")
     )
@@ -16,7 +16,7 @@ def order_list() -> QuerySet[Order]:
 def order_get_with_history(*, order_id: int) -> Order | None:
     """One order with its lines, timeline (newest first) and review items."""
     return (
-        Order.objects.select_related("channel", "delivery")
+        Order.objects.select_related("channel", "delivery", "carrier_service")
         .prefetch_related(
             Prefetch("lines", queryset=OrderLine.objects.select_related("sku")),
             Prefetch(

@@ -48,6 +48,7 @@ class OrderSerializer(serializers.ModelSerializer):
     discount_total = MoneyField()
     total = MoneyField()
     presentment_total = serializers.SerializerMethodField()
+    carrier_service = serializers.StringRelatedField(read_only=True)
 
     def get_presentment_total(self, order: Order) -> str | None:
         if order.presentment_total is None:
@@ -79,6 +80,10 @@ class OrderSerializer(serializers.ModelSerializer):
             "presentment_currency",
             "presentment_total",
             "shipping_method",
+            "shipping_lines",
+            "carrier_service",
+            "address_score",
+            "address_reasons",
             "placed_at",
             "created_at",
             "updated_at",

@@ -10,7 +10,7 @@ from django.utils import timezone
 from catalog.models import Channel
 from guardrails.services import audit_record
 
-from .models import ActorKind, Delivery, Order, OrderEvent, OrderStatus
+from .models import ActorKind, Delivery, DeliveryOutcome, Order, OrderEvent, OrderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,18 @@ def delivery_finish(*, delivery: Delivery, outcome: str, worker: str, error: str
     return delivery
 
 
+def delivery_mark_failed(*, delivery_id: int, worker: str, error: str) -> Delivery:
+    """Mark a delivery failed in a fresh transaction, after its processing transaction failed."""
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
+        if delivery.outcome != DeliveryOutcome.RECEIVED:
+            return delivery
+        delivery.attempts += 1
+        return delivery_finish(
+            delivery=delivery, outcome=DeliveryOutcome.FAILED, worker=worker, error=error
+        )
+
+
 def order_event_add(
     *,
     order: Order,
@@ -100,7 +112,7 @@ def order_event_add(
 
 def order_lock(*, order_id: int) -> Order:
     """Lock one order row for the rest of the transaction and return it freshly read."""
-    return Order.objects.select_for_update().select_related("channel").get(pk=order_id)
+    return Order.objects.select_for_update(of=("self",)).select_related("channel").get(pk=order_id)
 
 
 def order_hold(

@@ -60,6 +60,11 @@ def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
     delivery_id = request.headers.get("X-Shopify-Webhook-Id", "").strip()
     if not delivery_id:
         return error_response(400, "missing_header", "X-Shopify-Webhook-Id header is required.")
+    # Django joins repeated headers with commas; a real webhook id never contains one.
+    if "," in delivery_id or len(delivery_id) > 200:
+        return error_response(
+            400, "invalid_header", "X-Shopify-Webhook-Id must be one id of at most 200 characters."
+        )
     topic = request.headers.get("X-Shopify-Topic", "").strip()
     if topic != "orders/create":
         return error_response(
@@ -68,7 +73,7 @@ def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
 
     delivery, created = delivery_record(
         channel=channel,
-        delivery_id=delivery_id[:200],
+        delivery_id=delivery_id,
         topic=topic,
         body=body,
         headers=_kept_headers(request),

@@ -25,6 +25,7 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = ReviewItemSerializer
     filterset_class = ReviewItemFilter
+    lookup_value_regex = r"\d+"
     ordering_fields = ["created_at"]
     ordering = ["created_at"]
 
@@ -46,7 +47,7 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
                 item_id=int(pk),
                 user=request.user,
                 note=data["note"],
-                **({"sku_id": data["sku_id"]} if "sku_id" in data else {}),
+                **{name: data[name] for name in ("sku_id", "service_id") if name in data},
             )
         )
 

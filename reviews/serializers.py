@@ -33,6 +33,11 @@ class AcceptInputSerializer(serializers.Serializer):
     sku_id = serializers.IntegerField(
         required=False, min_value=1, help_text="SKU to map the line to; default: best candidate."
     )
+    service_id = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Carrier service an unknown carrier code stands for; default: the suggestion.",
+    )
     note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
 
 

@@ -5,6 +5,7 @@ Accepting an item runs the handler of its kind, removes that hold reason and rel
 order when no reason is left. Rejecting replaces the reason with "needs manual handling".
 """
 
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -86,9 +87,12 @@ def review_item_accept(
     with transaction.atomic():
         item = _item_lock_open(item_id)
         order = order_lock(order_id=item.order_id)
+        # The fragment and events read item.order; make it the locked, up-to-date instance.
+        item.order = order
         handler = accept_handler(item.kind)
         if handler is None:
             raise ReviewError("unsupported_kind", f"Items of kind {item.kind} cannot be accepted.")
+        _check_choice_applies(handler, item, choice)
 
         decision = handler(item=item, order=order, user=user, **choice)
         _item_close(
@@ -107,6 +111,8 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
     with transaction.atomic():
         item = _item_lock_open(item_id)
         order = order_lock(order_id=item.order_id)
+        # The fragment and events read item.order; make it the locked, up-to-date instance.
+        item.order = order
         position = item.order_line.position if item.order_line else None
 
         remaining = _reasons_without_item(order.hold_reasons, item)
@@ -154,6 +160,7 @@ def review_items_resolve_by_mappings(
         # at the same moment can deadlock, and PostgreSQL then aborts one of the two.
         order = order_lock(order_id=item.order_id)
         item = _item_lock_open(item.pk)
+        item.order = order
         sku = _mapped_sku_for_line(item.order_line, mappings)
         _line_set_sku(line=item.order_line, sku=sku, actor=actor, reason=cause)
         _item_close(
@@ -202,6 +209,17 @@ def _mapped_sku_for_line(line: OrderLine, mappings: list[ChannelSkuMapping]) -> 
 def _reasons_without_item(reasons: list[dict], item: ReviewItem) -> list[dict]:
     """Hold reasons minus the one this item settles."""
     return [reason for reason in reasons if reason.get("review_item") != item.pk]
+
+
+def _check_choice_applies(handler: AcceptHandler, item: ReviewItem, choice: dict) -> None:
+    """Reject options the item's kind does not take, e.g. a service_id for an address."""
+    parameters = inspect.signature(handler).parameters
+    unknown = sorted(set(choice) - (set(parameters) - {"item", "order", "user"}))
+    if unknown:
+        raise ReviewError(
+            "invalid_choice",
+            f"{', '.join(unknown)} does not apply to {item.get_kind_display().lower()} items.",
+        )
 
 
 def _check_may_decide(user: AbstractBaseUser) -> None:
@@ -361,7 +379,14 @@ def accept_handler(kind: str) -> AcceptHandler | None:
     Handlers that live in other modules are imported here, at call time, because those
     modules import this one for ReviewError and the item helpers.
     """
+    from inventory.out_of_stock import accept_out_of_stock
+    from orders.carriers import carrier_code_accept
+    from orders.hygiene.address import address_accept
+
     handlers: dict[str, AcceptHandler] = {
         ReviewKind.UNMAPPED_SKU: _accept_unmapped_sku,
+        ReviewKind.OUT_OF_STOCK: accept_out_of_stock,
+        ReviewKind.ADDRESS: address_accept,
+        ReviewKind.CARRIER_CODE: carrier_code_accept,
     }
     return handlers.get(kind)

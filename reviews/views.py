@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -14,6 +15,8 @@ from . import selectors, services
 from .models import ReviewItem, ReviewKind
 
 QUEUE_PAGE_SIZE = 25
+# Ids an accept may carry, passed on to the kind's accept handler, with their error labels.
+ACCEPT_ID_CHOICES = {"sku_id": "SKU id", "service_id": "carrier service id"}
 
 
 def htmx_login_required(view: Callable) -> Callable:
@@ -24,7 +27,9 @@ def htmx_login_required(view: Callable) -> Callable:
         if not request.user.is_authenticated and request.htmx:
             from django.contrib.auth.views import redirect_to_login
 
-            login_url = redirect_to_login(request.htmx.current_url or request.path).url
+            # Come back to the page the request came from, never to the POST-only endpoint.
+            next_url = request.htmx.current_url_abs_path or reverse("reviews:queue")
+            login_url = redirect_to_login(next_url).url
             return HttpResponseClientRedirect(login_url)
         return login_required(view)(request, *args, **kwargs)
 
@@ -58,15 +63,21 @@ def queue(request: HttpRequest) -> HttpResponse:
 @require_POST
 @htmx_login_required
 def item_accept(request: HttpRequest, item_id: int) -> HttpResponse:
-    sku_id = request.POST.get("sku_id") or None
-    if sku_id is not None and not sku_id.isdigit():
-        return _flash(request, 400, f"Invalid SKU id {sku_id!r}.")
+    choice = {}
+    for name, label in ACCEPT_ID_CHOICES.items():
+        value = request.POST.get(name) or None
+        if value is None:
+            continue
+        # Ids beyond 18 digits would overflow PostgreSQL's bigint and fail the query.
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
+            return _flash(request, 400, f"Invalid {label} {value!r}.")
+        choice[name] = int(value)
     return _decide(
         request,
         lambda: services.review_item_accept(
             item_id=item_id,
             user=request.user,
-            **({"sku_id": int(sku_id)} if sku_id else {}),
+            **choice,
             note=request.POST.get("note", "")[:2000],
         ),
     )

@@ -48,8 +48,19 @@ def channel(db) -> Channel:
 
 
 @pytest.fixture
-def catalog(db, channel) -> list[Sku]:
-    """A few SKUs, each mapped on `channel` by its own code."""
+def carriers(db) -> None:
+    """The reference carriers and codes ("UPS Ground" among them) of the data migration.
+
+    A transactional test flushes the migration's rows, so load them again when missing.
+    """
+    from orders.carrier_reference import carrier_reference_load
+
+    carrier_reference_load()
+
+
+@pytest.fixture
+def catalog(db, channel, carriers) -> list[Sku]:
+    """A few SKUs, each mapped on `channel` by its own code, and the reference carriers."""
     skus = [
         Sku.objects.create(
             code="TEE-CLASSIC-BLK-M",
@@ -83,6 +94,8 @@ def ensure_role_groups() -> None:
         return
     roles_migration = importlib.import_module("reviews.migrations.0002_roles")
     roles_migration.create_role_groups(django_apps, None)
+    carrier_roles_migration = importlib.import_module("orders.migrations.0005_carrier_roles")
+    carrier_roles_migration.grant_carrier_permissions(django_apps, None)
 
 
 def make_user(username: str, group: str | None) -> User:

@@ -6,6 +6,8 @@ import hmac
 from decimal import Decimal
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from ..canonical import (
     AdapterError,
     CanonicalLine,
@@ -35,14 +37,19 @@ ADDRESS_FIELDS = (
 )
 
 
+@sensitive_variables("secret")
 def signature_for(body: bytes, secret: str) -> str:
     """The X-Shopify-Hmac-Sha256 value: base64 of HMAC-SHA256 over the raw body."""
     digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
+@sensitive_variables("secret")
 def signature_is_valid(body: bytes, secret: str, header_value: str | None) -> bool:
     if not header_value or not secret:
+        return False
+    # compare_digest only takes ASCII strings; a base64 signature is always ASCII.
+    if not header_value.isascii():
         return False
     return hmac.compare_digest(signature_for(body, secret), header_value.strip())
 
@@ -51,8 +58,14 @@ def parse_order(payload: Any) -> CanonicalOrder:
     """Turn a Shopify order into the canonical order, or raise AdapterError naming the field."""
     if not isinstance(payload, dict):
         raise AdapterError("body", "expected a JSON object")
-    if payload.get("id") in (None, ""):
+    order_id = payload.get("id")
+    if order_id in (None, ""):
         raise AdapterError("id", "missing order id")
+    if isinstance(order_id, bool) or not (
+        (isinstance(order_id, int) and order_id > 0)
+        or (isinstance(order_id, str) and order_id.isdigit() and order_id.isascii())
+    ):
+        raise AdapterError("id", f"not a positive integer: {order_id!r}")
 
     line_items = payload.get("line_items")
     if not isinstance(line_items, list) or not line_items:
@@ -63,8 +76,8 @@ def parse_order(payload: Any) -> CanonicalOrder:
     presentment_money = presentment.get("presentment_money") or {}
 
     return CanonicalOrder(
-        channel_order_id=text(payload["id"]),
-        order_number=text(payload.get("name") or payload.get("order_number")),
+        channel_order_id=text(order_id),
+        order_number=text(payload.get("name") or payload.get("order_number"), "name"),
         currency=currency,
         subtotal=parse_optional_money(payload.get("subtotal_price"), "subtotal_price"),
         shipping_total=_shipping_total(payload),
@@ -73,24 +86,25 @@ def parse_order(payload: Any) -> CanonicalOrder:
         total=parse_money(payload.get("total_price"), "total_price"),
         lines=[_parse_line(position, item) for position, item in enumerate(line_items, start=1)],
         taxes_included=payload.get("taxes_included") is True,
-        source_name=text(payload.get("source_name")),
+        source_name=text(payload.get("source_name"), "source_name"),
         pos_register=text(payload.get("location_id"))
         if payload.get("source_name") == "pos"
         else "",
-        event_version=text(payload.get("updated_at")),
-        presentment_currency=text(payload.get("presentment_currency")),
+        event_version=_event_version(payload),
+        presentment_currency=text(payload.get("presentment_currency"), "presentment_currency"),
         presentment_total=(
             parse_money(presentment_money["amount"], "total_price_set.presentment_money.amount")
             if presentment_money.get("amount") not in (None, "")
             else None
         ),
-        customer_email=text(payload.get("email") or payload.get("contact_email")),
+        customer_email=text(payload.get("email") or payload.get("contact_email"), "email"),
         customer_name=_customer_name(payload),
         shipping_address=_address(payload.get("shipping_address"), "shipping_address"),
         billing_address=_address(payload.get("billing_address"), "billing_address"),
         shipping_method=_shipping_method(payload),
+        shipping_lines=_shipping_lines(payload),
         placed_at=parse_timestamp(payload.get("created_at"), "created_at"),
-        tags=[tag.strip() for tag in text(payload.get("tags")).split(",") if tag.strip()],
+        tags=[tag.strip() for tag in text(payload.get("tags"), "tags").split(",") if tag.strip()],
     )
 
 
@@ -99,16 +113,16 @@ def _parse_line(position: int, item: Any) -> CanonicalLine:
     if not isinstance(item, dict):
         raise AdapterError(prefix, "expected a JSON object")
 
-    title = text(item.get("name") or item.get("title"))
+    title = text(item.get("name") or item.get("title"), f"{prefix}.name")
     if not title:
         raise AdapterError(f"{prefix}.title", "missing title")
 
     return CanonicalLine(
         position=position,
-        channel_line_id=text(item.get("id")),
+        channel_line_id=text(item.get("id"), f"{prefix}.id"),
         # Shopify sends "" or null for lines without a SKU; both mean "no SKU".
-        channel_sku=text(item.get("sku")).strip(),
-        channel_variant_id=text(item.get("variant_id")),
+        channel_sku=text(item.get("sku"), f"{prefix}.sku").strip(),
+        channel_variant_id=text(item.get("variant_id"), f"{prefix}.variant_id"),
         title=title,
         quantity=parse_quantity(item.get("quantity"), f"{prefix}.quantity"),
         unit_price=parse_money(item.get("price"), f"{prefix}.price"),
@@ -127,6 +141,40 @@ def _shipping_total(payload: dict) -> Decimal:
         if isinstance(line, dict):
             total += parse_optional_money(line.get("price"), f"shipping_lines[{index}].price")
     return total
+
+
+def _event_version(payload: dict) -> str:
+    """The order's updated_at, which orders Shopify's updates of one order."""
+    updated_at = parse_timestamp(payload.get("updated_at"), "updated_at")
+    return updated_at.isoformat() if updated_at else ""
+
+
+SHIPPING_LINE_FIELDS = ("code", "title", "source", "carrier_identifier", "price")
+
+
+def _shipping_lines(payload: dict) -> list[dict[str, str]]:
+    """The shipping lines with the fields carrier mapping needs; removed lines are left out.
+
+    For rates a carrier calculated, "code" is the carrier's service code (UPS "03") and
+    "source" names the carrier app; for the shop's own rates, "code" is the rate's name.
+    """
+    lines = payload.get("shipping_lines") or []
+    if not isinstance(lines, list):
+        raise AdapterError("shipping_lines", "expected a JSON array")
+
+    parsed = []
+    for index, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise AdapterError(f"shipping_lines[{index}]", "expected a JSON object")
+        if line.get("is_removed") is True:
+            continue
+        parsed.append(
+            {
+                key: text(line.get(key), f"shipping_lines[{index}].{key}").strip()
+                for key in SHIPPING_LINE_FIELDS
+            }
+        )
+    return parsed
 
 
 def _shipping_method(payload: dict) -> str:
@@ -148,4 +196,8 @@ def _address(value: Any, field_name: str) -> dict[str, str] | None:
         return None
     if not isinstance(value, dict):
         raise AdapterError(field_name, "expected a JSON object or null")
-    return {key: text(value.get(key)) for key in ADDRESS_FIELDS if value.get(key) is not None}
+    return {
+        key: text(value.get(key), f"{field_name}.{key}")
+        for key in ADDRESS_FIELDS
+        if value.get(key) is not None
+    }

@@ -35,10 +35,22 @@ def flag(code: str, message: str, **extra) -> Finding:
 
 def hygiene_checks() -> list[Check]:
     """The checks, in the order they run."""
+    from inventory.hygiene import check_stock
+
+    from .address import check_shipping_address
+    from .carrier import check_carrier_codes
     from .skus import check_sku_mappings
     from .totals import check_order_totals
 
-    return [check_sku_mappings, check_order_totals]
+    # The address check reads the carrier service the carrier check sets (pickup orders need
+    # no address), so it runs after it.
+    return [
+        check_sku_mappings,
+        check_order_totals,
+        check_stock,
+        check_carrier_codes,
+        check_shipping_address,
+    ]
 
 
 def order_run_hygiene(*, order: Order) -> list[Finding]:

@@ -209,8 +209,8 @@ def worker(request, transactional_db, tmp_path) -> Iterator[Worker]:
 
 
 @pytest.fixture
-def shopify_channel(transactional_db) -> Channel:
-    """The "shop" channel, with the SKU of order_payload()'s default line mapped on it."""
+def shopify_channel(transactional_db, carriers) -> Channel:
+    """The "shop" channel, with the SKU and carrier code of order_payload() mapped."""
     channel = Channel.objects.create(kind=ChannelKind.SHOPIFY, code="shop", webhook_secret=SECRET)
     sku = Sku.objects.create(
         code="TEE-CLASSIC-BLK-M",

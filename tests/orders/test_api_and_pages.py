@@ -159,3 +159,21 @@ def test_unknown_order_page_is_404(client, agent):
     client.force_login(agent)
 
     assert client.get(reverse("orders:detail", args=[424242])).status_code == 404
+
+
+def test_non_numeric_ids_are_404_json(channel):
+    client = token_client(make_user("api-agent", "cs_agent"))
+
+    for path in ("/api/v1/review-items/abc/accept/", "/api/v1/orders/abc/", "/api/v1/skus/"):
+        response = client.post(path, {}, format="json") if "accept" in path else client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found", path
+
+
+def test_missing_order_is_not_found_code(channel):
+    client = token_client(make_user("robot", "integration"))
+
+    response = client.get("/api/v1/orders/999999/")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

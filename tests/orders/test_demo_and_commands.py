@@ -45,8 +45,8 @@ def test_seed_demo_loads_catalog_users_and_replays_samples(seed):
     held = set(
         Order.objects.filter(status=OrderStatus.ON_HOLD).values_list("order_number", flat=True)
     )
-    assert held == {"#1002", "#1003", "#1009"}
-    assert ReviewItem.objects.count() == 4
+    assert held == {"#1002", "#1003", "#1007", "#1009"}
+    assert ReviewItem.objects.count() == 5
 
 
 def test_seed_demo_twice_creates_nothing_new(seed):

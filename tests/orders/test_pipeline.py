@@ -186,3 +186,96 @@ def test_every_sample_order_adds_up(channel, post_webhook):
 
     assert Order.objects.count() == len(list((SAMPLES / "shopify").glob("0*.json")))
     assert [order.flags for order in Order.objects.all()] == [[]] * Order.objects.count()
+
+
+def _line(**change) -> dict:
+    return order_payload()["line_items"][0] | change
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (order_payload(lines=[_line(price="1e400")]), "line_items[0].price: amount too large"),
+        (order_payload(total_price="9" * 40), "total: amount too large"),
+        (order_payload(lines=[_line(quantity=10**30)]), "line_items[0].quantity: more than"),
+        (order_payload(lines=[_line(quantity=0)]), "line_items[0].quantity: quantity must be"),
+        (order_payload(lines=[_line(sku="X" * 10_000)]), "line_items[0].channel_sku: longer"),
+        (order_payload(lines=[_line(sku="A\x00B")]), "body.line_items[0].sku: contains a NUL"),
+        (order_payload(lines=[_line(sku={"a": 1})]), "line_items[0].sku: expected text"),
+        (order_payload(id="abc"), "id: not a positive integer: 'abc'"),
+        (order_payload(id=-5), "id: not a positive integer: -5"),
+        (order_payload(id=1.5), "id: not a positive integer: 1.5"),
+        (order_payload(updated_at="x"), "updated_at: not an ISO 8601 timestamp"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_out_of_range_values_fail_the_delivery_with_field(
+    channel, catalog, post_webhook, payload, error
+):
+    post_webhook(as_body(payload))
+
+    delivery = Delivery.objects.get()
+    assert delivery.outcome == DeliveryOutcome.FAILED
+    assert delivery.error.startswith(error)
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"id": 1, "note": "\\ud800"}', "body.note: contains an unpaired UTF-16 surrogate"),
+        (b"[" * 5000 + b"]" * 5000, "body: JSON nested too deeply"),
+    ],
+    ids=["lone surrogate", "deep nesting"],
+)
+def test_unstorable_json_fails_the_delivery(channel, post_webhook, body, error):
+    post_webhook(body)
+
+    delivery = Delivery.objects.get()
+    assert delivery.outcome == DeliveryOutcome.FAILED
+    assert delivery.error == error
+
+
+def test_unexpected_error_marks_delivery_failed(channel, catalog, post_webhook, monkeypatch):
+    def broken_check(*, order):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr("orders.hygiene.hygiene_checks", lambda: [broken_check])
+
+    response = post_webhook(as_body(order_payload()))
+
+    assert response.status_code == 200
+    delivery = Delivery.objects.get()
+    assert delivery.outcome == DeliveryOutcome.FAILED
+    assert delivery.error == "unexpected ZeroDivisionError: simulated bug"
+    assert Order.objects.count() == 0
+
+
+def test_process_deliveries_continues_after_a_failure(channel, catalog, monkeypatch):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    bad = Delivery.objects.create(
+        channel=channel,
+        delivery_id="wh-bad",
+        topic="orders/create",
+        headers={},
+        body=as_body(order_payload(lines=[_line(price="1e400")])),
+        signature_valid=True,
+    )
+    good = Delivery.objects.create(
+        channel=channel,
+        delivery_id="wh-good",
+        topic="orders/create",
+        headers={},
+        body=as_body(order_payload(order_id=42)),
+        signature_valid=True,
+    )
+
+    call_command("process_deliveries", "--older-than", "0", "--inline", stdout=StringIO())
+
+    bad.refresh_from_db()
+    good.refresh_from_db()
+    assert bad.outcome == DeliveryOutcome.FAILED
+    assert good.outcome == DeliveryOutcome.PROCESSED

@@ -269,3 +269,30 @@ def test_concurrent_duplicate_deliveries_create_one_order(channel, catalog):
     assert sorted(status["status"] for status in statuses) == ["accepted"] + ["duplicate"] * 5
     assert Delivery.objects.count() == 1
     assert Order.objects.count() == 1
+
+
+def test_non_ascii_signature_header_is_401(channel, client):
+    body = as_body(order_payload())
+    url = reverse("webhooks:shopify", kwargs={"channel_code": "shop"})
+
+    response = client.post(
+        url,
+        data=body,
+        content_type="application/json",
+        HTTP_X_SHOPIFY_HMAC_SHA256="é".encode().decode("latin-1"),
+        HTTP_X_SHOPIFY_TOPIC="orders/create",
+        HTTP_X_SHOPIFY_WEBHOOK_ID="wh-x",
+    )
+
+    assert response.status_code == 401
+
+
+def test_repeated_webhook_id_header_is_400(channel, post_webhook):
+    body = as_body(order_payload())
+    headers = signed_headers(body) | {"X-Shopify-Webhook-Id": "first-id,second-id"}
+
+    response = post_webhook(body, headers)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_header"
+    assert Delivery.objects.count() == 0

@@ -109,6 +109,7 @@ def test_htmx_accept_returns_decided_fragment_and_new_count(
     html = response.content.decode()
     assert f'id="item-{item.pk}"' in html
     assert 'data-status="accepted"' in html
+    assert "Order status: Ready for fulfilment." in html
     assert '<span id="open-count" hx-swap-oob="true">1</span>' in html
     assert "<html" not in html
     assert Order.objects.get(pk=item.order_id).status == OrderStatus.READY
@@ -233,7 +234,7 @@ def test_htmx_request_after_logout_redirects_to_login(client, channel, catalog, 
     )
 
     assert response.status_code == 200
-    assert response["HX-Redirect"].startswith("/accounts/login/?next=")
+    assert response["HX-Redirect"] == "/accounts/login/?next=/queue/"
     item.refresh_from_db()
     assert item.status == ReviewStatus.OPEN
 

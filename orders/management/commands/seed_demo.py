@@ -6,7 +6,14 @@ from rest_framework.authtoken.models import Token
 
 from catalog.models import ChannelKind
 from catalog.services import channel_upsert
-from orders.demo import demo_catalog_load, demo_mappings_create, shopify_samples_replay
+from orders.demo import (
+    DEMO_LOCATIONS,
+    demo_catalog_load,
+    demo_mappings_create,
+    demo_stock_load,
+    shopify_samples_replay,
+)
+from orders.models import CarrierCodeMapping, CarrierService
 
 DEMO_CHANNEL = "demo-shop"
 DEMO_SECRET = "demo-shopify-webhook-secret"  # noqa: S105 - printed for the demo on purpose
@@ -50,6 +57,14 @@ class Command(BaseCommand):
         )
         mapping_count = demo_mappings_create(channel=channel)
         self.stdout.write(f"Catalog: {sku_count} SKUs, {mapping_count} mappings on {channel.code}.")
+        self.stdout.write(
+            f"Carriers: {CarrierService.objects.count()} services, "
+            f"{CarrierCodeMapping.objects.count()} carrier code mappings."
+        )
+        stock_applied = demo_stock_load()
+        self.stdout.write(
+            f"Stock: {len(DEMO_LOCATIONS)} locations, {stock_applied} stock events applied."
+        )
 
         token = self._create_users()
 
@@ -59,7 +74,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {result.status_code} {status:<9} {result.file}")
 
         self.stdout.write("")
-        self.stdout.write("Demo logins (http://127.0.0.1:8000/):")
+        self.stdout.write("Demo logins:")
         for username, password, group, _, _ in DEMO_USERS:
             if password:
                 self.stdout.write(f"  {username:<9} / {password:<18} {group or 'superuser'}")
