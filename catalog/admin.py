@@ -52,6 +52,32 @@ class ChannelAdmin(admin.ModelAdmin):
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]
 
+    def get_fields(self, request, obj=None) -> list[str]:
+        # A read-only view would print every field's value, the signing secret included, so
+        # people who may not change the channel see only whether a secret is set.
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["kind", "code", "name", "secret_status", "is_active"]
+        return super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["kind", "code", "name", "secret_status", "is_active"]
+        return super().get_readonly_fields(request, obj)
+
+    @admin.display(description="Webhook secret")
+    def secret_status(self, obj: Channel) -> str:
+        return "set (hidden)" if obj.webhook_secret else "not set"
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        # Field names only: the secret's value never reaches the audit log.
+        catalog_admin_change_record(
+            instance=obj,
+            actor=request.user,
+            verb="updated" if change else "created",
+            changed=form.changed_data,
+        )
+
 
 class ListingConstraintInline(admin.TabularInline):
     model = ListingConstraint

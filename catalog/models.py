@@ -45,7 +45,7 @@ class Channel(models.Model):
 
     kind = models.CharField(max_length=32, choices=ChannelKind.choices)
     code = models.SlugField(
-        max_length=64, unique=True, help_text="Used in webhook URLs: /webhooks/<kind>/<code>/."
+        max_length=64, unique=True, help_text="Used in webhook URLs: /webhooks/KIND/CODE/."
     )
     name = models.CharField(max_length=200, blank=True)
     # Stored exactly as given (no trimming, no re-encoding) because it is the HMAC key.

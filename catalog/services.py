@@ -165,7 +165,7 @@ def _mapping_update(
     *, mapping: ChannelSkuMapping, actor: AbstractBaseUser, reason: str
 ) -> ChannelSkuMapping:
     before = (
-        ChannelSkuMapping.objects.select_for_update()
+        ChannelSkuMapping.objects.select_for_update(of=("self",))
         .select_related("channel", "sku")
         .get(pk=mapping.pk)
     )
@@ -194,7 +194,7 @@ def _mapping_state(mapping: ChannelSkuMapping) -> dict:
 def catalog_admin_change_record(
     *, instance: models.Model, actor: AbstractBaseUser, verb: str, changed: list[str] = ()
 ) -> None:
-    """Audit an admin change ("created", "updated", "deleted") of a SKU or listing constraint.
+    """Audit an admin change ("created", "updated", "deleted") of a catalog object.
 
     The admin has already written the change; call inside its transaction.
     """

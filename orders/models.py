@@ -292,6 +292,15 @@ class OrderLine(models.Model):
     def __str__(self) -> str:
         return f"{self.quantity} x {self.title}"
 
+    @property
+    def identifier_label(self) -> str:
+        """How people recognise the line's channel identifier: its SKU, else its variant."""
+        if self.channel_sku:
+            return self.channel_sku
+        if self.channel_variant_id:
+            return f"variant {self.channel_variant_id}"
+        return "no SKU"
+
 
 class ActorKind(models.TextChoices):
     SYSTEM = "system", "System"

@@ -63,7 +63,7 @@ def review_item_open_unmapped_sku(
         order=order,
         order_line=line,
         reason=(
-            f"Line {line.position} ({line.channel_sku or 'no SKU'}) has no mapping to a "
+            f"Line {line.position} ({line.identifier_label}) has no mapping to a "
             f"canonical SKU on channel {order.channel.code}."
         ),
         source_data=line.raw,

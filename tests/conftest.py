@@ -88,14 +88,22 @@ def catalog(db, channel, carriers) -> list[Sku]:
     return skus
 
 
+# Every data migration that grants role permissions, in migration order.
+ROLE_MIGRATIONS = [
+    ("reviews.migrations.0002_roles", "create_role_groups"),
+    ("catalog.migrations.0003_renormalize_titles_and_permissions", "grant_ops_manager"),
+    ("orders.migrations.0005_carrier_roles", "grant_carrier_permissions"),
+    ("inventory.migrations.0002_roles", "add_role_permissions"),
+]
+
+
 def ensure_role_groups() -> None:
-    """Recreate the role groups after a transactional test flushed the migration's data."""
+    """Recreate the role groups after a transactional test flushed the migrations' data."""
     if Group.objects.filter(name="cs_agent").exists():
         return
-    roles_migration = importlib.import_module("reviews.migrations.0002_roles")
-    roles_migration.create_role_groups(django_apps, None)
-    carrier_roles_migration = importlib.import_module("orders.migrations.0005_carrier_roles")
-    carrier_roles_migration.grant_carrier_permissions(django_apps, None)
+    for module_name, function_name in ROLE_MIGRATIONS:
+        migration = importlib.import_module(module_name)
+        getattr(migration, function_name)(django_apps, None)
 
 
 def make_user(username: str, group: str | None) -> User:

@@ -22,12 +22,9 @@ def check_sku_mappings(*, order: Order) -> list[Finding]:
 
 
 def unmapped_sku_hold(line: OrderLine, *, review_item: int) -> Finding:
-    identifier = line.channel_sku or (
-        f"variant {line.channel_variant_id}" if line.channel_variant_id else "no SKU"
-    )
     return hold(
         "unmapped_sku",
-        f"Line {line.position} ({identifier}) has no SKU mapping",
+        f"Line {line.position} ({line.identifier_label}) has no SKU mapping",
         line=line.position,
         review_item=review_item,
     )

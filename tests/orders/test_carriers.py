@@ -1,7 +1,6 @@
 """Carrier/service codes: folding, lookup, the unknown-code hold and its review, the samples."""
 
 import threading
-import time
 
 import pytest
 from django.db import connection
@@ -12,7 +11,6 @@ from rest_framework.authtoken.models import Token
 from catalog.models import Channel, ChannelKind
 from catalog.services import channel_upsert
 from guardrails.models import AuditEntry
-from orders import carriers as carrier_services
 from orders.carrier_codes import normalize_carrier_code
 from orders.carriers import carrier_mapping_find
 from orders.demo import demo_catalog_load, demo_mappings_create, shopify_samples_replay
@@ -441,7 +439,8 @@ def test_queue_shows_carrier_choice(agent_client, channel, catalog, post_webhook
 
 
 def test_every_sample_gets_its_carrier_and_address_score(django_capture_on_commit_callbacks):
-    """Replay samples/shopify/ as seed_demo does: only SKU and stock problems hold orders."""
+    """Replay samples/shopify/ as seed_demo does; #1010 and #1011 are the deliberate address
+    and carrier-code cases, the rest are held only for SKU and stock problems."""
     demo_catalog_load()
     channel, _ = channel_upsert(kind=ChannelKind.SHOPIFY, code="demo", secret="sample-secret")
     demo_mappings_create(channel=channel)
@@ -464,6 +463,8 @@ def test_every_sample_gets_its_carrier_and_address_score(django_capture_on_commi
         "#1007": "Canada Post Expedited Parcel",
         "#1008": "",
         "#1009": "USPS Priority Mail",
+        "#1010": "UPS Ground",
+        "#1011": "",
     }
     scores = {number: order.address_score for number, order in orders.items()}
     assert {number: None if score is None else str(score) for number, score in scores.items()} == {
@@ -476,7 +477,13 @@ def test_every_sample_gets_its_carrier_and_address_score(django_capture_on_commi
         "#1007": "1.00",
         "#1008": None,
         "#1009": "1.00",
+        "#1010": "0.70",
+        "#1011": "1.00",
     }
+    assert [reason["code"] for reason in orders.pop("#1010").hold_reasons] == ["address_low_score"]
+    assert [reason["code"] for reason in orders.pop("#1011").hold_reasons] == [
+        "carrier_code_unknown"
+    ]
     hold_codes = {reason["code"] for order in orders.values() for reason in order.hold_reasons}
     assert hold_codes <= {"unmapped_sku", "out_of_stock"}
     unmapped = {
@@ -499,24 +506,14 @@ def test_concurrent_accepts_of_one_code(channel, catalog, post_webhook, monkeypa
     items = [ReviewItem.objects.get(order=order) for order in orders]
     users = [make_user("agent-one", "cs_agent"), make_user("agent-two", "cs_agent")]
     ground = service("usps", "ground_advantage")
-    create = carrier_services.carrier_mapping_create
-    first_inside = threading.Event()
-
-    def create_once_the_other_waits(**kwargs):
-        # The first accept holds its item and order. It goes on only once the second one is
-        # blocked on a lock, so the second holds its item while the first resolves items.
-        if not first_inside.is_set():
-            first_inside.set()
-            _wait_for_blocked_backend()
-        return create(**kwargs)
-
-    monkeypatch.setattr(carrier_services, "carrier_mapping_create", create_once_the_other_waits)
+    barrier = threading.Barrier(2)
     statuses: list[int] = []
 
     def accept(user, item) -> None:
         try:
             client = Client()
             client.force_login(user)
+            barrier.wait(timeout=10)
             response = client.post(
                 reverse("reviews:accept", args=[item.pk]), {"service_id": ground.pk}, headers=HTMX
             )
@@ -524,12 +521,13 @@ def test_concurrent_accepts_of_one_code(channel, catalog, post_webhook, monkeypa
         finally:
             connection.close()
 
-    first = threading.Thread(target=accept, args=(users[0], items[0]))
-    second = threading.Thread(target=accept, args=(users[1], items[1]))
-    first.start()
-    assert first_inside.wait(timeout=10)
-    second.start()
-    for thread in (first, second):
+    threads = [
+        threading.Thread(target=accept, args=(user, item))
+        for user, item in zip(users, items, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
         thread.join(timeout=30)
 
     assert statuses == [200, 200]
@@ -541,17 +539,3 @@ def test_concurrent_accepts_of_one_code(channel, catalog, post_webhook, monkeypa
     assert set(ReviewItem.objects.values_list("status", flat=True)) == {ReviewStatus.ACCEPTED}
 
 
-def _wait_for_blocked_backend(timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            # The statistics views keep one snapshot per transaction unless it is cleared.
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.05)
-    raise AssertionError("The second accept never waited on a lock.")

@@ -39,14 +39,23 @@ def test_seed_demo_loads_catalog_users_and_replays_samples(seed):
     }
     assert "200 duplicate 01-normal.json" in output
     assert "agent     / agent-demo-pass" in output
-    assert Delivery.objects.count() == 9
-    assert Order.objects.count() == 9
+    assert Delivery.objects.count() == 11
+    assert Order.objects.count() == 11
     assert set(Delivery.objects.values_list("outcome", flat=True)) == {DeliveryOutcome.PROCESSED}
     held = set(
         Order.objects.filter(status=OrderStatus.ON_HOLD).values_list("order_number", flat=True)
     )
-    assert held == {"#1002", "#1003", "#1007", "#1009"}
-    assert ReviewItem.objects.count() == 5
+    assert held == {"#1002", "#1003", "#1007", "#1009", "#1010", "#1011"}
+    kinds = sorted(ReviewItem.objects.values_list("kind", flat=True))
+    assert kinds == [
+        "address",
+        "carrier_code",
+        "out_of_stock",
+        "unmapped_sku",
+        "unmapped_sku",
+        "unmapped_sku",
+        "unmapped_sku",
+    ]
 
 
 def test_seed_demo_twice_creates_nothing_new(seed):

@@ -282,3 +282,25 @@ def test_two_agents_deciding_at_once_make_one_decision(channel, catalog, post_we
         item.order.events.filter(kind__startswith="review.").exclude(kind="review.opened").count()
         == 1
     )
+
+
+def test_queue_explains_accept_and_shows_raw_json(agent_client, channel, catalog, post_webhook):
+    hold_orders(post_webhook, 1)
+
+    html = agent_client.get(reverse("reviews:queue")).content.decode()
+
+    assert "maps channel SKU <code>TSHIRT-CLASSIC-BLACK-MED</code> to it" in html
+    assert "&quot;sku&quot;: &quot;TSHIRT-CLASSIC-BLACK-MED&quot;" in html
+    assert "None" not in html.split("Raw line as received")[1].split("</pre>")[0]
+
+
+def test_reject_saves_the_reason(agent_client, channel, catalog, post_webhook):
+    hold_orders(post_webhook, 1)
+    item = ReviewItem.objects.get()
+
+    agent_client.post(
+        reverse("reviews:reject", args=[item.pk]), data={"note": "discontinued"}, headers=HTMX
+    )
+
+    item.refresh_from_db()
+    assert item.decision_note == "discontinued"
