@@ -45,8 +45,30 @@ class ChannelForm(forms.ModelForm):
         return secret
 
 
+class AuditedAdminMixin:
+    """Audit every admin create, update and delete (field names only, never values)."""
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        catalog_admin_change_record(
+            instance=obj,
+            actor=request.user,
+            verb="updated" if change else "created",
+            changed=form.changed_data,
+        )
+
+    def delete_model(self, request, obj) -> None:
+        catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
+        super().delete_queryset(request, queryset)
+
+
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = ChannelForm
     list_display = ["code", "kind", "name", "is_active", "created_at"]
     list_filter = ["kind", "is_active"]
@@ -68,16 +90,6 @@ class ChannelAdmin(admin.ModelAdmin):
     def secret_status(self, obj: Channel) -> str:
         return "set (hidden)" if obj.webhook_secret else "not set"
 
-    def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        # Field names only: the secret's value never reaches the audit log.
-        catalog_admin_change_record(
-            instance=obj,
-            actor=request.user,
-            verb="updated" if change else "created",
-            changed=form.changed_data,
-        )
-
 
 class ListingConstraintInline(admin.TabularInline):
     model = ListingConstraint
@@ -86,7 +98,7 @@ class ListingConstraintInline(admin.TabularInline):
 
 
 @admin.register(Sku)
-class SkuAdmin(admin.ModelAdmin):
+class SkuAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["code", "title", "category", "price", "currency", "is_active"]
     list_filter = ["is_active", "category", "currency"]
     search_fields = ["code", "title", "normalized_title"]
@@ -156,31 +168,13 @@ class SkuAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "catalog/admin/sku_import.html", context)
 
-    def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        catalog_admin_change_record(
-            instance=obj,
-            actor=request.user,
-            verb="updated" if change else "created",
-            changed=form.changed_data,
-        )
-
-    def delete_model(self, request, obj) -> None:
-        catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset) -> None:
-        for obj in queryset:
-            catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
-        super().delete_queryset(request, queryset)
-
 
 def _may_import(request: HttpRequest) -> bool:
     return request.user.has_perm(IMPORT_PERMISSION)
 
 
 @admin.register(ChannelSkuMapping)
-class ChannelSkuMappingAdmin(admin.ModelAdmin):
+class ChannelSkuMappingAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["channel", "id_kind", "external_id", "sku", "created_at"]
     list_filter = ["channel", "id_kind"]
     search_fields = ["external_id", "sku__code"]
@@ -204,30 +198,12 @@ class ChannelSkuMappingAdmin(admin.ModelAdmin):
 
 
 @admin.register(ListingConstraint)
-class ListingConstraintAdmin(admin.ModelAdmin):
+class ListingConstraintAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["channel", "kind", "sku", "note", "created_at"]
     list_filter = ["channel", "kind"]
     search_fields = ["sku__code", "note"]
     list_select_related = ["channel", "sku"]
     autocomplete_fields = ["sku"]
-
-    def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        catalog_admin_change_record(
-            instance=obj,
-            actor=request.user,
-            verb="updated" if change else "created",
-            changed=form.changed_data,
-        )
-
-    def delete_model(self, request, obj) -> None:
-        catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset) -> None:
-        for obj in queryset:
-            catalog_admin_change_record(instance=obj, actor=request.user, verb="deleted")
-        super().delete_queryset(request, queryset)
 
 
 @admin.register(ImportJob)

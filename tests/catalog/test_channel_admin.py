@@ -76,3 +76,23 @@ def test_ops_can_set_secret_with_spaces(client, shop):
 
     shop.refresh_from_db()
     assert shop.webhook_secret == "  new & <secret> "
+
+
+def test_mapping_delete_in_admin_is_audited(client, shop):
+    from catalog.models import ChannelSkuMapping, ExternalIdKind, Sku
+
+    sku = Sku.objects.create(code="MUG-1", title="Mug", price="5.00", currency="USD")
+    mapping = ChannelSkuMapping.objects.create(
+        channel=shop, id_kind=ExternalIdKind.SKU, external_id="OLD-MUG", sku=sku
+    )
+    client.force_login(staff("olga", "ops_manager"))
+
+    response = client.post(
+        reverse("admin:catalog_channelskumapping_delete", args=[mapping.pk]), {"post": "yes"}
+    )
+
+    assert response.status_code == 302
+    assert not ChannelSkuMapping.objects.exists()
+    entry = AuditEntry.objects.get(action="channelskumapping.deleted")
+    assert entry.actor.username == "olga"
+    assert entry.target_id == str(mapping.pk)
