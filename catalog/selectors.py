@@ -11,7 +11,6 @@ from rapidfuzz import fuzz, process, utils
 from .models import (
     Channel,
     ChannelSkuMapping,
-    ExternalIdKind,
     ImportJob,
     ImportPhase,
     ImportRowError,
@@ -191,11 +190,6 @@ def _rank(
         score + ATTRIBUTE_MATCH_BONUS * len(matched) - ATTRIBUTE_CONFLICT_PENALTY * len(conflicting)
     )
     return _Ranking(sku_id, score, adjusted, matched, conflicting)
-
-
-def shopify_line_identifiers(*, sku: str, variant_id: str) -> list[tuple[str, str]]:
-    """Return the identifiers a Shopify line can be mapped by, most specific first."""
-    return [(ExternalIdKind.SHOPIFY_VARIANT, variant_id), (ExternalIdKind.SKU, sku)]
 
 
 def listing_forbids(*, channel: Channel, sku: Sku, kind: str) -> bool:

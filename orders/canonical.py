@@ -29,6 +29,8 @@ class CanonicalLine:
     quantity: int
     unit_price: Decimal
     raw: dict[str, Any]
+    # (ExternalIdKind value, id) pairs the line can be mapped by, most specific first.
+    identifiers: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from django.db import IntegrityError, OperationalError, transaction
 
-from catalog.selectors import mapping_find_sku, shopify_line_identifiers
+from catalog.selectors import mapping_find_sku
 from omsguard.money import is_currency, money_round
 
-from .adapters import shopify
+from .adapters import adapter_for
 from .canonical import AdapterError, CanonicalOrder, check_order_limits, check_storable_json
 from .hygiene import order_run_hygiene
 from .models import Delivery, DeliveryOutcome, Order, OrderLine, OrderStatus
@@ -63,7 +63,7 @@ def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
         try:
             payload = _decode_json(delivery)
             check_storable_json(payload)
-            canonical = shopify.parse_order(payload)
+            canonical = adapter_for(delivery.channel.kind).parse_order(payload)
             check_order_limits(canonical)
         except AdapterError as error:
             logger.warning(
@@ -145,12 +145,7 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
             title=line.title,
             quantity=line.quantity,
             unit_price=money_round(line.unit_price, currency),
-            sku=mapping_find_sku(
-                channel=delivery.channel,
-                identifiers=shopify_line_identifiers(
-                    sku=line.channel_sku, variant_id=line.channel_variant_id
-                ),
-            ),
+            sku=mapping_find_sku(channel=delivery.channel, identifiers=line.identifiers),
             raw=line.raw,
         )
         for line in canonical.lines

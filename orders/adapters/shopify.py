@@ -8,6 +8,8 @@ from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
+from catalog.models import ExternalIdKind
+
 from ..canonical import (
     AdapterError,
     CanonicalLine,
@@ -117,16 +119,20 @@ def _parse_line(position: int, item: Any) -> CanonicalLine:
     if not title:
         raise AdapterError(f"{prefix}.title", "missing title")
 
+    # Shopify sends "" or null for lines without a SKU; both mean "no SKU".
+    sku = text(item.get("sku"), f"{prefix}.sku").strip()
+    variant_id = text(item.get("variant_id"), f"{prefix}.variant_id")
     return CanonicalLine(
         position=position,
         channel_line_id=text(item.get("id"), f"{prefix}.id"),
-        # Shopify sends "" or null for lines without a SKU; both mean "no SKU".
-        channel_sku=text(item.get("sku"), f"{prefix}.sku").strip(),
-        channel_variant_id=text(item.get("variant_id"), f"{prefix}.variant_id"),
+        channel_sku=sku,
+        channel_variant_id=variant_id,
         title=title,
         quantity=parse_quantity(item.get("quantity"), f"{prefix}.quantity"),
         unit_price=parse_money(item.get("price"), f"{prefix}.price"),
         raw=item,
+        # The variant id is the more specific: a shop may reuse one SKU code on variants.
+        identifiers=[(ExternalIdKind.SHOPIFY_VARIANT, variant_id), (ExternalIdKind.SKU, sku)],
     )
 
 

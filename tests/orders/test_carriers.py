@@ -537,5 +537,3 @@ def test_concurrent_accepts_of_one_code(channel, catalog, post_webhook, monkeypa
         assert order.status == OrderStatus.READY
         assert order.carrier_service == ground
     assert set(ReviewItem.objects.values_list("status", flat=True)) == {ReviewStatus.ACCEPTED}
-
-

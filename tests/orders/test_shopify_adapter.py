@@ -139,3 +139,21 @@ def test_non_object_body_is_rejected():
         parse_order([1, 2])
 
     assert raised.value.field == "body"
+
+
+def test_adapter_registry_finds_shopify_and_rejects_unknown_kinds():
+    from orders.adapters import NoAdapter, adapter_for
+
+    assert adapter_for("shopify").parse_order is parse_order
+    with pytest.raises(NoAdapter, match="No order adapter for channel kind 'myspace'."):
+        adapter_for("myspace")
+
+
+def test_line_identifiers_list_variant_before_sku():
+    order = parse_order(load_sample("01-normal.json"))
+    line = order.lines[0]
+
+    assert line.identifiers == [
+        ("shopify_variant", line.channel_variant_id),
+        ("sku", line.channel_sku),
+    ]
