@@ -61,6 +61,15 @@ class CanonicalOrder:
     shipping_lines: list[dict[str, str]] = field(default_factory=list)
     placed_at: datetime | None = None
     tags: list[str] = field(default_factory=list)
+    # When the channel last changed the order; a delivery whose source_updated_at is not
+    # newer than the stored order's never overwrites it.
+    source_updated_at: datetime | None = None
+    # "open", "cancelled", or "incomplete" for orders a channel sends before their totals or
+    # address are known (Amazon's Pending orders); an incomplete order is held until an
+    # update completes it.
+    state: str = "open"
+    customer_id: str = ""
+    in_store_pickup: bool = False
 
 
 def parse_money(value: Any, field_name: str) -> Decimal:
