@@ -12,6 +12,11 @@ from catalog.models import ChannelKind
 
 ADAPTER_MODULES: dict[str, str] = {
     ChannelKind.SHOPIFY: "orders.adapters.shopify",
+    ChannelKind.CANONICAL: "orders.adapters.canonical",
+    ChannelKind.WOOCOMMERCE: "orders.adapters.woocommerce",
+    ChannelKind.SQUARE: "orders.adapters.square",
+    ChannelKind.AMAZON: "orders.adapters.amazon",
+    ChannelKind.EBAY: "orders.adapters.ebay",
 }
 
 

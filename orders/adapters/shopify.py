@@ -107,6 +107,9 @@ def parse_order(payload: Any) -> CanonicalOrder:
         shipping_lines=_shipping_lines(payload),
         placed_at=parse_timestamp(payload.get("created_at"), "created_at"),
         tags=[tag.strip() for tag in text(payload.get("tags"), "tags").split(",") if tag.strip()],
+        source_updated_at=parse_timestamp(payload.get("updated_at"), "updated_at"),
+        state="cancelled" if payload.get("cancelled_at") else "open",
+        customer_id=_customer_id(payload),
     )
 
 
@@ -187,6 +190,13 @@ def _shipping_method(payload: dict) -> str:
     lines = payload.get("shipping_lines") or []
     first = lines[0] if lines and isinstance(lines[0], dict) else {}
     return text(first.get("title") or first.get("code"))
+
+
+def _customer_id(payload: dict) -> str:
+    customer = payload.get("customer") or {}
+    if not isinstance(customer, dict):
+        return ""
+    return text(customer.get("id"), "customer.id")
 
 
 def _customer_name(payload: dict) -> str:
