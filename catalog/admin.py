@@ -33,10 +33,17 @@ class ChannelForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False),
         help_text="The channel's webhook signing secret. Leave blank to keep the current one.",
     )
+    # Square signs the URL exactly as configured, so the scheme is never guessed.
+    notification_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text=Channel._meta.get_field("notification_url").help_text,
+    )
 
     class Meta:
         model = Channel
-        fields = ["kind", "code", "name", "webhook_secret", "is_active"]
+        fields = ["kind", "code", "name", "webhook_secret", "notification_url", "is_active"]
 
     def clean_webhook_secret(self) -> str:
         secret = self.cleaned_data["webhook_secret"]
@@ -67,6 +74,17 @@ class AuditedAdminMixin:
         super().delete_queryset(request, queryset)
 
 
+VIEW_ONLY_CHANNEL_FIELDS = (
+    "kind",
+    "code",
+    "name",
+    "secret_status",
+    "notification_url",
+    "last_signature_failure",
+    "is_active",
+)
+
+
 @admin.register(Channel)
 class ChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = ChannelForm
@@ -78,13 +96,13 @@ class ChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
         # A read-only view would print every field's value, the signing secret included, so
         # people who may not change the channel see only whether a secret is set.
         if obj is not None and not self.has_change_permission(request, obj):
-            return ["kind", "code", "name", "secret_status", "is_active"]
+            return [*VIEW_ONLY_CHANNEL_FIELDS]
         return super().get_fields(request, obj)
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         if obj is not None and not self.has_change_permission(request, obj):
-            return ["kind", "code", "name", "secret_status", "is_active"]
-        return super().get_readonly_fields(request, obj)
+            return [*VIEW_ONLY_CHANNEL_FIELDS]
+        return [*super().get_readonly_fields(request, obj), "last_signature_failure"]
 
     @admin.display(description="Webhook secret")
     def secret_status(self, obj: Channel) -> str:

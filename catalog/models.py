@@ -50,6 +50,19 @@ class Channel(models.Model):
     name = models.CharField(max_length=200, blank=True)
     # Stored exactly as given (no trimming, no re-encoding) because it is the HMAC key.
     webhook_secret = models.TextField(blank=True)
+    notification_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text=(
+            "Square only: the exact notification URL of the webhook subscription. Square signs "
+            "this URL plus the body, so it must match, scheme and trailing slash included."
+        ),
+    )
+    last_signature_failure = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="When and why the last webhook signature check failed, for setup problems.",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

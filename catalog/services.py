@@ -53,9 +53,17 @@ class MappingConflict(Exception):
 
 
 def channel_upsert(
-    *, kind: str, code: str, secret: str | None, name: str = ""
+    *,
+    kind: str,
+    code: str,
+    secret: str | None,
+    name: str = "",
+    notification_url: str | None = None,
 ) -> tuple[Channel, bool]:
-    """Create a channel or update its kind, name and secret. The secret is stored unchanged."""
+    """Create a channel or update its kind, name, secret and notification URL.
+
+    The secret is stored unchanged; None for the secret or URL keeps the current value.
+    """
     if kind not in ChannelKind.values:
         raise ValueError(
             f"Unknown channel kind {kind!r}. Supported kinds: {', '.join(ChannelKind.values)}."
@@ -75,6 +83,8 @@ def channel_upsert(
             channel.webhook_secret = secret
         if name:
             channel.name = name
+        if notification_url is not None:
+            channel.notification_url = notification_url
         channel.full_clean()
         channel.save()
 

@@ -1,11 +1,12 @@
 from rest_framework.routers import DefaultRouter
 
 from inventory.api import DiscrepancyViewSet, StockEventViewSet, StockLevelViewSet
-from orders.api import OrderViewSet
+from orders.api import DeliveryViewSet, OrderViewSet
 from reviews.api import ReviewItemViewSet
 
 router = DefaultRouter()
 router.register("orders", OrderViewSet, basename="order")
+router.register("deliveries", DeliveryViewSet, basename="delivery")
 router.register("review-items", ReviewItemViewSet, basename="review-item")
 router.register("stock-events", StockEventViewSet, basename="stock-event")
 router.register("stock-levels", StockLevelViewSet, basename="stock-level")

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_celery_beat",
     "catalog",
     "orders",
     "guardrails",
@@ -243,6 +244,22 @@ OMSGUARD_IMPORT_STALE_SECONDS = env_int("OMSGUARD_IMPORT_STALE_SECONDS", 900)
 OMSGUARD_STOCK_TTL_SECONDS = env_int("OMSGUARD_STOCK_TTL_SECONDS", 300)
 # The maximum number of stock events in one POST to /api/v1/stock-events/.
 OMSGUARD_STOCK_EVENTS_MAX_BATCH = env_int("OMSGUARD_STOCK_EVENTS_MAX_BATCH", 500)
+
+# Ingestion (docs/ingestion.md). The sweep queues again deliveries still unprocessed this many
+# seconds after they were recorded. POST /api/v1/orders/ rejects bodies above the byte limit.
+OMSGUARD_SWEEP_AFTER_SECONDS = env_int("OMSGUARD_SWEEP_AFTER_SECONDS", 120)
+OMSGUARD_API_ORDER_MAX_BYTES = env_int("OMSGUARD_API_ORDER_MAX_BYTES", 1024 * 1024)
+# Orders above this total, in OMSGUARD_ESCALATION_CURRENCY, get an "order_value" flag. A
+# destination country the channel has not shipped to in its last orders gets an
+# "unusual_destination" flag once the channel has OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS orders.
+OMSGUARD_ESCALATION_ORDER_VALUE = os.environ.get("OMSGUARD_ESCALATION_ORDER_VALUE", "1000")
+OMSGUARD_ESCALATION_CURRENCY = os.environ.get("OMSGUARD_ESCALATION_CURRENCY", "USD")
+OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS = env_int("OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS", 20)
+# Test-only: seconds each delivery's processing sleeps while holding its lock, so the worker
+# tests can kill a worker mid-task. Always 0 in production.
+OMSGUARD_TEST_PROCESSING_DELAY_SECONDS = float(
+    os.environ.get("OMSGUARD_TEST_PROCESSING_DELAY_SECONDS", "0")
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

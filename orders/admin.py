@@ -1,15 +1,24 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 
 from .carriers import carrier_mapping_delete, carrier_mapping_save
 from .models import (
     Carrier,
     CarrierCodeMapping,
     CarrierService,
+    ChannelApiGrant,
     Delivery,
+    IdempotencyKey,
     Order,
     OrderEvent,
     OrderLine,
+    PriorityCustomer,
 )
+from .services import REPLAYABLE_OUTCOMES, DeliveryNotReplayable, delivery_replay
+
+REPLAY_PERMISSION = "orders.change_delivery"
 
 
 class ReadOnlyAdminMixin:
@@ -41,10 +50,74 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["channel"]
     exclude = ["body"]
     readonly_fields = ["body_text"]
+    actions = ["replay_deliveries"]
+    change_form_template = "admin/orders/delivery/change_form.html"
 
     @admin.display(description="Body as received")
     def body_text(self, obj: Delivery) -> str:
         return bytes(obj.body).decode("utf-8", errors="replace")
+
+    def has_replay_permission(self, request) -> bool:
+        return request.user.has_perm(REPLAY_PERMISSION)
+
+    @admin.action(
+        description="Replay the selected dead-lettered or failed deliveries", permissions=["replay"]
+    )
+    def replay_deliveries(self, request, queryset) -> None:
+        replayed = 0
+        for delivery in queryset.filter(outcome__in=REPLAYABLE_OUTCOMES).order_by("pk"):
+            delivery_replay(
+                delivery_id=delivery.pk, actor=request.user, reason="Replayed in the admin"
+            )
+            replayed += 1
+        skipped = queryset.count() - replayed
+        self.message_user(request, f"Queued {replayed} delivery(ies) again.")
+        if skipped:
+            self.message_user(
+                request,
+                f"Skipped {skipped} delivery(ies) that are neither dead-lettered nor failed.",
+                level=messages.WARNING,
+            )
+
+    def get_urls(self):
+        replay = path(
+            "<int:delivery_pk>/replay/",
+            self.admin_site.admin_view(self.replay_view),
+            name="orders_delivery_replay",
+        )
+        return [replay, *super().get_urls()]
+
+    def replay_view(self, request, delivery_pk: int):
+        change_url = reverse("admin:orders_delivery_change", args=[delivery_pk])
+        if request.method != "POST" or not self.has_replay_permission(request):
+            self.message_user(
+                request,
+                "Replay needs a POST by a user who may change deliveries.",
+                level=messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url)
+        delivery = get_object_or_404(Delivery, pk=delivery_pk)
+        try:
+            delivery_replay(
+                delivery_id=delivery.pk, actor=request.user, reason="Replayed in the admin"
+            )
+        except DeliveryNotReplayable as error:
+            self.message_user(request, str(error), level=messages.ERROR)
+        else:
+            self.message_user(request, f"Delivery {delivery.pk} queued again.")
+        return HttpResponseRedirect(change_url)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        delivery = Delivery.objects.filter(pk=object_id).only("outcome").first()
+        extra_context = {
+            **(extra_context or {}),
+            "can_replay": bool(
+                delivery
+                and delivery.outcome in REPLAYABLE_OUTCOMES
+                and self.has_replay_permission(request)
+            ),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -134,3 +207,30 @@ class CarrierCodeMappingAdmin(admin.ModelAdmin):
             carrier_mapping_delete(
                 mapping=mapping, actor=request.user, reason="Deleted in the admin"
             )
+
+
+@admin.register(PriorityCustomer)
+class PriorityCustomerAdmin(admin.ModelAdmin):
+    """Customers whose orders get a priority_customer flag on their channel."""
+
+    list_display = ["channel", "customer_id", "email", "note", "created_at"]
+    list_filter = ["channel"]
+    search_fields = ["customer_id", "email", "note"]
+    list_select_related = ["channel"]
+
+
+@admin.register(ChannelApiGrant)
+class ChannelApiGrantAdmin(admin.ModelAdmin):
+    """Which canonical channels each API user may post orders for."""
+
+    list_display = ["user", "channel", "created_at"]
+    list_filter = ["channel"]
+    list_select_related = ["user", "channel"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["key", "user", "response_status", "created_at"]
+    search_fields = ["key"]
+    list_select_related = ["user"]

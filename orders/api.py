@@ -1,9 +1,31 @@
+import hashlib
+import json
+import logging
+
 import django_filters
-from rest_framework import viewsets
+from django.conf import settings
+from django.db.models import QuerySet
+from django.urls import reverse
+from rest_framework import mixins, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from catalog.models import Channel, ChannelKind
 
 from . import selectors
-from .models import Order, OrderStatus
-from .serializers import OrderSerializer
+from .models import ChannelApiGrant, Delivery, DeliveryOutcome, Order, OrderStatus
+from .serializers import CanonicalOrderInputSerializer, DeliverySerializer, OrderSerializer
+from .services import (
+    IDEMPOTENCY_IN_PROGRESS,
+    IdempotencyKeyTaken,
+    canonical_order_record,
+    idempotency_key_complete,
+)
+
+logger = logging.getLogger(__name__)
+
+ANY_CHANNEL_PERMISSION = "orders.ingest_any_channel"
+MAX_IDEMPOTENCY_KEY_LENGTH = 150
 
 
 class OrderFilter(django_filters.FilterSet):
@@ -18,8 +40,14 @@ class OrderFilter(django_filters.FilterSet):
         fields = ["status", "channel", "channel_order_id", "created_after", "created_before"]
 
 
-class OrderViewSet(viewsets.ReadOnlyModelViewSet):
-    """Canonical orders with their lines and provenance."""
+def _error(status_code: int, code: str, message: str, fields: dict | None = None) -> Response:
+    return Response(
+        {"error": {"code": code, "message": message, "fields": fields or {}}}, status=status_code
+    )
+
+
+class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Canonical orders with their lines and provenance; POST records a canonical order."""
 
     serializer_class = OrderSerializer
     filterset_class = OrderFilter
@@ -29,3 +57,176 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.order_list()
+
+    def create(self, request: Request) -> Response:
+        """Record a canonical order (samples/canonical/README.md) once per Idempotency-Key."""
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key:
+            return _error(400, "missing_idempotency_key", "The Idempotency-Key header is required.")
+        if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
+            return _error(
+                400,
+                "invalid_idempotency_key",
+                f"Idempotency-Key must be printable and at most {MAX_IDEMPOTENCY_KEY_LENGTH} "
+                "characters.",
+            )
+        content_type = request.content_type.split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return _error(
+                415, "unsupported_media_type", "Send the order as Content-Type application/json."
+            )
+        limit = settings.OMSGUARD_API_ORDER_MAX_BYTES
+        declared = request.META.get("CONTENT_LENGTH")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return _error(413, "too_large", f"Request body is larger than {limit} bytes.")
+        body = request.body
+        if len(body) > limit:
+            return _error(413, "too_large", f"Request body is larger than {limit} bytes.")
+
+        request_sha256 = hashlib.sha256(body).hexdigest()
+        replay = self._replay(request, key=key, request_sha256=request_sha256)
+        if replay is not None:
+            return replay
+
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            return _error(400, "malformed_json", f"The body is not valid JSON: {error}.")
+        serializer = CanonicalOrderInputSerializer(data=payload)
+        if not serializer.is_valid():
+            return _error(400, "invalid", "Invalid input.", _flatten_errors(serializer.errors))
+
+        channel = Channel.objects.filter(
+            kind=ChannelKind.CANONICAL, code=serializer.validated_data["channel"], is_active=True
+        ).first()
+        if channel is None:
+            return _error(
+                400,
+                "invalid",
+                "Invalid input.",
+                {"channel": ["No active channel of kind canonical with this code."]},
+            )
+        if not _may_post_for(request.user, channel):
+            return _error(
+                403,
+                "channel_not_allowed",
+                f"This user may not post orders for channel {channel.code!r}.",
+            )
+
+        try:
+            delivery = canonical_order_record(
+                user=request.user,
+                channel=channel,
+                key=key,
+                request_sha256=request_sha256,
+                body=body,
+            )
+        except IdempotencyKeyTaken as taken:
+            return self._replay_row(taken.existing, request_sha256=request_sha256)
+
+        response = _delivery_response(delivery)
+        idempotency_key_complete(
+            user=request.user, key=key, status=response.status_code, body=response.data
+        )
+        return response
+
+    def _replay(self, request: Request, *, key: str, request_sha256: str) -> Response | None:
+        existing = request.user.idempotency_keys.filter(key=key).first()
+        if existing is None:
+            return None
+        return self._replay_row(existing, request_sha256=request_sha256)
+
+    def _replay_row(self, existing, *, request_sha256: str) -> Response:
+        if existing.request_sha256 != request_sha256:
+            return _error(
+                409,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different body; use a new key.",
+            )
+        if existing.response_status == IDEMPOTENCY_IN_PROGRESS:
+            return _error(
+                409,
+                "idempotency_request_in_progress",
+                "The first request with this Idempotency-Key is still running; retry shortly.",
+            )
+        response = Response(existing.response_body, status=existing.response_status)
+        if "location" in existing.response_body:
+            response["Location"] = existing.response_body["location"]
+        return response
+
+
+def _delivery_response(delivery: Delivery) -> Response:
+    """201 with the outcome when processing already ran (eager), else 202 with a poll URL."""
+    delivery.refresh_from_db()
+    location = reverse("delivery-detail", kwargs={"pk": delivery.pk})
+    if delivery.outcome == DeliveryOutcome.RECEIVED:
+        body = {"delivery": delivery.pk, "outcome": delivery.outcome, "location": location}
+        response = Response(body, status=status.HTTP_202_ACCEPTED)
+        response["Location"] = location
+        return response
+    order = delivery.orders.first() or _order_of(delivery)
+    body = {
+        "delivery": delivery.pk,
+        "outcome": delivery.outcome,
+        "error": delivery.error,
+        "order": order.pk if order else None,
+        "status": order.status if order else None,
+    }
+    return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _order_of(delivery: Delivery) -> Order | None:
+    """The order an update delivery applied to (the order keeps its first delivery)."""
+    try:
+        payload = json.loads(bytes(delivery.body))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return Order.objects.filter(
+        channel=delivery.channel_id, channel_order_id=str(payload.get("channel_order_id", ""))
+    ).first()
+
+
+def _may_post_for(user, channel: Channel) -> bool:
+    if user.has_perm(ANY_CHANNEL_PERMISSION):
+        return True
+    return ChannelApiGrant.objects.filter(user=user, channel=channel).exists()
+
+
+def _flatten_errors(errors, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested errors as {"lines[0].quantity": [...]}, the field names clients send."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(errors, dict):
+        for name, value in errors.items():
+            if isinstance(name, int):
+                path = f"{prefix}[{name}]"
+            elif name == "non_field_errors":
+                path = prefix or "body"
+            elif name.startswith("lines["):
+                path = name
+            else:
+                path = f"{prefix}.{name}" if prefix else name
+            flat.update(_flatten_errors(value, path))
+    elif isinstance(errors, list) and errors and all(isinstance(e, str) for e in errors):
+        flat[prefix] = [str(error) for error in errors]
+    elif isinstance(errors, list):
+        for index, value in enumerate(errors):
+            if value:
+                flat.update(_flatten_errors(value, f"{prefix}[{index}]"))
+    return flat
+
+
+class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+    """Recorded deliveries and their processing outcome, to poll after a 202."""
+
+    serializer_class = DeliverySerializer
+    lookup_value_regex = r"\d+"
+    ordering = ["-received_at"]
+
+    def get_queryset(self) -> QuerySet[Delivery]:
+        deliveries = Delivery.objects.select_related("channel").prefetch_related("orders")
+        if getattr(self, "swagger_fake_view", False):
+            return deliveries.none()
+        user = self.request.user
+        if user.has_perm(ANY_CHANNEL_PERMISSION) or user.is_staff:
+            return deliveries
+        return deliveries.filter(channel__api_grants__user=user)

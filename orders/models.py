@@ -20,7 +20,9 @@ class DeliveryOutcome(models.TextChoices):
     RECEIVED = "received", "Received, not processed yet"
     PROCESSED = "processed", "Processed"
     DUPLICATE_ORDER = "duplicate_order", "Order already existed"
+    STALE_UPDATE = "stale_update", "Update older than the stored order"
     FAILED = "failed", "Failed"
+    DEAD_LETTER = "dead_letter", "Dead letter (error; needs a replay)"
 
 
 class Delivery(models.Model):
@@ -189,6 +191,7 @@ class OrderStatus(models.TextChoices):
     ON_HOLD = "on_hold", "On hold"
     AWAITING_REVIEW = "awaiting_review", "Awaiting review"
     READY = "ready", "Ready for fulfilment"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Order(models.Model):
@@ -224,6 +227,10 @@ class Order(models.Model):
     presentment_total = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
     customer_email = models.EmailField(blank=True)
     customer_name = models.CharField(max_length=300, blank=True)
+    customer_id = models.CharField(max_length=100, blank=True)
+    in_store_pickup = models.BooleanField(
+        default=False, help_text="The customer collects the order at a store."
+    )
     shipping_address = models.JSONField(null=True, blank=True)
     billing_address = models.JSONField(null=True, blank=True)
     shipping_method = models.CharField(max_length=200, blank=True)
@@ -254,6 +261,11 @@ class Order(models.Model):
         help_text="Why the address lost score: code, field, message and severity per reason.",
     )
     placed_at = models.DateTimeField(null=True, blank=True)
+    source_updated_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the channel last changed the order; older updates are not applied.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -264,6 +276,9 @@ class Order(models.Model):
             )
         ]
         ordering = ["-created_at"]
+        permissions = [
+            ("ingest_any_channel", "Can post canonical orders for any channel"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel.code} {self.order_number or self.channel_order_id}"
@@ -327,3 +342,67 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.order_id}"
+
+
+class IdempotencyKey(models.Model):
+    """The first response to an API request made with an Idempotency-Key, replayed on retries."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    key = models.CharField(max_length=200)
+    request_sha256 = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.user_id})"
+
+
+class ChannelApiGrant(models.Model):
+    """One channel an API user may post canonical orders for."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="channel_api_grants"
+    )
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="api_grants")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "channel"], name="channel_api_grant_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} -> {self.channel.code}"
+
+
+class PriorityCustomer(models.Model):
+    """A customer whose orders get a "priority_customer" flag on one channel."""
+
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, related_name="priority_customers"
+    )
+    customer_id = models.CharField(
+        max_length=100, blank=True, help_text="The channel's customer id, if it sends one."
+    )
+    email = models.EmailField(blank=True, help_text="Matched without regard to case.")
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(customer_id="", email=""),
+                name="priority_customer_needs_id_or_email",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel.code} {self.customer_id or self.email}"

@@ -2,25 +2,37 @@
 
 import json
 import logging
+import time
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 
+from catalog.models import Channel, Sku
 from catalog.selectors import mapping_find_sku
+from guardrails.services import audit_record
 from omsguard.money import is_currency, money_round
 
 from .adapters import adapter_for
+from .adapters.canonical import CATALOG_SKU
 from .canonical import AdapterError, CanonicalOrder, check_order_limits, check_storable_json
 from .hygiene import order_run_hygiene
 from .models import Delivery, DeliveryOutcome, Order, OrderLine, OrderStatus
 from .services import (
     delivery_finish,
-    delivery_mark_failed,
+    delivery_mark_dead_letter,
+    order_cancel,
     order_event_add,
     order_flag,
     order_hold,
+    order_hold_incomplete,
     order_mark_ready,
+    order_release_reservations,
+    order_resolve_open_review_items,
 )
+
+ORDER_STATE_CANCELLED = "cancelled"
+ORDER_STATE_INCOMPLETE = "incomplete"
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +44,8 @@ def delivery_process(*, delivery_id: int, worker: str) -> Delivery:
     (a redelivered task) run one after the other, and the second sees it already processed.
     A payload that cannot become an order marks the delivery failed with the reason; it never
     raises, so a bad payload is not retried forever. Database outages (OperationalError) do
-    raise, so the task retries them; any other unexpected error also marks the delivery
-    failed, with the error, and is logged with its traceback.
+    raise, so the task retries them; any other unexpected error puts the delivery in the dead
+    letter state, with the error, and is logged with its traceback.
     """
     try:
         return _delivery_process_locked(delivery_id=delivery_id, worker=worker)
@@ -41,7 +53,7 @@ def delivery_process(*, delivery_id: int, worker: str) -> Delivery:
         raise
     except Exception as error:
         logger.exception("delivery processing failed", extra={"delivery": delivery_id})
-        return delivery_mark_failed(
+        return delivery_mark_dead_letter(
             delivery_id=delivery_id,
             worker=worker,
             error=f"unexpected {type(error).__name__}: {error}"[:2000],
@@ -59,6 +71,7 @@ def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
             logger.info("delivery already processed", extra={"delivery": delivery.pk})
             return delivery
         delivery.attempts += 1
+        _slow_down_for_tests()
 
         try:
             payload = _decode_json(delivery)
@@ -76,12 +89,23 @@ def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
 
         order = _order_create(delivery=delivery, canonical=canonical)
         if order is None:
-            return delivery_finish(
-                delivery=delivery, outcome=DeliveryOutcome.DUPLICATE_ORDER, worker=worker
-            )
+            outcome, error = order_apply_update(delivery=delivery, canonical=canonical)
+            return delivery_finish(delivery=delivery, outcome=outcome, worker=worker, error=error)
 
-        _order_check_hygiene(order=order)
+        if canonical.state == ORDER_STATE_CANCELLED:
+            order_cancel(order=order, delivery=delivery)
+        elif canonical.state == ORDER_STATE_INCOMPLETE:
+            order_hold_incomplete(order=order)
+        else:
+            order_check_hygiene(order=order)
         return delivery_finish(delivery=delivery, outcome=DeliveryOutcome.PROCESSED, worker=worker)
+
+
+def _slow_down_for_tests() -> None:
+    # Lets the worker tests kill a worker while it has a delivery locked; 0 outside tests.
+    delay = settings.OMSGUARD_TEST_PROCESSING_DELAY_SECONDS
+    if delay > 0:
+        time.sleep(delay)
 
 
 def _decode_json(delivery: Delivery) -> object:
@@ -93,8 +117,8 @@ def _decode_json(delivery: Delivery) -> object:
         raise AdapterError("body", "JSON nested too deeply") from None
 
 
-def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | None:
-    """Create the order and its lines; None when the channel order already exists."""
+def order_fields(canonical: CanonicalOrder) -> dict:
+    """Return the Order column values a canonical order sets, amounts rounded to its currency."""
     fields = {
         name: getattr(canonical, name)
         for name in (
@@ -113,12 +137,22 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
             "shipping_method",
             "shipping_lines",
             "placed_at",
+            "source_updated_at",
+            "customer_id",
+            "in_store_pickup",
         )
     }
     currency = canonical.currency
     for name in ("subtotal", "shipping_total", "tax_total", "discount_total", "total"):
         fields[name] = money_round(getattr(canonical, name), currency)
     fields["presentment_total"] = _presentment_total(canonical)
+    return fields
+
+
+def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | None:
+    """Create the order and its lines; None when the channel order already exists."""
+    fields = order_fields(canonical)
+    currency = canonical.currency
     try:
         with transaction.atomic():
             order = Order.objects.create(
@@ -145,7 +179,7 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
             title=line.title,
             quantity=line.quantity,
             unit_price=money_round(line.unit_price, currency),
-            sku=mapping_find_sku(channel=delivery.channel, identifiers=line.identifiers),
+            sku=line_find_sku(channel=delivery.channel, identifiers=line.identifiers),
             raw=line.raw,
         )
         for line in canonical.lines
@@ -167,7 +201,7 @@ def _presentment_total(canonical: CanonicalOrder) -> Decimal | None:
     return money_round(canonical.presentment_total, canonical.presentment_currency)
 
 
-def _order_check_hygiene(*, order: Order) -> None:
+def order_check_hygiene(*, order: Order) -> None:
     """Run the hygiene checks, record their flags, and hold the order or mark it ready."""
     order.status = OrderStatus.VALIDATED
     order.save(update_fields=["status", "updated_at"])
@@ -187,3 +221,152 @@ def _order_check_hygiene(*, order: Order) -> None:
         order_hold(order=order, reasons=holds)
     else:
         order_mark_ready(order=order)
+
+
+def line_find_sku(*, channel: Channel, identifiers: list[tuple[str, str]]) -> Sku | None:
+    """Find the line's SKU: the catalog SKU code it names, else the channel's mapping."""
+    for kind, value in identifiers:
+        if kind == CATALOG_SKU and value:
+            return Sku.objects.filter(code=value, is_active=True).first()
+    return mapping_find_sku(channel=channel, identifiers=identifiers)
+
+
+def order_apply_update(*, delivery: Delivery, canonical: CanonicalOrder) -> tuple[str, str]:
+    """Apply a delivery for an order that already exists; return its (outcome, note).
+
+    Only a delivery whose source_updated_at is newer than the stored order's changes it, so
+    a retried or reordered delivery carrying an older copy of the order changes nothing.
+    """
+    order = (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("channel")
+        .get(channel=delivery.channel, channel_order_id=canonical.channel_order_id)
+    )
+    incoming = canonical.source_updated_at
+    stored = order.source_updated_at
+    if incoming is None:
+        logger.info(
+            "order already exists; delivery not applied",
+            extra={"delivery": delivery.pk, "order": order.pk},
+        )
+        return DeliveryOutcome.DUPLICATE_ORDER, ""
+    if stored is not None and incoming <= stored:
+        if incoming == stored and _is_create_topic(delivery.topic):
+            return DeliveryOutcome.DUPLICATE_ORDER, ""
+        note = f"order {order.pk} was updated at {stored.isoformat()}, this copy at {incoming}"
+        logger.info(
+            "stale order update ignored", extra={"delivery": delivery.pk, "order": order.pk}
+        )
+        return DeliveryOutcome.STALE_UPDATE, note
+    if order.status == OrderStatus.CANCELLED:
+        note = f"order {order.pk} is cancelled; a cancelled order is not changed again"
+        logger.info("update of cancelled order ignored", extra={"delivery": delivery.pk})
+        return DeliveryOutcome.STALE_UPDATE, note
+
+    if canonical.state == ORDER_STATE_CANCELLED:
+        order.source_updated_at = incoming
+        order.save(update_fields=["source_updated_at", "updated_at"])
+        order_cancel(order=order, delivery=delivery)
+        return DeliveryOutcome.PROCESSED, ""
+
+    _order_replace(order=order, delivery=delivery, canonical=canonical)
+    if canonical.state == ORDER_STATE_INCOMPLETE:
+        order_hold_incomplete(order=order)
+    else:
+        order_check_hygiene(order=order)
+    return DeliveryOutcome.PROCESSED, ""
+
+
+def _is_create_topic(topic: str) -> bool:
+    return topic.endswith("create") or topic.endswith("created")
+
+
+def _order_replace(*, order: Order, delivery: Delivery, canonical: CanonicalOrder) -> None:
+    """Write a newer version of the order: fields and lines; findings are checked again."""
+    note = (
+        f"Order updated by the channel (delivery {delivery.delivery_id}); "
+        "the checks ran again on the new version"
+    )
+    order_resolve_open_review_items(order=order, note=note, data={"delivery": delivery.pk})
+    order_release_reservations(order=order, reason=note)
+
+    before = _order_summary(order)
+    for name, value in order_fields(canonical).items():
+        setattr(order, name, value)
+    # Hygiene sets these again from the new version.
+    order.flags = []
+    order.hold_reasons = []
+    order.carrier_service = None
+    order.address_score = None
+    order.address_reasons = []
+    order.save()
+    _lines_replace(order=order, canonical=canonical)
+
+    after = _order_summary(order)
+    order_event_add(
+        order=order,
+        kind="order.updated",
+        message=f"Updated from {delivery.channel} ({delivery.topic}).",
+        data={"delivery": delivery.pk, "before": before, "after": after},
+    )
+    audit_record(
+        action="order.updated",
+        target_type="order",
+        target_id=order.pk,
+        system_label="channel update",
+        reason=note,
+        before=before,
+        after=after,
+    )
+
+
+def _lines_replace(*, order: Order, canonical: CanonicalOrder) -> None:
+    """Update lines in place by position, add new ones and delete those the update dropped."""
+    currency = canonical.currency
+    existing = {line.position: line for line in order.lines.all()}
+    for line in canonical.lines:
+        values = {
+            "channel_line_id": line.channel_line_id,
+            "channel_sku": line.channel_sku,
+            "channel_variant_id": line.channel_variant_id,
+            "title": line.title,
+            "quantity": line.quantity,
+            "unit_price": money_round(line.unit_price, currency),
+            "sku": line_find_sku(channel=order.channel, identifiers=line.identifiers),
+            "raw": line.raw,
+        }
+        stored = existing.pop(line.position, None)
+        if stored is None:
+            OrderLine.objects.create(order=order, position=line.position, **values)
+            continue
+        for name, value in values.items():
+            setattr(stored, name, value)
+        stored.save()
+
+    dropped = list(existing.values())
+    if not dropped:
+        return
+    from inventory.models import Reservation
+    from reviews.models import ReviewItem
+
+    # NOTE: reservations keep their order line (on_delete=PROTECT), so a dropped line that
+    # ever had stock reserved stays on the order with its old values.
+    reserved = set(
+        Reservation.objects.filter(order_line__in=dropped).values_list("order_line", flat=True)
+    )
+    removable = [line for line in dropped if line.pk not in reserved]
+    # Closed review items stay as history, detached from the deleted line.
+    ReviewItem.objects.filter(order_line__in=removable).update(order_line=None)
+    OrderLine.objects.filter(pk__in=[line.pk for line in removable]).delete()
+
+
+def _order_summary(order: Order) -> dict:
+    return {
+        "status": order.status,
+        "total": str(order.total),
+        "currency": order.currency,
+        "lines": order.lines.count(),
+        "source_updated_at": (
+            order.source_updated_at.isoformat() if order.source_updated_at else None
+        ),
+    }

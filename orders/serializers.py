@@ -1,8 +1,13 @@
+from decimal import Decimal, InvalidOperation
+
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
-from omsguard.money import money_format
+from catalog.models import ExternalIdKind
+from omsguard.money import is_currency, minor_units, money_format
 
-from .models import Order, OrderLine
+from .canonical import MAX_AMOUNT, MAX_QUANTITY
+from .models import Delivery, Order, OrderLine
 
 
 class MoneyField(serializers.DecimalField):
@@ -89,3 +94,150 @@ class OrderSerializer(serializers.ModelSerializer):
             "updated_at",
             "lines",
         ]
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    """A delivery's processing state, without its body or headers."""
+
+    channel = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    orders = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "channel",
+            "delivery_id",
+            "topic",
+            "outcome",
+            "error",
+            "attempts",
+            "received_at",
+            "processed_at",
+            "orders",
+        ]
+
+
+# Input of POST /api/v1/orders/: the canonical order format (samples/canonical/README.md).
+
+
+class AmountField(serializers.CharField):
+    """A non-negative decimal amount sent as a JSON string; floats are rejected."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError('Send the amount as a string, e.g. "12.34".')
+        value = super().to_internal_value(data)
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:
+            raise serializers.ValidationError(f"Not a decimal number: {value!r}.") from None
+        if not amount.is_finite() or amount < 0:
+            raise serializers.ValidationError("Must be a non-negative decimal number.")
+        if abs(amount) >= MAX_AMOUNT:
+            raise serializers.ValidationError(f"Must be less than {MAX_AMOUNT:f}.")
+        return value
+
+
+class TimestampField(serializers.CharField):
+    """An ISO 8601 timestamp that must carry a UTC offset."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        parsed = parse_datetime(value) if value else None
+        if parsed is None or parsed.tzinfo is None:
+            raise serializers.ValidationError(
+                "Use an ISO 8601 timestamp with a UTC offset, e.g. 2024-11-18T10:24:05-08:00."
+            )
+        return value
+
+
+class CanonicalCustomerSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=300, allow_blank=True)
+    email = serializers.EmailField(allow_blank=True)
+    id = serializers.CharField(max_length=100, allow_blank=True, required=False)
+
+
+class CanonicalAddressSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=300, allow_blank=True)
+    address1 = serializers.CharField(max_length=300)
+    address2 = serializers.CharField(max_length=300, allow_blank=True, allow_null=True)
+    city = serializers.CharField(max_length=200)
+    region = serializers.CharField(max_length=100, allow_blank=True)
+    postal_code = serializers.CharField(max_length=32, allow_blank=True)
+    country_code = serializers.RegexField(
+        r"^[A-Z]{2}$", error_messages={"invalid": "Use an ISO 3166-1 alpha-2 code, e.g. US."}
+    )
+    phone = serializers.CharField(max_length=64, allow_blank=True, allow_null=True)
+
+
+class CanonicalShippingSerializer(serializers.Serializer):
+    carrier_code = serializers.CharField(max_length=200, allow_blank=True)
+    method = serializers.CharField(max_length=200, allow_blank=True)
+    amount = AmountField()
+
+
+class CanonicalExternalIdSerializer(serializers.Serializer):
+    id_kind = serializers.ChoiceField(choices=[ExternalIdKind.SKU.value])
+    id = serializers.CharField(max_length=200)
+
+
+class CanonicalLineSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=64, required=False)
+    external = CanonicalExternalIdSerializer(required=False)
+    title = serializers.CharField(max_length=500)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+    unit_price = AmountField()
+
+    def validate(self, attrs):
+        if ("sku" in attrs) == ("external" in attrs):
+            raise serializers.ValidationError("A line needs exactly one of sku and external.")
+        return attrs
+
+
+class CanonicalOrderInputSerializer(serializers.Serializer):
+    channel = serializers.CharField(max_length=50)
+    channel_order_id = serializers.CharField(max_length=100)
+    order_number = serializers.CharField(max_length=100, allow_blank=True)
+    currency = serializers.CharField(max_length=3)
+    placed_at = TimestampField()
+    updated_at = TimestampField(required=False)
+    state = serializers.ChoiceField(choices=["open", "cancelled", "incomplete"], required=False)
+    in_store_pickup = serializers.BooleanField(required=False)
+    customer = CanonicalCustomerSerializer()
+    shipping_address = CanonicalAddressSerializer(allow_null=True)
+    billing_address = CanonicalAddressSerializer(allow_null=True)
+    shipping = CanonicalShippingSerializer()
+    lines = CanonicalLineSerializer(many=True, allow_empty=False)
+    subtotal = AmountField()
+    shipping_total = AmountField()
+    tax_total = AmountField()
+    discount_total = AmountField()
+    total = AmountField()
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), max_length=50)
+
+    def validate_currency(self, value: str) -> str:
+        if not is_currency(value):
+            raise serializers.ValidationError(f"Not an ISO 4217 currency code: {value!r}.")
+        return value
+
+    def validate(self, attrs):
+        # Amounts carry exactly the currency's minor unit, so "12.3" for USD is a typo.
+        digits = minor_units(attrs["currency"])
+        errors = {}
+        for name in ("subtotal", "shipping_total", "tax_total", "discount_total", "total"):
+            if _decimal_places(attrs[name]) != digits:
+                errors[name] = [f"Use exactly {digits} decimal places for {attrs['currency']}."]
+        for index, line in enumerate(attrs["lines"]):
+            if _decimal_places(line["unit_price"]) != digits:
+                errors[f"lines[{index}].unit_price"] = [
+                    f"Use exactly {digits} decimal places for {attrs['currency']}."
+                ]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+def _decimal_places(value: str) -> int:
+    exponent = Decimal(value).as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0

@@ -1,6 +1,7 @@
 """Writes for deliveries and orders: recording inbound deliveries, order state and timeline."""
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -10,7 +11,15 @@ from django.utils import timezone
 from catalog.models import Channel
 from guardrails.services import audit_record
 
-from .models import ActorKind, Delivery, DeliveryOutcome, Order, OrderEvent, OrderStatus
+from .models import (
+    ActorKind,
+    Delivery,
+    DeliveryOutcome,
+    IdempotencyKey,
+    Order,
+    OrderEvent,
+    OrderStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +99,81 @@ def delivery_mark_failed(*, delivery_id: int, worker: str, error: str) -> Delive
         return delivery_finish(
             delivery=delivery, outcome=DeliveryOutcome.FAILED, worker=worker, error=error
         )
+
+
+def delivery_mark_dead_letter(*, delivery_id: int, worker: str, error: str) -> Delivery:
+    """Put a delivery in the dead letter state in a fresh transaction, after its run failed.
+
+    A dead letter waits for a person: the admin lists it with its error and replays it.
+    """
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
+        if delivery.outcome != DeliveryOutcome.RECEIVED:
+            return delivery
+        delivery.attempts += 1
+        delivery = delivery_finish(
+            delivery=delivery, outcome=DeliveryOutcome.DEAD_LETTER, worker=worker, error=error
+        )
+    logger.error("delivery dead-lettered", extra={"delivery": delivery_id, "worker": worker})
+    return delivery
+
+
+REPLAYABLE_OUTCOMES = (DeliveryOutcome.DEAD_LETTER, DeliveryOutcome.FAILED)
+
+
+class DeliveryNotReplayable(Exception):
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        super().__init__(
+            f"Delivery {delivery.pk} has outcome {delivery.outcome!r}; only dead-lettered or "
+            "failed deliveries can be replayed."
+        )
+
+
+def delivery_replay(*, delivery_id: int, actor: AbstractBaseUser | None, reason: str) -> Delivery:
+    """Reset a dead-lettered or failed delivery to "received" and queue it again."""
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
+        if delivery.outcome not in REPLAYABLE_OUTCOMES:
+            raise DeliveryNotReplayable(delivery)
+        before = {"outcome": delivery.outcome, "error": delivery.error}
+        delivery.outcome = DeliveryOutcome.RECEIVED
+        delivery.error = ""
+        delivery.processed_at = None
+        delivery.processed_by = ""
+        delivery.save(update_fields=["outcome", "error", "processed_at", "processed_by"])
+        audit_record(
+            action="delivery.replayed",
+            target_type="delivery",
+            target_id=delivery.pk,
+            actor=actor,
+            system_label="" if actor else "delivery replay",
+            reason=reason,
+            before=before,
+            after={"outcome": delivery.outcome},
+        )
+        transaction.on_commit(lambda: _enqueue_processing(delivery.pk))
+    logger.info("delivery replayed", extra={"delivery": delivery.pk})
+    return delivery
+
+
+def deliveries_sweep(*, older_than_seconds: int, limit: int = 500) -> list[int]:
+    """Queue again the deliveries still "received" after older_than_seconds; return their ids.
+
+    Covers a publish that failed (broker down) and a task that was lost. Queueing one twice
+    is harmless because processing locks the delivery and skips it once it has an outcome.
+    """
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        Delivery.objects.filter(outcome=DeliveryOutcome.RECEIVED, received_at__lt=cutoff)
+        .order_by("received_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for delivery_pk in ids:
+        _enqueue_processing(delivery_pk)
+    if ids:
+        logger.warning("unprocessed deliveries queued again", extra={"count": len(ids)})
+    return ids
 
 
 def order_event_add(
@@ -187,3 +271,152 @@ def order_update_hold_reasons(
     if reasons == order.hold_reasons and order.status == OrderStatus.ON_HOLD:
         return order
     return order_hold(order=order, reasons=reasons, actor=actor)
+
+
+def order_hold_incomplete(*, order: Order) -> Order:
+    """Hold an order the channel has not completed yet; a complete update runs the checks."""
+    return order_hold(
+        order=order,
+        reasons=[
+            {
+                "severity": "hold",
+                "code": "incomplete",
+                "message": "The channel has not sent the complete order yet",
+            }
+        ],
+    )
+
+
+def order_cancel(*, order: Order, delivery: Delivery) -> Order:
+    """Cancel an order the channel cancelled: close its review items and free its stock.
+
+    Call inside a transaction with the order locked.
+    """
+    note = f"Order cancelled by the channel (delivery {delivery.delivery_id})"
+    order_resolve_open_review_items(order=order, note=note, data={"delivery": delivery.pk})
+    order_release_reservations(order=order, reason=note)
+
+    before = {"status": order.status, "hold_reasons": order.hold_reasons}
+    order.status = OrderStatus.CANCELLED
+    order.hold_reasons = []
+    order.save(update_fields=["status", "hold_reasons", "updated_at"])
+    order_event_add(
+        order=order, kind="order.cancelled", message=f"{note}.", data={"delivery": delivery.pk}
+    )
+    audit_record(
+        action="order.cancelled",
+        target_type="order",
+        target_id=order.pk,
+        system_label="channel update",
+        reason=note,
+        before=before,
+        after={"status": order.status, "hold_reasons": []},
+    )
+    logger.info("order cancelled", extra={"order": order.pk, "delivery": delivery.pk})
+    return order
+
+
+def order_resolve_open_review_items(*, order: Order, note: str, data: dict) -> list[int]:
+    """Close the order's open review items as resolved (no person decided); return their ids."""
+    from reviews.models import ReviewItem, ReviewStatus
+
+    items = list(
+        ReviewItem.objects.select_for_update()
+        .filter(order=order, status=ReviewStatus.OPEN)
+        .order_by("pk")
+    )
+    for item in items:
+        item.status = ReviewStatus.RESOLVED
+        item.decided_by = None
+        item.decided_at = timezone.now()
+        item.decision = {"no_longer_applies": True, **data}
+        item.decision_note = note
+        item.save(update_fields=["status", "decided_by", "decided_at", "decision", "decision_note"])
+        order_event_add(
+            order=order,
+            kind="review.resolved",
+            message=f"Review item #{item.pk} resolved: {note}.",
+            data={"review_item": item.pk, "decision": item.decision},
+        )
+        audit_record(
+            action="review_item.resolved",
+            target_type="review_item",
+            target_id=item.pk,
+            system_label="channel update",
+            reason=note,
+            before={"status": ReviewStatus.OPEN, "proposal": item.proposal},
+            after={"status": item.status, "decision": item.decision},
+        )
+    return [item.pk for item in items]
+
+
+def order_release_reservations(*, order: Order, reason: str) -> int:
+    """Release the order's active stock reservations; return how many were released."""
+    from inventory.models import Reservation, ReservationStatus
+    from inventory.reservations import reservation_release
+
+    ids = list(
+        Reservation.objects.filter(order=order, status=ReservationStatus.ACTIVE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for reservation_id in ids:
+        reservation_release(reservation_id=reservation_id, actor=None, reason=reason)
+    return len(ids)
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another request already used the key; `existing` is its row."""
+
+    def __init__(self, existing: IdempotencyKey) -> None:
+        self.existing = existing
+        super().__init__(f"Idempotency key {existing.key!r} is already used.")
+
+
+# Response status stored while the first request with a key is still running.
+IDEMPOTENCY_IN_PROGRESS = 0
+
+
+def canonical_order_record(
+    *,
+    user: AbstractBaseUser,
+    channel: Channel,
+    key: str,
+    request_sha256: str,
+    body: bytes,
+) -> Delivery:
+    """Reserve the idempotency key and record the order body as a delivery, in one commit.
+
+    Raises IdempotencyKeyTaken when the key exists; a concurrent request with the same key
+    waits on the unique index until this one commits, then raises it. Processing is queued
+    on commit, so in eager mode the order exists when this returns.
+    """
+    try:
+        with transaction.atomic():
+            IdempotencyKey.objects.create(
+                user=user,
+                key=key,
+                request_sha256=request_sha256,
+                response_status=IDEMPOTENCY_IN_PROGRESS,
+                response_body={},
+            )
+            delivery, _ = delivery_record(
+                channel=channel,
+                delivery_id=f"api:{user.pk}:{key}",
+                topic="api/orders",
+                body=body,
+                headers={"Idempotency-Key": key, "User": user.get_username()},
+            )
+    except IntegrityError:
+        existing = IdempotencyKey.objects.filter(user=user, key=key).first()
+        if existing is None:
+            raise
+        raise IdempotencyKeyTaken(existing) from None
+    return delivery
+
+
+def idempotency_key_complete(*, user: AbstractBaseUser, key: str, status: int, body: dict) -> None:
+    """Store the response of the request that reserved the key, for its retries."""
+    IdempotencyKey.objects.filter(user=user, key=key).update(
+        response_status=status, response_body=body
+    )

@@ -27,6 +27,9 @@ SHOPIFY_KEPT_HEADERS = (
     "X-Shopify-Triggered-At",
     "X-Shopify-API-Version",
 )
+# Every order topic carries the full order; the pipeline tells them apart by the order's
+# updated_at and cancelled_at, so a retried delivery of an old copy never overwrites a newer one.
+SHOPIFY_ORDER_TOPICS = ("orders/create", "orders/updated", "orders/cancelled")
 
 
 def error_response(status: int, code: str, message: str) -> JsonResponse:
@@ -66,9 +69,10 @@ def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
             400, "invalid_header", "X-Shopify-Webhook-Id must be one id of at most 200 characters."
         )
     topic = request.headers.get("X-Shopify-Topic", "").strip()
-    if topic != "orders/create":
+    if topic not in SHOPIFY_ORDER_TOPICS:
+        expected = ", ".join(SHOPIFY_ORDER_TOPICS)
         return error_response(
-            400, "unsupported_topic", f"Topic {topic!r} is not supported; expected orders/create."
+            400, "unsupported_topic", f"Topic {topic!r} is not supported; expected {expected}."
         )
 
     delivery, created = delivery_record(

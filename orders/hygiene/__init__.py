@@ -39,6 +39,7 @@ def hygiene_checks() -> list[Check]:
 
     from .address import check_shipping_address
     from .carrier import check_carrier_codes
+    from .escalation import check_escalations
     from .skus import check_sku_mappings
     from .totals import check_order_totals
 
@@ -47,6 +48,7 @@ def hygiene_checks() -> list[Check]:
     return [
         check_sku_mappings,
         check_order_totals,
+        check_escalations,
         check_stock,
         check_carrier_codes,
         check_shipping_address,

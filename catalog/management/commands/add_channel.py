@@ -18,10 +18,32 @@ class Command(BaseCommand):
             help="Webhook signing secret, stored exactly as given. Omit to keep the current one.",
         )
         parser.add_argument("--name", default="", help="Display name.")
+        parser.add_argument(
+            "--notification-url",
+            help=(
+                "Square only: the notification URL exactly as configured in the Square "
+                "webhook subscription (Square signs it). Omit to keep the current one."
+            ),
+        )
 
-    def handle(self, *args, kind: str, code: str, secret: str | None, name: str, **options) -> None:
+    def handle(
+        self,
+        *args,
+        kind: str,
+        code: str,
+        secret: str | None,
+        name: str,
+        notification_url: str | None,
+        **options,
+    ) -> None:
         try:
-            channel, created = channel_upsert(kind=kind, code=code, secret=secret, name=name)
+            channel, created = channel_upsert(
+                kind=kind,
+                code=code,
+                secret=secret,
+                name=name,
+                notification_url=notification_url,
+            )
         except (ValueError, ValidationError) as error:
             raise CommandError(_message(error)) from error
 

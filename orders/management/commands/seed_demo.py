@@ -13,6 +13,7 @@ from orders.demo import (
     demo_stock_load,
     shopify_samples_replay,
 )
+from orders.demo_channels import demo_channels_load
 from orders.models import CarrierCodeMapping, CarrierService
 
 DEMO_CHANNEL = "demo-shop"
@@ -72,6 +73,7 @@ class Command(BaseCommand):
         for result in shopify_samples_replay(channel=channel):
             status = result.response.get("status") or result.response.get("error", {}).get("code")
             self.stdout.write(f"  {result.status_code} {status:<9} {result.file}")
+        self._load_other_channels()
 
         self.stdout.write("")
         self.stdout.write("Demo logins:")
@@ -80,6 +82,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {username:<9} / {password:<18} {group or 'superuser'}")
         self.stdout.write(f"  API token of 'integration': {token}")
         self.stdout.write(f"  Shopify webhook secret of {DEMO_CHANNEL}: {DEMO_SECRET}")
+
+    def _load_other_channels(self) -> None:
+        for code, results in demo_channels_load().items():
+            statuses = [result.response.get("status", "error") for result in results]
+            self.stdout.write(
+                f"Channel {code}: {len(results)} deliveries "
+                f"({statuses.count('accepted')} accepted, {statuses.count('duplicate')} duplicate)."
+            )
 
     def _create_users(self) -> str:
         user_model = get_user_model()
