@@ -4,7 +4,7 @@ from django.http import HttpRequest
 
 from .models import InventoryDiscrepancy, Location, Reservation, StockEvent, StockLevel
 from .selectors import snapshot_is_stale
-from .services import discrepancy_record
+from .services import discrepancy_record, stock_level_version_reset
 
 
 class ReadOnlyAdminMixin:
@@ -65,6 +65,21 @@ class StockLevelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="stale", boolean=True)
     def is_stale(self, level: StockLevel) -> bool:
         return snapshot_is_stale(level.counted_at)
+
+    actions = ["reset_version"]
+
+    @admin.action(description="Reset the applied version to 0", permissions=["reset_version"])
+    def reset_version(self, request: HttpRequest, queryset) -> None:
+        for level in queryset.order_by("pk"):
+            stock_level_version_reset(
+                level_id=level.pk,
+                actor=request.user,
+                reason="reset in the admin after a wrong source version",
+            )
+        self.message_user(request, f"Reset the version of {queryset.count()} stock levels.")
+
+    def has_reset_version_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("inventory.reset_version_stocklevel")
 
 
 @admin.register(StockEvent)

@@ -65,6 +65,9 @@ class StockLevel(models.Model):
             ),
         ]
         ordering = ["sku", "location"]
+        permissions = [
+            ("reset_version_stocklevel", "Can reset the applied source version of a stock level")
+        ]
 
     def __str__(self) -> str:
         return f"{self.sku.code} at {self.location.code}"

@@ -335,3 +335,27 @@ def _enqueue_out_of_stock_retry(sku_id: int) -> None:
     except Exception:
         # The held orders stay held; accepting their review items retries them by hand.
         logger.exception("could not queue the out-of-stock retry", extra={"sku": sku_id})
+
+
+def stock_level_version_reset(*, level_id: int, actor: AbstractBaseUser, reason: str) -> StockLevel:
+    """Set a stock level's applied version back to 0 so the source's events apply again.
+
+    For a source that sent a wrong, far too high version: until the reset, every later event
+    of that SKU and location is stale. Counts stay as they are.
+    """
+    with transaction.atomic():
+        level = StockLevel.objects.select_for_update(of=("self",)).get(pk=level_id)
+        before = level.version
+        level.version = 0
+        level.save(update_fields=["version"])
+        audit_record(
+            action="stock.version_reset",
+            target_type="stock_level",
+            target_id=level.pk,
+            actor=actor,
+            reason=reason,
+            before={"version": before},
+            after={"version": 0},
+        )
+    logger.info("stock level version reset", extra={"stock_level": level.pk, "before": before})
+    return level

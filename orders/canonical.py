@@ -139,6 +139,8 @@ def text(value: Any, field_name: str = "value") -> str:
 # Limits of the columns a canonical order is stored in (see orders.models).
 MAX_AMOUNT = Decimal("1e11")
 MAX_QUANTITY = 1_000_000
+# Longer than any carrier label field; such a value is a broken payload, not an address.
+MAX_ADDRESS_FIELD = 255
 TEXT_LIMITS = {
     "channel_order_id": 100,
     "order_number": 100,
@@ -193,6 +195,10 @@ def check_order_limits(order: CanonicalOrder) -> None:
         _check_amount(getattr(order, name), name)
     if order.presentment_total is not None:
         _check_amount(order.presentment_total, "presentment_total")
+
+    for field_name in ("shipping_address", "billing_address"):
+        for key, value in (getattr(order, field_name) or {}).items():
+            _check_length(value, MAX_ADDRESS_FIELD, f"{field_name}.{key}")
 
     for line in order.lines:
         prefix = f"line_items[{line.position - 1}]"

@@ -94,6 +94,7 @@ ROLE_MIGRATIONS = [
     ("catalog.migrations.0003_renormalize_titles_and_permissions", "grant_ops_manager"),
     ("orders.migrations.0005_carrier_roles", "grant_carrier_permissions"),
     ("inventory.migrations.0002_roles", "add_role_permissions"),
+    ("inventory.migrations.0004_ops_may_reset_stock_version", "grant_reset"),
     ("orders.migrations.0007_ingestion_roles_and_sweep", "grant_add_order"),
 ]
 

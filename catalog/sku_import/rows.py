@@ -100,6 +100,13 @@ def parse_row(
         )
 
     code = _text(cells, "code", _CODE_LENGTH, required=True)
+    # A code starting with one of these runs as a formula when a spreadsheet opens an export.
+    if code and code[0] in _FORMULA_STARTS:
+        cells.error(
+            "code",
+            RowErrorCode.INVALID_TEXT,
+            "must not start with =, +, -, @ or a tab (spreadsheets run such cells as formulas)",
+        )
     fields = _sku_fields(cells)
     mapping = _mapping(cells, channels=channels, default_channel=default_channel)
     if fields is None and mapping is None and not cells.errors:
@@ -130,6 +137,9 @@ def _sku_fields(cells: _Cells) -> dict[str, Any] | None:
     for column in present:
         fields[FIELD_FOR_COLUMN.get(column, column)] = _CONVERTERS[column](cells, column)
     return fields
+
+
+_FORMULA_STARTS = frozenset("=+-@\t")
 
 
 def _text(cells: _Cells, column: str, max_length: int, *, required: bool = False) -> str:

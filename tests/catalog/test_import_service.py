@@ -583,3 +583,22 @@ def test_missing_upload_fails_with_a_hint(channel):
         f"The uploaded file imports/{job.pk}/skus.csv is missing from MEDIA_ROOT. The web "
         "server and the Celery worker must share that directory; upload the file again."
     )
+
+
+def test_code_starting_like_a_formula_is_rejected(channel, run_import):
+    job = run_import(
+        csv_bytes(
+            "\"=CMD|' /C calc'!A0\",Evil,Tops,15,,USD,,,,,,,,,",
+            "OK-TEE,Fine Tee,Tops,15,,USD,,,,,,,,,",
+        )
+    )
+
+    assert row_errors(job) == [
+        (
+            2,
+            "code",
+            "invalid_text",
+            "must not start with =, +, -, @ or a tab (spreadsheets run such cells as formulas)",
+        )
+    ]
+    assert list(Sku.objects.values_list("code", flat=True)) == ["OK-TEE"]

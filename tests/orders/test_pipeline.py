@@ -208,6 +208,10 @@ def _line(**change) -> dict:
         (order_payload(lines=[_line(sku="X" * 10_000)]), "line_items[0].channel_sku: longer"),
         (order_payload(lines=[_line(sku="A\x00B")]), "body.line_items[0].sku: contains a NUL"),
         (order_payload(lines=[_line(sku={"a": 1})]), "line_items[0].sku: expected text"),
+        (
+            order_payload(shipping_address={"address1": "x" * 20_000, "country_code": "US"}),
+            "shipping_address.address1: longer than 255 characters",
+        ),
         (order_payload(id="abc"), "id: not a positive integer: 'abc'"),
         (order_payload(id=-5), "id: not a positive integer: -5"),
         (order_payload(id=1.5), "id: not a positive integer: 1.5"),

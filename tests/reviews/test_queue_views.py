@@ -304,3 +304,19 @@ def test_reject_saves_the_reason(agent_client, channel, catalog, post_webhook):
 
     item.refresh_from_db()
     assert item.decision_note == "discontinued"
+
+
+def test_candidate_with_differing_colour_is_not_the_one_click_accept(
+    agent_client, channel, catalog, post_webhook
+):
+    hold_orders(post_webhook, 1)
+    item = ReviewItem.objects.get()
+    first = item.proposal["candidates"][0]
+    item.proposal = {"candidates": [first | {"conflicting_attributes": {"colour": "navy"}}]}
+    item.save()
+
+    html = agent_client.get(reverse("reviews:queue")).content.decode()
+
+    assert "Differs from the line: colour navy" in html
+    assert ">Accept</button>" not in html
+    assert ">Use this SKU</button>" in html
