@@ -1,7 +1,8 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from inventory.api import DiscrepancyViewSet, StockEventViewSet, StockLevelViewSet
-from orders.api import DeliveryViewSet, OrderViewSet
+from orders.api import DeliveryViewSet, MarketplaceOrderIngestView, OrderViewSet
 from reviews.api import ReviewItemViewSet
 
 router = DefaultRouter()
@@ -12,4 +13,11 @@ router.register("stock-events", StockEventViewSet, basename="stock-event")
 router.register("stock-levels", StockLevelViewSet, basename="stock-level")
 router.register("inventory-discrepancies", DiscrepancyViewSet, basename="inventory-discrepancy")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path(
+        "channels/<slug:channel_code>/marketplace-orders/",
+        MarketplaceOrderIngestView.as_view(),
+        name="marketplace-orders",
+    ),
+    *router.urls,
+]

@@ -6,13 +6,19 @@ import django_filters
 from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import serializers as drf_serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from catalog.models import Channel, ChannelKind
 
 from . import selectors
+from .canonical import AdapterError
+from .channel_ingest import FILE_KINDS, channel_file_ingest
 from .models import ChannelApiGrant, Delivery, DeliveryOutcome, Order, OrderStatus
 from .serializers import CanonicalOrderInputSerializer, DeliverySerializer, OrderSerializer
 from .services import (
@@ -230,3 +236,66 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         if user.has_perm(ANY_CHANNEL_PERMISSION) or user.is_staff:
             return deliveries
         return deliveries.filter(channel__api_grants__user=user)
+
+
+class MarketplaceOrderIngestView(APIView):
+    """Record Amazon SP-API or eBay Fulfillment API orders sent by a connector.
+
+    The body is what `manage.py ingest_file` reads from a file: one order, a list, or an API
+    response page. Each order becomes one delivery (id: order id plus last-update time), so
+    sending the same orders again records nothing new. Processing follows as for webhooks.
+    """
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={
+            202: inline_serializer(
+                "MarketplaceIngestResult",
+                {
+                    "deliveries": inline_serializer(
+                        "MarketplaceIngestDelivery",
+                        {
+                            "delivery_id": drf_serializers.CharField(),
+                            "delivery": drf_serializers.IntegerField(),
+                            "created": drf_serializers.BooleanField(),
+                        },
+                        many=True,
+                    )
+                },
+            )
+        },
+    )
+    def post(self, request: Request, channel_code: str) -> Response:
+        channel = Channel.objects.filter(code=channel_code, is_active=True).first()
+        if channel is None:
+            return _error(404, "unknown_channel", f"No active channel {channel_code!r}.")
+        if not request.user.has_perm("orders.add_order") or not _may_post_for(
+            request.user, channel
+        ):
+            return _error(403, "forbidden", f"You may not post orders for channel {channel.code}.")
+        if channel.kind not in FILE_KINDS:
+            return _error(
+                400,
+                "unsupported_channel_kind",
+                f"Channel {channel.code} is a {channel.kind} channel; this endpoint takes "
+                "amazon and ebay orders.",
+            )
+
+        try:
+            results = channel_file_ingest(
+                channel=channel, data=request.data, source=f"api:{request.user.get_username()}"
+            )
+        except AdapterError as error:
+            return _error(400, "invalid_payload", str(error), {error.field: [error.reason]})
+
+        return Response(
+            {
+                "deliveries": [
+                    {"delivery_id": r.delivery_id, "delivery": r.delivery, "created": r.created}
+                    for r in results
+                ]
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
