@@ -157,8 +157,27 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A broker that is down must not hang a webhook request: fail the publish fast and let the
-# delivery stay recorded as "received" for a later retry.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+# delivery stay recorded as "received" for the sweep. kombu (5.7) otherwise retries a refused
+# connection for broker_connection_timeout (4 s) with 2 s sleeps, about 6 s per publish;
+# "max_retries": 0 makes it one attempt, bounded by socket_connect_timeout. The worker's own
+# connection loop passes its retry limits explicitly, so it still reconnects as before.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "max_retries": 0,
+}
+# Seconds before Redis hands an unacknowledged task (its worker died) to another worker; kombu
+# defaults to 3600. A task running longer than this, or waiting for its retry countdown that
+# long, is delivered a second time (docs/ingestion.md). Unset keeps kombu's default.
+OMSGUARD_BROKER_VISIBILITY_TIMEOUT = env_int("OMSGUARD_BROKER_VISIBILITY_TIMEOUT", 0)
+if OMSGUARD_BROKER_VISIBILITY_TIMEOUT > 0:
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        "visibility_timeout": OMSGUARD_BROKER_VISIBILITY_TIMEOUT,
+        # kombu scans for expired tasks every interval * throttle seconds (10 * 10 by default),
+        # which would dwarf a short timeout.
+        "unacked_restore_interval": min(OMSGUARD_BROKER_VISIBILITY_TIMEOUT, 10),
+        "unacked_restore_throttle": 1,
+    }
 CELERY_TASK_PUBLISH_RETRY = False
 # Keep Django's LOGGING (JSON lines) in the worker instead of Celery's own plain format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -260,6 +279,9 @@ OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS = env_int("OMSGUARD_ESCALATION_ROUTING_MI
 OMSGUARD_TEST_PROCESSING_DELAY_SECONDS = float(
     os.environ.get("OMSGUARD_TEST_PROCESSING_DELAY_SECONDS", "0")
 )
+# Bench-only: serve /bench/store-body/, the bare-view baseline of bench/ingest.py. It writes
+# request bodies into a table the bench creates, without authentication, so keep it off.
+OMSGUARD_BENCH_ENDPOINTS = env_bool("OMSGUARD_BENCH_ENDPOINTS", False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
@@ -22,3 +23,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/", api_not_found),
 ]
+
+if settings.OMSGUARD_BENCH_ENDPOINTS:
+    from omsguard.bench_views import bench_store_body
+
+    urlpatterns.append(path("bench/store-body/", bench_store_body, name="bench-store-body"))
