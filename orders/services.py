@@ -86,6 +86,11 @@ def delivery_finish(*, delivery: Delivery, outcome: str, worker: str, error: str
     delivery.processed_at = timezone.now()
     delivery.processed_by = worker
     delivery.save(update_fields=["outcome", "error", "processed_at", "processed_by", "attempts"])
+    if outcome in (DeliveryOutcome.FAILED, DeliveryOutcome.DEAD_LETTER):
+        # Imported here because reviews.services imports this module.
+        from reviews.services import review_item_open_delivery_failed
+
+        review_item_open_delivery_failed(delivery=delivery)
     return delivery
 
 
@@ -130,8 +135,17 @@ class DeliveryNotReplayable(Exception):
         )
 
 
-def delivery_replay(*, delivery_id: int, actor: AbstractBaseUser | None, reason: str) -> Delivery:
-    """Reset a dead-lettered or failed delivery to "received" and queue it again."""
+def delivery_replay(
+    *,
+    delivery_id: int,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    resolve_review_items: bool = True,
+) -> Delivery:
+    """Reset a dead-lettered or failed delivery to "received" and queue it again.
+
+    Its open exception items are resolved, unless the caller is deciding one of them.
+    """
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
         if delivery.outcome not in REPLAYABLE_OUTCOMES:
@@ -152,6 +166,10 @@ def delivery_replay(*, delivery_id: int, actor: AbstractBaseUser | None, reason:
             before=before,
             after={"outcome": delivery.outcome},
         )
+        if resolve_review_items:
+            from reviews.services import review_items_resolve_for_replay
+
+            review_items_resolve_for_replay(delivery=delivery, actor=actor)
         transaction.on_commit(lambda: _enqueue_processing(delivery.pk))
     logger.info("delivery replayed", extra={"delivery": delivery.pk})
     return delivery

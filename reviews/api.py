@@ -36,7 +36,9 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
         return super().get_permissions()
 
     def get_queryset(self):
-        return ReviewItem.objects.select_related("order", "order__channel", "decided_by")
+        return ReviewItem.objects.select_related(
+            "order", "order__channel", "delivery__channel", "decided_by"
+        )
 
     @extend_schema(request=AcceptInputSerializer, responses=ReviewItemSerializer)
     @action(detail=True, methods=["post"])

@@ -11,6 +11,7 @@ class ReviewKind(models.TextChoices):
     ADDRESS = "address", "Address"
     CARRIER_CODE = "carrier_code", "Unknown carrier code"
     OUT_OF_STOCK = "out_of_stock", "Out of stock"
+    DELIVERY_FAILED = "delivery_failed", "Unprocessable delivery"
 
 
 class ReviewStatus(models.TextChoices):
@@ -25,7 +26,18 @@ class ReviewItem(models.Model):
     status = models.CharField(
         max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.OPEN
     )
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="review_items")
+    # Empty only for an unprocessable delivery, which never became an order.
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, null=True, blank=True, related_name="review_items"
+    )
+    delivery = models.ForeignKey(
+        "orders.Delivery",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="review_items",
+        help_text="The unprocessable delivery, for items of that kind.",
+    )
     order_line = models.ForeignKey(
         OrderLine, on_delete=models.CASCADE, null=True, blank=True, related_name="review_items"
     )

@@ -4,8 +4,16 @@ from .models import ReviewItem
 
 
 class ReviewItemSerializer(serializers.ModelSerializer):
-    order_number = serializers.CharField(source="order.order_number", read_only=True)
-    channel = serializers.CharField(source="order.channel.code", read_only=True)
+    order_number = serializers.SerializerMethodField()
+    channel = serializers.SerializerMethodField()
+
+    def get_order_number(self, item: ReviewItem) -> str | None:
+        return item.order.order_number if item.order_id else None
+
+    def get_channel(self, item: ReviewItem) -> str:
+        # An unprocessable delivery's item has no order but always a delivery.
+        return (item.order or item.delivery).channel.code
+
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
@@ -15,6 +23,7 @@ class ReviewItemSerializer(serializers.ModelSerializer):
             "kind",
             "status",
             "order",
+            "delivery",
             "order_number",
             "channel",
             "reason",

@@ -17,7 +17,7 @@ from django.utils import timezone
 from catalog.models import ChannelSkuMapping, ExternalIdKind, Sku
 from catalog.services import MappingConflict, mapping_create
 from guardrails.services import audit_record
-from orders.models import Order, OrderLine, OrderStatus
+from orders.models import Delivery, Order, OrderLine, OrderStatus
 from orders.services import order_event_add, order_lock, order_update_hold_reasons
 
 from .models import ReviewItem, ReviewKind, ReviewStatus
@@ -78,6 +78,49 @@ def review_item_open_unmapped_sku(
     return item
 
 
+def review_item_open_delivery_failed(*, delivery: Delivery) -> ReviewItem:
+    """Open an exception item for a delivery that could not become an order.
+
+    One open item per delivery: a delivery that fails again after a replay gets a new item
+    only once the earlier one is closed.
+    """
+    existing = ReviewItem.objects.filter(
+        kind=ReviewKind.DELIVERY_FAILED, delivery=delivery, status=ReviewStatus.OPEN
+    ).first()
+    if existing is not None:
+        return existing
+    return ReviewItem.objects.create(
+        kind=ReviewKind.DELIVERY_FAILED,
+        delivery=delivery,
+        reason=(
+            f"Delivery {delivery.delivery_id} ({delivery.topic}) from channel "
+            f"{delivery.channel.code} could not be processed: {delivery.error}"
+        )[:2000],
+        source_data={"delivery": delivery.pk, "outcome": delivery.outcome},
+        proposal={"action": "replay"},
+    )
+
+
+def review_items_resolve_for_replay(
+    *, delivery: Delivery, actor: AbstractBaseUser | None
+) -> list[ReviewItem]:
+    """Close the delivery's open exception items because it is being processed again."""
+    items = list(
+        ReviewItem.objects.select_for_update(of=("self",)).filter(
+            kind=ReviewKind.DELIVERY_FAILED, delivery=delivery, status=ReviewStatus.OPEN
+        )
+    )
+    for item in items:
+        _item_close(
+            item=item,
+            status=ReviewStatus.RESOLVED,
+            user=actor,
+            decision={"replayed": True, "delivery": delivery.pk},
+            note="the delivery was replayed",
+        )
+    return items
+
+
 def review_item_accept(
     *, item_id: int, user: AbstractBaseUser, note: str = "", **choice: Any
 ) -> ReviewItem:
@@ -86,7 +129,7 @@ def review_item_accept(
 
     with transaction.atomic():
         item = _item_lock_open(item_id)
-        order = order_lock(order_id=item.order_id)
+        order = order_lock(order_id=item.order_id) if item.order_id else None
         # The fragment and events read item.order; make it the locked, up-to-date instance.
         item.order = order
         handler = accept_handler(item.kind)
@@ -98,9 +141,10 @@ def review_item_accept(
         _item_close(
             item=item, status=ReviewStatus.ACCEPTED, user=user, decision=decision, note=note
         )
-        order_update_hold_reasons(
-            order=order, reasons=_reasons_without_item(order.hold_reasons, item), actor=user
-        )
+        if order is not None:
+            order_update_hold_reasons(
+                order=order, reasons=_reasons_without_item(order.hold_reasons, item), actor=user
+            )
     return item
 
 
@@ -110,6 +154,16 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
 
     with transaction.atomic():
         item = _item_lock_open(item_id)
+        if item.order_id is None:
+            # An unprocessable delivery: rejecting dismisses it; nothing else changes.
+            _item_close(
+                item=item,
+                status=ReviewStatus.REJECTED,
+                user=user,
+                decision={"dismissed": True, "delivery": item.delivery_id},
+                note=note,
+            )
+            return item
         order = order_lock(order_id=item.order_id)
         # The fragment and events read item.order; make it the locked, up-to-date instance.
         item.order = order
@@ -350,19 +404,20 @@ def _item_close(
     message = f"Review item #{item.pk} {verb} by {who}."
     if status == ReviewStatus.RESOLVED:
         message = f"Review item #{item.pk} resolved: {note}."
-    order_event_add(
-        order=item.order,
-        kind=f"review.{verb}",
-        message=message,
-        actor=item.decided_by,
-        data={"review_item": item.pk, "decision": decision},
-    )
+    if item.order_id is not None:
+        order_event_add(
+            order=item.order,
+            kind=f"review.{verb}",
+            message=message,
+            actor=item.decided_by,
+            data={"review_item": item.pk, "decision": decision},
+        )
     audit_record(
         action=f"review_item.{verb}",
         target_type="review_item",
         target_id=item.pk,
         actor=user,
-        system_label="" if user else "mapping resolution",
+        system_label="" if user else "automatic resolution",
         reason=note or f"{item.get_kind_display()} {verb}",
         before={"status": ReviewStatus.OPEN, "proposal": item.proposal},
         after={"status": status, "decision": decision},
@@ -371,6 +426,24 @@ def _item_close(
         "review item closed",
         extra={"review_item": item.pk, "status": status, "order": item.order_id},
     )
+
+
+def _accept_delivery_replay(
+    *, item: ReviewItem, order: Order | None, user: AbstractBaseUser
+) -> dict:
+    """Process the unprocessable delivery again, e.g. after its channel or mapping was fixed."""
+    from orders.services import DeliveryNotReplayable, delivery_replay
+
+    try:
+        delivery_replay(
+            delivery_id=item.delivery_id,
+            actor=user,
+            reason=f"Accepted in review item #{item.pk}",
+            resolve_review_items=False,
+        )
+    except DeliveryNotReplayable as error:
+        raise ReviewConflict("not_replayable", str(error)) from None
+    return {"replayed": True, "delivery": item.delivery_id}
 
 
 def accept_handler(kind: str) -> AcceptHandler | None:
@@ -388,5 +461,6 @@ def accept_handler(kind: str) -> AcceptHandler | None:
         ReviewKind.OUT_OF_STOCK: accept_out_of_stock,
         ReviewKind.ADDRESS: address_accept,
         ReviewKind.CARRIER_CODE: carrier_code_accept,
+        ReviewKind.DELIVERY_FAILED: _accept_delivery_replay,
     }
     return handlers.get(kind)
