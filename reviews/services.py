@@ -200,7 +200,7 @@ def review_items_resolve_by_mappings(
     cause: str,
     exclude_item_id: int | None = None,
 ) -> list[ReviewItem]:
-    """Settle the open unmapped-SKU items that the given mappings now answer.
+    """Settle the open unmapped-SKU items that the given mappings now match.
 
     Each such item's line gets the mapped SKU, the item is marked resolved (no person decided
     it), and its order is released when nothing else holds it. Call inside a transaction.
@@ -257,7 +257,7 @@ def _mapped_sku_for_line(line: OrderLine, mappings: list[ChannelSkuMapping]) -> 
     for mapping in mappings:
         if mapping.external_id in (line.channel_sku, line.channel_variant_id):
             return mapping.sku
-    raise LookupError(f"No mapping answers order line {line.pk}.")
+    raise LookupError(f"No mapping matches order line {line.pk}.")
 
 
 def _reasons_without_item(reasons: list[dict], item: ReviewItem) -> list[dict]:

@@ -1,8 +1,5 @@
 """Shopify adapter: the REST Admin API order JSON (as sent by the orders/create webhook)."""
 
-import base64
-import hashlib
-import hmac
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +18,7 @@ from ..canonical import (
     parse_timestamp,
     text,
 )
+from .signing import hmac_sha256_base64, signature_matches
 
 ADDRESS_FIELDS = (
     "name",
@@ -42,18 +40,14 @@ ADDRESS_FIELDS = (
 @sensitive_variables("secret")
 def signature_for(body: bytes, secret: str) -> str:
     """The X-Shopify-Hmac-Sha256 value: base64 of HMAC-SHA256 over the raw body."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return hmac_sha256_base64(body, secret)
 
 
 @sensitive_variables("secret")
 def signature_is_valid(body: bytes, secret: str, header_value: str | None) -> bool:
-    if not header_value or not secret:
+    if not secret:
         return False
-    # compare_digest only takes ASCII strings; a base64 signature is always ASCII.
-    if not header_value.isascii():
-        return False
-    return hmac.compare_digest(signature_for(body, secret), header_value.strip())
+    return signature_matches(signature_for(body, secret), header_value)
 
 
 def parse_order(payload: Any) -> CanonicalOrder:

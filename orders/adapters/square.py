@@ -4,9 +4,6 @@ The webhook only names the order, so the webhook view fetches the full order fro
 API and records both; this adapter reads only the recorded JSON and never the network.
 """
 
-import base64
-import hashlib
-import hmac
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +21,7 @@ from ..canonical import (
     parse_timestamp,
     text,
 )
+from .signing import hmac_sha256_base64, signature_matches
 
 # Square's address keys -> the canonical (Shopify-style) keys address checks read.
 ADDRESS_KEYS = {
@@ -41,21 +39,16 @@ ADDRESS_KEYS = {
 @sensitive_variables("signature_key")
 def signature_for(notification_url: str, body: bytes, signature_key: str) -> str:
     """The x-square-hmacsha256-signature value: base64 HMAC-SHA256 of the URL plus the body."""
-    message = notification_url.encode("utf-8") + body
-    digest = hmac.new(signature_key.encode("utf-8"), message, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return hmac_sha256_base64(notification_url.encode("utf-8") + body, signature_key)
 
 
 @sensitive_variables("signature_key")
 def signature_is_valid(
     notification_url: str, body: bytes, signature_key: str, header_value: str | None
 ) -> bool:
-    if not header_value or not signature_key or not notification_url:
+    if not signature_key or not notification_url:
         return False
-    if not header_value.isascii():
-        return False
-    expected = signature_for(notification_url, body, signature_key)
-    return hmac.compare_digest(expected, header_value.strip())
+    return signature_matches(signature_for(notification_url, body, signature_key), header_value)
 
 
 def event_order_id(event: Any) -> str:

@@ -1,8 +1,5 @@
 """WooCommerce adapter: the REST API v3 order JSON of the order.created/updated webhooks."""
 
-import base64
-import hashlib
-import hmac
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -22,6 +19,7 @@ from ..canonical import (
     parse_quantity,
     text,
 )
+from .signing import hmac_sha256_base64, signature_matches
 
 # WooCommerce statuses after which the order will not be fulfilled.
 CANCELLED_STATUSES = {"cancelled", "refunded", "failed"}
@@ -47,18 +45,14 @@ ADDRESS_KEYS = {
 @sensitive_variables("secret")
 def signature_for(body: bytes, secret: str) -> str:
     """The X-WC-Webhook-Signature value: base64 of HMAC-SHA256 over the raw body."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return hmac_sha256_base64(body, secret)
 
 
 @sensitive_variables("secret")
 def signature_is_valid(body: bytes, secret: str, header_value: str | None) -> bool:
-    if not header_value or not secret:
+    if not secret:
         return False
-    # compare_digest only takes ASCII strings; a base64 signature is always ASCII.
-    if not header_value.isascii():
-        return False
-    return hmac.compare_digest(signature_for(body, secret), header_value.strip())
+    return signature_matches(signature_for(body, secret), header_value)
 
 
 def parse_gmt(value: Any, field_name: str) -> datetime | None:
