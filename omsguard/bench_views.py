@@ -12,7 +12,7 @@ BENCH_BODY_TABLE = "bench_ingest_body"
 @csrf_exempt
 @require_POST
 def bench_store_body(request: HttpRequest) -> JsonResponse:
-    """Insert the raw request body into the bench table, with no checks, and answer 200."""
+    """Insert the raw request body into the bench table, with no checks, and return 200."""
     with connection.cursor() as cursor:
         # The table name is a module constant; the body goes in as a parameter.
         statement = f"INSERT INTO {BENCH_BODY_TABLE} (body) VALUES (%s) RETURNING id"  # noqa: S608

@@ -18,7 +18,7 @@ SQUARE_VERSION = "2024-10-17"
 
 
 class SquareFetchError(Exception):
-    """The order could not be fetched now (network, timeout, 5xx, 401, or an invalid answer)."""
+    """The order could not be fetched now (network, timeout, 5xx, 401, or an invalid response)."""
 
 
 def _base_url() -> str:
@@ -60,7 +60,7 @@ def square_order_fetch(*, order_id: str) -> dict[str, Any]:
         logger.warning(
             "square order fetch failed", extra={"order_id": order_id, "status": error.code}
         )
-        raise SquareFetchError(f"Square answered HTTP {error.code}") from None
+        raise SquareFetchError(f"Square's Orders API returned HTTP {error.code}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         logger.warning(
             "square order fetch failed", extra={"order_id": order_id, "error": str(error)}
@@ -73,5 +73,5 @@ def square_order_fetch(*, order_id: str) -> dict[str, Any]:
         order = None
     if not isinstance(order, dict):
         logger.warning("square order fetch returned no order", extra={"order_id": order_id})
-        raise SquareFetchError("Square's answer has no order object")
+        raise SquareFetchError("Square's response has no order object")
     return order

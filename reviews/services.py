@@ -124,7 +124,7 @@ def review_items_resolve_for_replay(
 def review_item_accept(
     *, item_id: int, user: AbstractBaseUser, note: str = "", **choice: Any
 ) -> ReviewItem:
-    """Accept an item. `choice` holds the kind's options, e.g. `sku_id` for an unmapped SKU."""
+    """Accept an item. `choice` contains the kind's options, e.g. `sku_id` for an unmapped SKU."""
     _check_may_decide(user)
 
     with transaction.atomic():

@@ -134,7 +134,7 @@ def parse_order(payload: Any) -> CanonicalOrder:
         placed_at=parse_timestamp(order.get("PurchaseDate"), "order.PurchaseDate"),
         tags=["prime"] if order.get("IsPrime") is True else [],
         source_updated_at=parse_timestamp(order.get("LastUpdateDate"), "order.LastUpdateDate"),
-        state="cancelled" if cancelled else "incomplete" if incomplete else "open",
+        state=_state(cancelled=cancelled, incomplete=incomplete),
     )
 
 
@@ -224,3 +224,11 @@ def _address(value: Any) -> dict[str, str] | None:
         if value.get(key) not in (None, "")
     }
     return address or None
+
+
+def _state(*, cancelled: bool, incomplete: bool) -> str:
+    if cancelled:
+        return "cancelled"
+    if incomplete:
+        return "incomplete"
+    return "open"

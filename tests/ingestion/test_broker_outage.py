@@ -17,8 +17,8 @@ from omsguard.celery import app as celery_app
 from orders.models import Delivery, DeliveryOutcome, Order, OrderEvent
 from orders.tasks import sweep_deliveries
 from tests.conftest import as_body, order_payload, signed_headers
-from tests.ingestion.workers import queue_for_test, require_services, worker_start, worker_stop
 from tests.integration.test_celery_worker import shopify_channel  # noqa: F401 (fixture)
+from tests.workers import queue_for_test, require_services, worker_start, worker_stop
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -14,14 +14,14 @@ from django.urls import reverse
 
 from orders.models import Delivery, DeliveryOutcome, Order, OrderEvent, OrderStatus
 from tests.conftest import as_body, order_payload, signed_headers
-from tests.ingestion.workers import (
+from tests.integration.test_celery_worker import shopify_channel  # noqa: F401 (fixture)
+from tests.workers import (
     queue_for_test,
     require_services,
     worker_kill,
     worker_start,
     worker_stop,
 )
-from tests.integration.test_celery_worker import shopify_channel  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -8,172 +8,37 @@ Without Redis or PostgreSQL the tests skip, unless OMSGUARD_REQUIRE_SERVICES=1, 
 they fail instead.
 """
 
-import os
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from celery.signals import after_task_publish
-from celery.utils.nodenames import host_format
-from django.conf import settings
-from django.db import connection
 from django.urls import reverse
 
 from catalog.models import Channel, ChannelKind, ChannelSkuMapping, ExternalIdKind, Sku
-from omsguard.celery import app as celery_app
 from orders.models import Delivery, DeliveryOutcome, Order, OrderStatus
 from tests.conftest import SECRET, as_body, order_payload, signed_headers
+from tests.workers import (
+    Worker,
+    queue_for_test,
+    require_services,
+    worker_start,
+    worker_stop,
+)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCESS_DELIVERY_TASK = "orders.tasks.process_delivery"
 # Timeouts in seconds: generous bounds for a loaded CI runner, not tuned values.
-WORKER_START_TIMEOUT = 30
-WORKER_STOP_TIMEOUT = 10
 PROCESSING_TIMEOUT = 30
 POLL_INTERVAL = 0.2
-
-
-@dataclass
-class Worker:
-    """A `celery worker` subprocess consuming one queue, with its output in a log file."""
-
-    nodename: str
-    queue: str
-    process: subprocess.Popen
-    log_path: Path
-    # (task name, routing key) of every task the test process published during the test.
-    published: list[tuple[str, str]] = field(default_factory=list)
-
-    def log(self) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return f"--- log of worker {self.nodename} (queue {self.queue}) ---\n{text}"
-
-
-def _services_unavailable(reason: str) -> None:
-    """Skip the test, or fail it when OMSGUARD_REQUIRE_SERVICES=1 makes the services mandatory."""
-    if os.environ.get("OMSGUARD_REQUIRE_SERVICES") == "1":
-        pytest.fail(
-            f"{reason} OMSGUARD_REQUIRE_SERVICES=1 makes the worker tests mandatory: CI must "
-            "run with PostgreSQL (DATABASE_URL=postgres://...) and Redis (REDIS_URL=redis://...).",
-            pytrace=False,
-        )
-    pytest.skip(reason)
-
-
-def _test_database_url() -> str:
-    """Build a DATABASE_URL for the test database that pytest-django created for this session."""
-    database = connection.settings_dict
-    credentials = quote(database["USER"] or "", safe="")
-    if database["PASSWORD"]:
-        credentials += ":" + quote(database["PASSWORD"], safe="")
-    # A socket directory as HOST is percent-encoded, the form dj-database-url accepts for it.
-    host = quote(str(database["HOST"] or ""), safe="")
-    port = f":{database['PORT']}" if database["PORT"] else ""
-    name = quote(str(database["NAME"]), safe="")
-    return f"postgres://{credentials}@{host}{port}/{name}"
-
-
-def _worker_stop(process: subprocess.Popen) -> None:
-    """Stop the worker with SIGTERM (warm shutdown), and with SIGKILL if it does not exit."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=WORKER_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _queue_delete(name: str) -> None:
-    """Delete the test's queue from Redis, with kombu's binding keys for it."""
-    with celery_app.connection_for_write() as broker:
-        queue = celery_app.amqp.queues[name](broker.default_channel)
-        # kombu's queue_delete removes only the bindings recorded on this channel (kombu 5.7),
-        # so declare the queue on it first.
-        queue.declare()
-        queue.delete()
-
-
-def _worker_wait_ready(worker: Worker) -> None:
-    deadline = time.monotonic() + WORKER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if worker.process.poll() is not None:
-            pytest.fail(
-                f"Celery worker exited with code {worker.process.returncode} before it was "
-                f"ready.\n{worker.log()}",
-                pytrace=False,
-            )
-        if celery_app.control.ping(destination=[worker.nodename], timeout=1):
-            return
-    pytest.fail(
-        f"Celery worker {worker.nodename} did not answer a ping within {WORKER_START_TIMEOUT} s."
-        f"\n{worker.log()}",
-        pytrace=False,
-    )
 
 
 @pytest.fixture
 def worker(request, transactional_db, tmp_path) -> Iterator[Worker]:
     """Start a Celery worker on a queue of its own and make this process publish to it."""
-    if not settings.REDIS_URL:
-        _services_unavailable("REDIS_URL is not set, so there is no broker for a worker.")
-    if connection.vendor != "postgresql":
-        _services_unavailable(
-            f"The database is {connection.vendor}, not PostgreSQL; a worker process cannot "
-            "reach the test database."
-        )
+    require_services()
 
-    suffix = uuid.uuid4().hex[:12]
-    queue = f"omsguard-test-{suffix}"
-    nodename = host_format(f"test-worker-{suffix}@%h")
-    environment = os.environ.copy()
-    environment.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "omsguard.settings",
-            "DATABASE_URL": _test_database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "OMSGUARD_CELERY_QUEUE": queue,
-            # The settings reject an empty SECRET_KEY unless DEBUG=1, so pass this process's key.
-            "SECRET_KEY": settings.SECRET_KEY,
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "omsguard",
-        "worker",
-        "--pool=solo",
-        "--loglevel=INFO",
-        "-Q",
-        queue,
-        "-n",
-        nodename,
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-
-    # The autouse fixture in tests/conftest.py has made tasks eager for this test. Celery's
-    # router reads task_default_queue at each send (celery 5.7, app/routes.py), so setting it
-    # here routes this process's tasks to the new queue.
-    previous_eager = celery_app.conf.task_always_eager
-    previous_queue = celery_app.conf.task_default_queue
-    celery_app.conf.task_always_eager = False
-    celery_app.conf.task_default_queue = queue
-
-    log_path = tmp_path / "worker.log"
     failed_before = request.session.testsfailed
     published: list[tuple[str, str]] = []
 
@@ -181,30 +46,19 @@ def worker(request, transactional_db, tmp_path) -> Iterator[Worker]:
         published.append((sender, routing_key))
 
     after_task_publish.connect(record_publish, weak=False)
-    process = None
+    started = None
     try:
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT
-            )
-        started = Worker(
-            nodename=nodename,
-            queue=queue,
-            process=process,
-            log_path=log_path,
-            published=published,
-        )
-        _worker_wait_ready(started)
-        yield started
+        with queue_for_test() as queue:
+            started = worker_start(queue=queue, log_path=tmp_path / "worker.log", environment={})
+            started.published = published
+            try:
+                yield started
+            finally:
+                worker_stop(started)
     finally:
         after_task_publish.disconnect(record_publish)
-        if process is not None:
-            _worker_stop(process)
-        celery_app.conf.task_always_eager = previous_eager
-        celery_app.conf.task_default_queue = previous_queue
-        _queue_delete(queue)
         # pytest shows teardown output only in the report of a failed test.
-        if process is not None and request.session.testsfailed > failed_before:
+        if started is not None and request.session.testsfailed > failed_before:
             print(started.log())
 
 

@@ -1,0 +1,209 @@
+"""Start and stop real Celery worker processes for tests, against the test database.
+
+Each worker consumes a queue of its own, so a worker already running on the machine never
+takes a test's tasks. Without Redis or PostgreSQL the worker tests skip, unless
+OMSGUARD_REQUIRE_SERVICES=1, as in CI, where they fail instead.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from celery.utils.nodenames import host_format
+from django.conf import settings
+from django.db import connection
+
+from omsguard.celery import app as celery_app
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Timeouts in seconds: generous bounds for a loaded CI runner, not tuned values.
+WORKER_START_TIMEOUT = 30
+WORKER_STOP_TIMEOUT = 10
+
+
+@dataclass
+class Worker:
+    """A `celery worker` subprocess consuming one queue, with its output in a log file."""
+
+    nodename: str
+    queue: str
+    process: subprocess.Popen
+    log_path: Path
+    # (task name, routing key) of every task the test process published during the test.
+    published: list[tuple[str, str]] = field(default_factory=list)
+
+    def log(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return f"--- log of worker {self.nodename} (queue {self.queue}) ---\n{text}"
+
+
+def services_unavailable(reason: str) -> None:
+    """Skip the test, or fail it when OMSGUARD_REQUIRE_SERVICES=1 makes the services mandatory."""
+    if os.environ.get("OMSGUARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(
+            f"{reason} OMSGUARD_REQUIRE_SERVICES=1 makes the worker tests mandatory: CI must "
+            "run with PostgreSQL (DATABASE_URL=postgres://...) and Redis (REDIS_URL=redis://...).",
+            pytrace=False,
+        )
+    pytest.skip(reason)
+
+
+def test_database_url() -> str:
+    """Build a DATABASE_URL for the test database that pytest-django created for this session."""
+    database = connection.settings_dict
+    credentials = quote(database["USER"] or "", safe="")
+    if database["PASSWORD"]:
+        credentials += ":" + quote(database["PASSWORD"], safe="")
+    # A socket directory as HOST is percent-encoded, the form dj-database-url accepts for it.
+    host = quote(str(database["HOST"] or ""), safe="")
+    port = f":{database['PORT']}" if database["PORT"] else ""
+    name = quote(str(database["NAME"]), safe="")
+    return f"postgres://{credentials}@{host}{port}/{name}"
+
+
+def worker_process_stop(process: subprocess.Popen) -> None:
+    """Stop the worker with SIGTERM (warm shutdown), and with SIGKILL if it does not exit."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=WORKER_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def queue_delete(name: str) -> None:
+    """Delete the test's queue from Redis, with kombu's binding keys for it."""
+    with celery_app.connection_for_write() as broker:
+        queue = celery_app.amqp.queues[name](broker.default_channel)
+        # kombu's queue_delete removes only the bindings recorded on this channel (kombu 5.7),
+        # so declare the queue on it first.
+        queue.declare()
+        queue.delete()
+
+
+def worker_wait_ready(worker: Worker) -> None:
+    deadline = time.monotonic() + WORKER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            pytest.fail(
+                f"Celery worker exited with code {worker.process.returncode} before it was "
+                f"ready.\n{worker.log()}",
+                pytrace=False,
+            )
+        if celery_app.control.ping(destination=[worker.nodename], timeout=1):
+            return
+    pytest.fail(
+        f"Celery worker {worker.nodename} did not answer a ping within {WORKER_START_TIMEOUT} s."
+        f"\n{worker.log()}",
+        pytrace=False,
+    )
+
+
+def require_services() -> None:
+    """Skip, or fail under OMSGUARD_REQUIRE_SERVICES=1, without Redis and PostgreSQL."""
+    if not settings.REDIS_URL:
+        services_unavailable("REDIS_URL is not set, so there is no broker for a worker.")
+    if connection.vendor != "postgresql":
+        services_unavailable(
+            f"The database is {connection.vendor}, not PostgreSQL; a worker process cannot "
+            "reach the test database."
+        )
+
+
+@contextmanager
+def queue_for_test() -> Iterator[str]:
+    """Route this process's tasks to a new queue, and delete the queue afterwards."""
+    queue = f"omsguard-test-{uuid.uuid4().hex[:12]}"
+    # tests/conftest.py made tasks eager; Celery's router reads task_default_queue at each
+    # send (celery 5.7), so setting it here routes this process's tasks to the new queue.
+    previous_eager = celery_app.conf.task_always_eager
+    previous_queue = celery_app.conf.task_default_queue
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_default_queue = queue
+    try:
+        yield queue
+    finally:
+        celery_app.conf.task_always_eager = previous_eager
+        celery_app.conf.task_default_queue = previous_queue
+        queue_delete(queue)
+
+
+def worker_start(
+    *, queue: str, log_path: Path, environment: dict[str, str], prefork: bool = False
+) -> Worker:
+    """Start a worker on `queue` in its own process group and wait until it replies to a ping.
+
+    With prefork=True it runs one pool child beside the main process, so a test can kill
+    both with os.killpg, as a lost machine or an OOM kill of the whole service would.
+    """
+    nodename = host_format(f"test-worker-{uuid.uuid4().hex[:12]}@%h")
+    env = os.environ.copy()
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "omsguard.settings",
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "OMSGUARD_CELERY_QUEUE": queue,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(environment)
+    pool = ["--pool=prefork", "--concurrency=1"] if prefork else ["--pool=solo"]
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "omsguard",
+        "worker",
+        *pool,
+        "--loglevel=INFO",
+        "-Q",
+        queue,
+        "-n",
+        nodename,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = Worker(nodename=nodename, queue=queue, process=process, log_path=log_path)
+    try:
+        worker_wait_ready(worker)
+    except BaseException:
+        worker_kill(worker)
+        raise
+    return worker
+
+
+def worker_stop(worker: Worker) -> None:
+    """Stop the worker with a warm shutdown, then kill what is left of its process group."""
+    worker_process_stop(worker.process)
+    worker_kill(worker)
+
+
+def worker_kill(worker: Worker) -> None:
+    """SIGKILL the worker's main process and its pool children, and reap the main process."""
+    with suppress(ProcessLookupError):
+        os.killpg(worker.process.pid, signal.SIGKILL)
+    worker.process.wait()
