@@ -1,4 +1,7 @@
-"""The audit log: every automated or human decision, with who, when, why and before/after."""
+"""The audit log, and the guardrail engine's records: action types, policies and their immutable
+versions, decisions with the facts they saw, breakers and the autonomy gate."""
+
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -49,3 +52,495 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("Audit entries are append-only and cannot be deleted.")
+
+
+# --- The guardrail engine: actions, policies and their versions, decisions, breakers ---------
+
+
+class RiskTier(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Mode(models.TextChoices):
+    RECOMMEND_ONLY = "recommend_only", "Recommend only (shown to people, never applied)"
+    AUTONOMOUS = "autonomous", "Autonomous within limits"
+    NEEDS_APPROVAL = "needs_approval", "Needs approval"
+    HARD_BLOCK = "hard_block", "Hard block"
+
+
+class Verdict(models.TextChoices):
+    APPLIED = "applied", "Applied"
+    QUEUED_FOR_REVIEW = "queued_for_review", "Queued for review"
+    RECOMMENDATION_ONLY = "recommendation_only", "Recommendation only"
+    BLOCKED = "blocked", "Blocked"
+
+
+class SlaBreachAction(models.TextChoices):
+    HOLD_ORDER = "hold_order", "Keep the order on hold"
+    ESCALATE = "escalate", "Escalate to the escalation role"
+
+
+class ActionType(models.Model):
+    """Something automation may do to an order, e.g. substitute a SKU. Rows ship by migration."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    risk_tier = models.CharField(max_length=16, choices=RiskTier.choices)
+    review_kind = models.CharField(
+        max_length=32, help_text="The review queue that queued proposals of this action join."
+    )
+    has_applier = models.BooleanField(
+        default=True,
+        help_text=(
+            "OMS Guard can carry the change out itself. Actions without an applier (e.g. "
+            "splitting an order across carriers) can be approved but never run autonomously."
+        ),
+    )
+    holds_order_while_queued = models.BooleanField(
+        default=True, help_text="A queued proposal holds the order until someone decides it."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Policy(models.Model):
+    """The rules for one action, for every channel (channel empty) or for one channel.
+
+    The rules themselves live in immutable PolicyVersion rows; `live_version` is the one
+    that judges decisions, `shadow_version` an optional draft evaluated beside it.
+    """
+
+    action = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="policies")
+    channel = models.ForeignKey(
+        "catalog.Channel",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="policies",
+        help_text="Leave empty for the policy every channel uses unless it has its own.",
+    )
+    live_version = models.ForeignKey(
+        "PolicyVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    shadow_version = models.ForeignKey(
+        "PolicyVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="A draft evaluated beside the live version; disagreements are recorded.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["action__code", "channel__code"]
+        verbose_name_plural = "policies"
+        # Two constraints, because NULL channels never collide in a unique index.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["action", "channel"],
+                condition=models.Q(channel__isnull=False),
+                name="policy_unique_per_channel",
+            ),
+            models.UniqueConstraint(
+                fields=["action"],
+                condition=models.Q(channel__isnull=True),
+                name="policy_unique_default",
+            ),
+        ]
+        permissions = [
+            ("publish_policyversion", "Can publish policy versions and run backtests"),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.channel.code if self.channel_id else "all channels"
+        return f"{self.action.code} ({scope})"
+
+
+class PolicyVersion(models.Model):
+    """One immutable set of rules for a policy. Drafts have no `published_at`.
+
+    Limits read as the product brief states them: an item price must be *under*
+    `item_price_under`, the order value *under* `order_value_under` and the confidence
+    *above* `confidence_above` for an autonomous action. Empty means no such limit.
+    """
+
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    mode = models.CharField(max_length=32, choices=Mode.choices)
+    approver_group = models.ForeignKey(
+        "auth.Group",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The role that may approve queued proposals; needed unless hard-blocked.",
+    )
+    limits_currency = models.CharField(max_length=3, default="USD")
+    order_value_under = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    item_price_under = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    confidence_above = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    require_fresh_stock = models.BooleanField(
+        default=False, help_text="An autonomous action needs a stock snapshot within its TTL."
+    )
+    review_sla_minutes = models.PositiveIntegerField(default=60)
+    on_sla_breach = models.CharField(
+        max_length=16, choices=SlaBreachAction.choices, default=SlaBreachAction.HOLD_ORDER
+    )
+    escalation_group = models.ForeignKey(
+        "auth.Group",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who gets the item when the SLA passes and the rule says escalate.",
+    )
+    changelog = models.TextField(help_text="What changed and why, for the people who come next.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["policy", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "number"], name="policy_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        state = "" if self.published_at else " (draft)"
+        return f"{self.policy} v{self.number}{state}"
+
+    def save(self, *args, **kwargs) -> None:
+        # Only the publication stamp may be added to a stored version; its rules never change.
+        if self.pk is not None:
+            update_fields = set(kwargs.get("update_fields") or ())
+            if not update_fields or not update_fields <= {"published_at", "published_by"}:
+                raise TypeError("Policy versions are immutable; create a new version instead.")
+        super().save(*args, **kwargs)
+
+
+class CustomerTier(models.TextChoices):
+    ANY = "any", "Any customer"
+    STANDARD = "standard", "Standard customers"
+    PRIORITY = "priority", "Priority customers"
+
+
+class PolicyBand(models.Model):
+    """A value band: limits that replace the version's own for matching orders.
+
+    Bands are tried in `position` order and the first match wins. A band matches when the
+    order value lies in [order_value_from, order_value_to), the customer tier matches, and
+    the order's margin rate is at least `margin_rate_from` (when set).
+    """
+
+    version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="bands")
+    position = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=100)
+    order_value_from = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    order_value_to = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    customer_tier = models.CharField(
+        max_length=16, choices=CustomerTier.choices, default=CustomerTier.ANY
+    )
+    margin_rate_from = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Lowest order margin rate, 0 to 1, e.g. 0.30 for 30 %.",
+    )
+    mode = models.CharField(
+        max_length=32, choices=Mode.choices, blank=True, help_text="Empty keeps the version's."
+    )
+    item_price_under = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    confidence_above = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        ordering = ["version", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DecisionOutcome(models.TextChoices):
+    UNLABELLED = "unlabelled", "Not labelled"
+    CORRECT = "correct", "Correct"
+    ERROR = "error", "Error"
+
+
+class Decision(models.Model):
+    """One proposed action on an order, the verdict and the reasons, with the facts it saw."""
+
+    action = models.ForeignKey(ActionType, on_delete=models.PROTECT, related_name="decisions")
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="decisions")
+    channel = models.ForeignKey(
+        "catalog.Channel", on_delete=models.PROTECT, related_name="decisions"
+    )
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The API user of the agent; empty for a built-in recommender.",
+    )
+    model_name = models.CharField(max_length=200)
+    model_version = models.CharField(max_length=100)
+    before = models.JSONField(help_text="The state the agent saw, e.g. the current address.")
+    after = models.JSONField(help_text="The state the agent proposes.")
+    confidence = models.DecimalField(max_digits=5, decimal_places=4)
+    rationale = models.TextField(blank=True)
+    verdict = models.CharField(max_length=32, choices=Verdict.choices)
+    reasons = models.JSONField(
+        default=list, help_text="Every rule evaluated: rule, outcome, message, data."
+    )
+    policy_version = models.ForeignKey(
+        PolicyVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="decisions",
+        help_text="Empty when no policy covered the action and channel.",
+    )
+    facts = models.JSONField(help_text="Everything the engine saw, so the decision can replay.")
+    review_item = models.OneToOneField(
+        "reviews.ReviewItem",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ai_decision",
+    )
+    applied_at = models.DateTimeField(null=True, blank=True)
+    apply_error = models.TextField(blank=True, help_text="Why applying the change failed.")
+    reverted_at = models.DateTimeField(null=True, blank=True)
+    reverted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    outcome = models.CharField(
+        max_length=16, choices=DecisionOutcome.choices, default=DecisionOutcome.UNLABELLED
+    )
+    labelled_at = models.DateTimeField(null=True, blank=True)
+    labelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    label_note = models.TextField(blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["action", "created_at"], name="decision_action_time"),
+            models.Index(fields=["channel", "created_at"], name="decision_channel_time"),
+            models.Index(fields=["model_name", "created_at"], name="decision_model_time"),
+            models.Index(fields=["order", "created_at"], name="decision_order_time"),
+        ]
+        permissions = [
+            ("propose_decision", "Can propose actions through the decisions API"),
+            ("revert_decision", "Can revert an applied decision"),
+            ("label_decision", "Can label a decision correct or an error"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action.code} on order {self.order_id}: {self.verdict}"
+
+    @property
+    def is_error(self) -> bool:
+        """Counts against breakers and the autonomy gate: labelled wrong, or failed to apply."""
+        return self.outcome == DecisionOutcome.ERROR or bool(self.apply_error)
+
+
+class ShadowEvaluation(models.Model):
+    """What a shadow (draft) policy version would have decided beside the live one."""
+
+    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="shadows")
+    policy_version = models.ForeignKey(
+        PolicyVersion, on_delete=models.CASCADE, related_name="shadow_evaluations"
+    )
+    verdict = models.CharField(max_length=32, choices=Verdict.choices)
+    reasons = models.JSONField(default=list)
+    agrees = models.BooleanField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.policy_version} on decision {self.decision_id}: {self.verdict}"
+
+
+class BacktestRun(models.Model):
+    """One replay of recorded decisions under a policy version, with the report."""
+
+    policy_version = models.ForeignKey(
+        PolicyVersion, on_delete=models.CASCADE, related_name="backtests"
+    )
+    days = models.PositiveIntegerField()
+    decisions_replayed = models.PositiveIntegerField(default=0)
+    verdicts_changed = models.PositiveIntegerField(default=0)
+    report = models.JSONField(
+        default=dict, help_text="Changed counts by action, channel and value band, with examples."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Backtest of {self.policy_version} over {self.days} days"
+
+
+class BreakerScope(models.TextChoices):
+    ACTION = "action", "Action type"
+    CHANNEL = "channel", "Channel"
+    MODEL = "model", "Model"
+
+
+class BreakerState(models.TextChoices):
+    CLOSED = "closed", "Closed (autonomy allowed)"
+    OPEN = "open", "Open (autonomy paused)"
+    HALF_OPEN = "half_open", "Half-open (trial)"
+
+
+class BreakerCause(models.TextChoices):
+    MANUAL = "manual", "Opened or closed by hand"
+    ERROR_RATE = "error_rate", "Error rate over the threshold"
+    UPSTREAM = "upstream", "Upstream degradation reported"
+    DECISION_MIX = "decision_mix", "Decision mix drifted from its baseline"
+    CONFIDENCE_COLLAPSE = "confidence_collapse", "Confidence collapsed"
+    TRIAL_PASSED = "trial_passed", "Half-open trial passed"
+    TRIAL_FAILED = "trial_failed", "Half-open trial failed"
+    COOL_DOWN = "cool_down", "Cool-down over; trial started"
+    RECOVERY = "recovery", "Upstream recovery reported"
+
+
+class Breaker(models.Model):
+    """A switch that takes autonomy away from one action type, channel or model.
+
+    `key` is the action code, the channel code or the model name. While a breaker is open,
+    autonomous proposals in its scope go to human review instead.
+    """
+
+    scope = models.CharField(max_length=16, choices=BreakerScope.choices)
+    key = models.CharField(max_length=200)
+    state = models.CharField(
+        max_length=16, choices=BreakerState.choices, default=BreakerState.CLOSED
+    )
+    cause = models.CharField(max_length=32, choices=BreakerCause.choices, blank=True)
+    cause_detail = models.TextField(blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    trial_started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scope", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="breaker_unique_scope_key")
+        ]
+        permissions = [
+            ("operate_breaker", "Can open and close breakers by hand"),
+            ("report_degradation", "Can report upstream degradation and recovery"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()} {self.key}: {self.state}"
+
+
+class BreakerEvent(models.Model):
+    """One state change of a breaker, with its cause. Append-only."""
+
+    breaker = models.ForeignKey(Breaker, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, choices=BreakerState.choices)
+    to_state = models.CharField(max_length=16, choices=BreakerState.choices)
+    cause = models.CharField(max_length=32, choices=BreakerCause.choices)
+    detail = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True, help_text="The figures behind the change.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.breaker}: {self.from_state} -> {self.to_state} ({self.cause})"
+
+
+class AutonomyGate(models.Model):
+    """Whether an action type may run autonomously, from its labelled error rate.
+
+    Recomputed when a decision is labelled and by a periodic job; the engine reads the
+    stored state, so a decision costs no 30-day count.
+    """
+
+    action = models.OneToOneField(ActionType, on_delete=models.CASCADE, related_name="gate")
+    suspended = models.BooleanField(default=False)
+    error_rate = models.DecimalField(max_digits=7, decimal_places=6, default=0)
+    errors = models.PositiveIntegerField(default=0)
+    autonomous_decisions = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        state = "suspended" if self.suspended else "allowed"
+        return f"Autonomy of {self.action.code}: {state}"
+
+
+class GuardrailSettings(models.Model):
+    """The engine's editable numbers, one row (pk 1). `guardrail_settings()` reads it."""
+
+    breaker_window_minutes = models.PositiveIntegerField(default=60)
+    breaker_min_decisions = models.PositiveIntegerField(
+        default=20, help_text="No automatic opening on fewer decisions in the window."
+    )
+    breaker_error_rate = models.DecimalField(
+        max_digits=5, decimal_places=4, default=Decimal("0.05"), help_text="0 to 1."
+    )
+    breaker_cool_down_minutes = models.PositiveIntegerField(
+        default=30, help_text="How long an automatically opened breaker stays open before a trial."
+    )
+    breaker_trial_decisions = models.PositiveIntegerField(
+        default=5, help_text="Decisions let through in a half-open trial before it closes."
+    )
+    mix_baseline_days = models.PositiveIntegerField(default=7)
+    mix_drift_factor = models.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        default=Decimal("3.00"),
+        help_text="Open when an action's share of decisions reaches this multiple of baseline.",
+    )
+    confidence_collapse_drop = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.15"),
+        help_text="Open when mean confidence falls this far below its baseline mean.",
+    )
+    autonomy_window_days = models.PositiveIntegerField(default=30)
+    autonomy_max_error_rate = models.DecimalField(
+        max_digits=7, decimal_places=6, default=Decimal("0.002"), help_text="0.002 is 0.2 %."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "guardrail settings"
+        verbose_name_plural = "guardrail settings"
+
+    def __str__(self) -> str:
+        return "Guardrail settings"
