@@ -18,6 +18,7 @@ urlpatterns = [
     path("queue/", include("reviews.urls")),
     path("orders/", include("orders.urls")),
     path("catalog/", include("catalog.urls")),
+    path("guardrails/", include("guardrails.urls")),
     path("api/v1/", include("omsguard.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -25,6 +26,7 @@ urlpatterns = [
 ]
 
 if settings.OMSGUARD_BENCH_ENDPOINTS:
-    from omsguard.bench_views import bench_store_body
+    from omsguard.bench_views import bench_insert_row, bench_store_body
 
     urlpatterns.append(path("bench/store-body/", bench_store_body, name="bench-store-body"))
+    urlpatterns.append(path("bench/insert-row/", bench_insert_row, name="bench-insert-row"))

@@ -96,6 +96,10 @@ ROLE_MIGRATIONS = [
     ("inventory.migrations.0002_roles", "add_role_permissions"),
     ("inventory.migrations.0004_ops_may_reset_stock_version", "grant_reset"),
     ("orders.migrations.0007_ingestion_roles_and_sweep", "grant_add_order"),
+    ("orders.migrations.0009_carrier_selection_roles", "grant_carrier_rate_permissions"),
+    ("inventory.migrations.0006_replenishment_roles", "grant_replenishment"),
+    ("monitoring.migrations.0002_alert_roles", "grant_alert_view"),
+    ("guardrails.migrations.0003_guardrail_roles", "grant_guardrail_permissions"),
 ]
 
 

@@ -1,0 +1,112 @@
+"""The simulate page's form: one hypothetical order and proposed action."""
+
+from decimal import Decimal
+
+from django import forms
+
+from catalog.models import Channel
+from omsguard.money import is_currency
+
+from .models import ActionType, CustomerTier, PolicyVersion
+from .simulate import STOCK_FRESH, STOCK_NONE, STOCK_STALE, Scenario
+
+
+class SimulateForm(forms.Form):
+    action = forms.ModelChoiceField(
+        queryset=ActionType.objects.filter(is_active=True), to_field_name="code"
+    )
+    channel = forms.ModelChoiceField(
+        queryset=Channel.objects.filter(is_active=True),
+        to_field_name="code",
+        required=False,
+        help_text="Empty judges under the policy for all channels.",
+    )
+    order_value = forms.DecimalField(min_value=0, max_digits=14, decimal_places=3)
+    currency = forms.CharField(max_length=3, initial="USD")
+    item_price = forms.DecimalField(
+        min_value=0,
+        max_digits=14,
+        decimal_places=3,
+        required=False,
+        help_text="Unit price of the item the action touches (substitutions).",
+    )
+    confidence = forms.DecimalField(min_value=0, max_value=1, max_digits=5, decimal_places=4)
+    customer_tier = forms.ChoiceField(
+        choices=[(CustomerTier.STANDARD, "Standard"), (CustomerTier.PRIORITY, "Priority")],
+        initial=CustomerTier.STANDARD,
+    )
+    margin_rate = forms.DecimalField(
+        min_value=0,
+        max_value=1,
+        max_digits=5,
+        decimal_places=4,
+        required=False,
+        help_text="Order margin rate, 0 to 1; empty when unknown.",
+    )
+    pickup_to_ship = forms.BooleanField(
+        required=False, label="In-store pickup rerouted to shipping"
+    )
+    listing_forbids = forms.BooleanField(required=False, label="A listing forbids the substitution")
+    stock = forms.ChoiceField(
+        choices=[
+            (STOCK_FRESH, "Fresh snapshot"),
+            (STOCK_STALE, "Stale snapshot"),
+            (STOCK_NONE, "No snapshot"),
+        ],
+        initial=STOCK_FRESH,
+    )
+    version = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Policy version id",
+        help_text="A draft (or any version) to simulate under; empty uses the live version.",
+    )
+
+    def clean_currency(self) -> str:
+        currency = self.cleaned_data["currency"].upper()
+        if not is_currency(currency):
+            raise forms.ValidationError(f"Unknown currency {currency!r}; use a code like USD.")
+        return currency
+
+    def clean_version(self) -> PolicyVersion | None:
+        version_id = self.cleaned_data.get("version")
+        if version_id is None:
+            return None
+        version = (
+            PolicyVersion.objects.select_related("policy__action").filter(pk=version_id).first()
+        )
+        if version is None:
+            raise forms.ValidationError(f"No policy version has id {version_id}.")
+        return version
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        version, action = cleaned.get("version"), cleaned.get("action")
+        if version is not None and action is not None and version.policy.action_id != action.pk:
+            self.add_error("version", f"{version} is not a version of {action.code}.")
+        return cleaned
+
+    def scenario(self) -> Scenario:
+        data = self.cleaned_data
+        return Scenario(
+            action=data["action"],
+            channel=data["channel"],
+            order_value=data["order_value"],
+            currency=data["currency"],
+            confidence=data["confidence"],
+            item_price=data.get("item_price"),
+            customer_tier=data["customer_tier"],
+            margin_rate=data.get("margin_rate"),
+            pickup_to_ship=data["pickup_to_ship"],
+            listing_forbids=data["listing_forbids"],
+            stock=data["stock"],
+        )
+
+
+SIMULATE_EXAMPLE = {
+    "action": "substitute_sku",
+    "order_value": Decimal("40"),
+    "currency": "USD",
+    "item_price": Decimal("24.99"),
+    "confidence": Decimal("0.93"),
+}

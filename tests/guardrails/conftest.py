@@ -1,0 +1,43 @@
+"""Fixtures for the guardrail tests: users per role and the shipped default policies."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from guardrails.defaults import default_policies_load
+from tests.conftest import ensure_role_groups, make_user
+
+
+def make_staff_user(username: str, group: str) -> User:
+    """A user of the role who may also open the Django admin."""
+    user = make_user(username, group)
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    return user
+
+
+@pytest.fixture
+def default_policies(db) -> None:
+    """The action catalog and default policies of the data migration.
+
+    A transactional test flushes the migration's rows, so load them again when missing.
+    """
+    ensure_role_groups()
+    default_policies_load()
+
+
+@pytest.fixture
+def ops(db) -> User:
+    """An ops manager with admin access: the role that edits policies."""
+    return make_staff_user("olivia", "ops_manager")
+
+
+@pytest.fixture
+def manager(db) -> User:
+    """A CS manager with admin access, who may view but not edit policies."""
+    return make_staff_user("morgan", "cs_manager")
+
+
+@pytest.fixture
+def integration_user(db) -> User:
+    """The API user of an AI agent."""
+    return make_user("agent-bot", "integration")
