@@ -1,12 +1,31 @@
-"""Writes to the audit log."""
+"""Writes to the audit log, and the decisions service: AI proposals judged by the engine.
 
+`decision_propose` validates a proposal, checks it against the order's current state, gathers
+the facts, lets the live policy version judge it and stores the decision with its reasons.
+Then it applies the change (verdict "applied"), opens a review item (queued_for_review), or
+changes nothing (recommendation_only, blocked).
+"""
+
+import logging
+import time
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
 
 from orders.models import ActorKind
 
-from .models import AuditEntry
+from .models import AuditEntry, Decision, DecisionOutcome, Verdict
+
+logger = logging.getLogger(__name__)
+
+PROPOSE_PERMISSION = "guardrails.propose_decision"
+REVERT_PERMISSION = "guardrails.revert_decision"
+LABEL_PERMISSION = "guardrails.label_decision"
+# The engine's approver for actions no policy covers.
+FALLBACK_APPROVER = "cs_manager"
 
 
 def audit_record(
@@ -35,3 +54,577 @@ def audit_record(
         before=before,
         after=after,
     )
+
+
+# --- Decisions: proposals from AI agents, judged by the engine, applied or queued -----------
+# orders.services and reviews.services import this module for audit_record, so everything
+# they provide is imported inside the functions below.
+
+
+class DecisionError(Exception):
+    """A proposal, revert or label that cannot be made. `status` is the HTTP status it maps to.
+
+    `field` names the input at fault (for 400s); `data` carries details such as the current
+    state of a stale proposal.
+    """
+
+    status = 400
+
+    def __init__(
+        self, code: str, message: str, field: str | None = None, data: dict | None = None
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.field = field
+        self.data = data or {}
+        super().__init__(message)
+
+
+class DecisionForbidden(DecisionError):
+    status = 403
+
+
+class DecisionNotFound(DecisionError):
+    status = 404
+
+
+class DecisionConflict(DecisionError):
+    status = 409
+
+
+def ai_actor_label(model_name: str, model_version: str) -> str:
+    """The audit actor of an automated change, e.g. "ai:gpt-sub/2024-06"."""
+    return f"ai:{model_name}/{model_version}"
+
+
+def decision_propose(
+    *,
+    order_id: int,
+    action_code: str,
+    before: dict,
+    after: dict,
+    confidence: Decimal,
+    model_name: str,
+    model_version: str,
+    rationale: str = "",
+    proposed_by: AbstractBaseUser | None = None,
+    extra_facts: dict | None = None,
+) -> Decision:
+    """Judge one proposed action on an order and carry out the verdict; return the decision.
+
+    Raises DecisionError (400: unknown action, bad confidence or proposal shape; 404: unknown
+    order; 409: `before` no longer matches the order, with the current state in `data`).
+    """
+    from orders.models import Order
+    from orders.services import order_lock
+
+    from .appliers import applier_for, proposal_validate
+    from .engine import evaluate, rules_from_version
+    from .facts import facts_for_order
+    from .selectors import action_get, policy_version_live_for
+
+    started = time.perf_counter()
+    action = action_get(code=action_code) if isinstance(action_code, str) else None
+    if action is None:
+        raise DecisionError("unknown_action", f"Unknown action {action_code!r}.", field="action")
+    confidence = _confidence_checked(confidence)
+    for field, value in (("before", before), ("after", after)):
+        if not isinstance(value, dict):
+            raise DecisionError("invalid_proposal", "Must be a JSON object.", field=field)
+
+    with transaction.atomic():
+        try:
+            order = order_lock(order_id=order_id)
+        except (Order.DoesNotExist, ValueError, TypeError):
+            raise DecisionNotFound("order_not_found", f"Order {order_id} does not exist.") from None
+
+        proposal_validate(action_code=action.code, order=order, before=before, after=after)
+        applier = applier_for(action.code)
+        if applier is not None:
+            _check_not_stale(applier.current(order, before), before)
+
+        facts = facts_for_order(
+            order=order,
+            action=action,
+            before=before,
+            after=after,
+            confidence=confidence,
+            model_name=model_name,
+            model_version=model_version,
+            extra_facts=extra_facts,
+        )
+        version = policy_version_live_for(action=action, channel=order.channel)
+        rules = rules_from_version(version) if version is not None else None
+        evaluation = evaluate(rules=rules, facts=facts, fallback_approver=FALLBACK_APPROVER)
+
+        decision = Decision.objects.create(
+            action=action,
+            order=order,
+            channel=order.channel,
+            proposed_by=proposed_by,
+            model_name=model_name,
+            model_version=model_version,
+            before=before,
+            after=after,
+            confidence=confidence,
+            rationale=rationale,
+            verdict=evaluation.verdict,
+            reasons=evaluation.reasons,
+            policy_version=version,
+            facts=facts,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        _decision_record(decision, order)
+
+        if decision.verdict == Verdict.APPLIED:
+            _decision_apply_autonomously(decision, order)
+        if decision.verdict == Verdict.QUEUED_FOR_REVIEW:
+            _decision_queue(decision, order)
+        if version is not None and version.policy.shadow_version_id:
+            _shadow_evaluate(decision, version.policy.shadow_version)
+
+        transaction.on_commit(lambda: _breakers_check_enqueue(decision.pk))
+
+    logger.info(
+        "decision made",
+        extra={
+            "decision": decision.pk,
+            "action": action.code,
+            "order": order.pk,
+            "verdict": decision.verdict,
+            "model": model_name,
+            "latency_ms": round(decision.latency_ms or 0, 2),
+        },
+    )
+    return decision
+
+
+def decision_revert(
+    *, decision_id: int, user: AbstractBaseUser, note: str, outcome: str = DecisionOutcome.ERROR
+) -> Decision:
+    """Undo an applied decision and label it (an error, unless the user says it was correct).
+
+    Raises DecisionConflict when the order no longer matches the decision's `after`.
+    """
+    from orders.services import order_event_add, order_lock
+
+    from .appliers import applier_for
+
+    if not user.has_perm(REVERT_PERMISSION):
+        raise DecisionForbidden("forbidden", "You do not have permission to revert decisions.")
+    _check_outcome(outcome)
+
+    with transaction.atomic():
+        decision = _decision_lock(decision_id)
+        order = order_lock(order_id=decision.order_id)
+        if decision.applied_at is None:
+            raise DecisionConflict("not_applied", f"Decision #{decision.pk} was never applied.")
+        if decision.reverted_at is not None:
+            raise DecisionConflict(
+                "already_reverted", f"Decision #{decision.pk} was already reverted."
+            )
+        applier = applier_for(decision.action.code)
+        current = applier.current(order, decision.before)
+        if current != decision.after:
+            raise DecisionConflict(
+                "state_changed",
+                "The order changed after the decision was applied; revert it by hand.",
+                data={"current": current},
+            )
+
+        result = applier.revert(order, decision, user)
+        decision.reverted_at = timezone.now()
+        decision.reverted_by = user
+        decision.save(update_fields=["reverted_at", "reverted_by"])
+        audit_record(
+            action="decision.reverted",
+            target_type="decision",
+            target_id=decision.pk,
+            actor=user,
+            reason=note,
+            before=decision.after,
+            after=decision.before,
+        )
+        order_event_add(
+            order=order,
+            kind="ai.reverted",
+            message=f"{decision.action.name} by decision #{decision.pk} reverted.",
+            actor=user,
+            data={"decision": decision.pk, "result": result},
+        )
+        _label(decision, user=user, outcome=outcome, note=note or "Reverted.")
+    logger.info("decision reverted", extra={"decision": decision.pk, "order": order.pk})
+    return decision
+
+
+def decision_label(
+    *, decision_id: int, user: AbstractBaseUser, outcome: str, note: str = ""
+) -> Decision:
+    """Label a decision correct or an error; breakers and the autonomy gate count the label."""
+    if not user.has_perm(LABEL_PERMISSION):
+        raise DecisionForbidden("forbidden", "You do not have permission to label decisions.")
+    _check_outcome(outcome)
+
+    with transaction.atomic():
+        decision = _decision_lock(decision_id)
+        _label(decision, user=user, outcome=outcome, note=note)
+    return decision
+
+
+def decision_review_accept(*, item, order, user: AbstractBaseUser) -> dict:
+    """Accept handler for review items a decision opened: apply the decision as approved.
+
+    Runs inside the review's transaction with the item and the order locked. Only members
+    of the decision's approver (or escalation) group and superusers may accept.
+    """
+    from orders.services import order_event_add
+    from reviews.services import ReviewConflict
+
+    from .appliers import applier_for
+
+    decision = _decision_lock_for_item(item)
+    _check_may_approve(user, decision)
+
+    applier = applier_for(decision.action.code) if decision.action.has_applier else None
+    if applier is None:
+        # Nothing to carry out here: the approval is the record a person acts on.
+        audit_record(
+            action="decision.approved",
+            target_type="decision",
+            target_id=decision.pk,
+            actor=user,
+            reason=f"Accepted in review item #{item.pk}",
+            before=decision.before,
+            after=decision.after,
+        )
+        order_event_add(
+            order=order,
+            kind="ai.approved",
+            message=f"{decision.action.name} by decision #{decision.pk} approved; "
+            "a person carries it out.",
+            actor=user,
+            data={"decision": decision.pk},
+        )
+        return {"decision": decision.pk, "applied": False}
+
+    if applier.checks_before_on_accept:
+        current = applier.current(order, decision.before)
+        if current != decision.before:
+            raise ReviewConflict(
+                "stale_state",
+                "The order changed after the proposal; reject it and handle the order by hand.",
+            )
+    try:
+        with transaction.atomic():
+            result = applier.apply(order, decision, user.get_username(), user=user)
+    except DecisionError as error:
+        raise ReviewConflict(error.code, error.message) from None
+
+    _decision_mark_applied(decision, order, result, user=user)
+    return {"decision": decision.pk, "applied": True, **result}
+
+
+def decision_review_reject(*, item, order, user: AbstractBaseUser, note: str) -> Decision:
+    """Record on the decision that a reviewer rejected it; the order keeps its state."""
+    from orders.services import order_event_add
+
+    decision = _decision_lock_for_item(item)
+    _check_may_approve(user, decision)
+    audit_record(
+        action="decision.rejected",
+        target_type="decision",
+        target_id=decision.pk,
+        actor=user,
+        reason=note or f"Rejected in review item #{item.pk}",
+        before=decision.before,
+        after=decision.after,
+    )
+    order_event_add(
+        order=order,
+        kind="ai.rejected",
+        message=f"{decision.action.name} by decision #{decision.pk} rejected; nothing changed.",
+        actor=user,
+        data={"decision": decision.pk},
+    )
+    return decision
+
+
+def decision_for_review_item(item) -> Decision | None:
+    return Decision.objects.filter(review_item_id=item.pk).first()
+
+
+# --- Steps of decision_propose ---------------------------------------------------------------
+
+
+def _confidence_checked(confidence: Any) -> Decimal:
+    try:
+        value = Decimal(str(confidence))
+    except (InvalidOperation, ValueError):
+        value = None
+    if value is None or not value.is_finite() or isinstance(confidence, bool):
+        raise DecisionError(
+            "invalid_confidence", "Confidence must be a number from 0 to 1.", field="confidence"
+        )
+    if not Decimal("0") <= value <= Decimal("1"):
+        raise DecisionError(
+            "invalid_confidence",
+            f"Confidence {value} is outside 0 to 1.",
+            field="confidence",
+        )
+    # Stored with 4 places; rounding down never lifts a confidence over a policy's limit.
+    return value.quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
+
+
+def _check_not_stale(current: dict, before: dict) -> None:
+    if current != before:
+        raise DecisionConflict(
+            "stale_state",
+            "`before` does not match the order's current state; read the order and propose again.",
+            data={"current": current},
+        )
+
+
+def _decision_record(decision: Decision, order) -> None:
+    from orders.services import order_event_add
+
+    label = ai_actor_label(decision.model_name, decision.model_version)
+    fired = [reason["message"] for reason in decision.reasons if reason["outcome"] != "pass"]
+    audit_record(
+        action="decision.proposed",
+        target_type="decision",
+        target_id=decision.pk,
+        actor=decision.proposed_by,
+        system_label=label,
+        reason=f"Verdict {decision.verdict}. {' '.join(fired)}"[:2000],
+        before=decision.before,
+        after=decision.after,
+    )
+    order_event_add(
+        order=order,
+        kind="ai.decision",
+        message=(
+            f"{label} proposed: {decision.action.name} "
+            f"({decision.get_verdict_display().lower()}, decision #{decision.pk})."
+        ),
+        data={"decision": decision.pk, "verdict": decision.verdict},
+    )
+
+
+def _decision_apply_autonomously(decision: Decision, order) -> None:
+    """Apply an autonomous decision; a failure sends it to review instead."""
+    from .appliers import applier_for
+
+    label = ai_actor_label(decision.model_name, decision.model_version)
+    try:
+        # A savepoint, so a failed apply leaves nothing half-changed.
+        with transaction.atomic():
+            result = applier_for(decision.action.code).apply(order, decision, label)
+    except Exception as error:
+        message = error.message if isinstance(error, DecisionError) else str(error)
+        logger.warning(
+            "decision apply failed",
+            exc_info=not isinstance(error, DecisionError),
+            extra={"decision": decision.pk, "order": order.pk, "error": message},
+        )
+        decision.apply_error = message or type(error).__name__
+        decision.verdict = Verdict.QUEUED_FOR_REVIEW
+        decision.reasons = [
+            *decision.reasons,
+            {"rule": "apply_failed", "outcome": "fail", "message": f"Applying failed: {message}"},
+        ]
+        decision.save(update_fields=["apply_error", "verdict", "reasons"])
+        _breaker_record_outcome(decision)
+        return
+
+    _decision_mark_applied(decision, order, result, system_label=label)
+
+
+def _decision_mark_applied(
+    decision: Decision,
+    order,
+    result: dict,
+    *,
+    user: AbstractBaseUser | None = None,
+    system_label: str = "",
+) -> None:
+    from orders.services import order_event_add
+
+    decision.applied_at = timezone.now()
+    decision.apply_error = ""
+    decision.save(update_fields=["applied_at", "apply_error"])
+    audit_record(
+        action="decision.applied",
+        target_type="decision",
+        target_id=decision.pk,
+        actor=user,
+        system_label=system_label,
+        reason=f"{decision.action.name} on order {order.pk}",
+        before=decision.before,
+        after={**decision.after, "result": result},
+    )
+    order_event_add(
+        order=order,
+        kind="ai.applied",
+        message=f"{decision.action.name} applied (decision #{decision.pk}).",
+        actor=user,
+        data={"decision": decision.pk, "result": result},
+    )
+
+
+def _decision_queue(decision: Decision, order) -> None:
+    """Open the action's review item and, for actions that hold, hold the order on it."""
+    from orders.models import OrderStatus
+    from orders.services import order_event_add, order_update_hold_reasons
+    from reviews.models import ReviewItem
+
+    from .facts import order_facts
+
+    fired = [reason for reason in decision.reasons if reason["outcome"] in ("fail", "block")]
+    summary = " ".join(reason["message"] for reason in fired) or "The policy asks for a person."
+    line = None
+    if decision.action.code == "substitute_sku":
+        line = order.lines.filter(position=decision.after["line"]).first()
+
+    item = ReviewItem.objects.create(
+        kind=decision.action.review_kind,
+        order=order,
+        order_line=line,
+        reason=f"{decision.action.name} proposed by {decision.model_name}: {summary}",
+        source_data={"before": decision.before, "order": order_facts(order)},
+        proposal={
+            "decision": decision.pk,
+            "action": decision.action.code,
+            "before": decision.before,
+            "after": decision.after,
+            "confidence": str(decision.confidence),
+            "model": {"name": decision.model_name, "version": decision.model_version},
+            "rationale": decision.rationale,
+            "reasons": decision.reasons,
+        },
+    )
+    decision.review_item = item
+    decision.save(update_fields=["review_item"])
+    order_event_add(
+        order=order,
+        kind="review.opened",
+        message=f"Review item #{item.pk} opened: {decision.action.name} waits for approval.",
+        data={"review_item": item.pk, "decision": decision.pk},
+    )
+
+    if decision.action.holds_order_while_queued and order.status != OrderStatus.CANCELLED:
+        reason = {
+            "severity": "hold",
+            "code": "ai_decision",
+            "review_item": item.pk,
+            "decision": decision.pk,
+            "message": f"{decision.action.name} proposed by AI waits for review",
+        }
+        order_update_hold_reasons(order=order, reasons=[*order.hold_reasons, reason])
+
+
+def _shadow_evaluate(decision: Decision, version) -> None:
+    from .backtest import shadow_evaluate
+
+    try:
+        # A savepoint: the shadow record must never cost the live decision.
+        with transaction.atomic():
+            shadow_evaluate(decision, version)
+    except Exception:
+        logger.exception(
+            "shadow evaluation failed", extra={"decision": decision.pk, "version": version.pk}
+        )
+
+
+def _breakers_check_enqueue(decision_id: int) -> None:
+    from .tasks import breakers_check_after_decision
+
+    try:
+        breakers_check_after_decision.delay(decision_id)
+    except Exception:
+        # The decision stands; the next decision or the periodic sweep checks the breakers.
+        logger.exception("could not queue the breaker check", extra={"decision": decision_id})
+
+
+def _breaker_record_outcome(decision: Decision) -> None:
+    from .breakers import breaker_record_outcome
+
+    breaker_record_outcome(decision=decision)
+
+
+# --- Labels, locks and permission checks -----------------------------------------------------
+
+
+def _label(decision: Decision, *, user: AbstractBaseUser, outcome: str, note: str) -> None:
+    from .autonomy import autonomy_gate_recompute
+
+    before = {"outcome": decision.outcome, "label_note": decision.label_note}
+    decision.outcome = outcome
+    decision.labelled_at = timezone.now()
+    decision.labelled_by = user
+    decision.label_note = note
+    decision.save(update_fields=["outcome", "labelled_at", "labelled_by", "label_note"])
+    audit_record(
+        action="decision.labelled",
+        target_type="decision",
+        target_id=decision.pk,
+        actor=user,
+        reason=note,
+        before=before,
+        after={"outcome": outcome, "label_note": note},
+    )
+    autonomy_gate_recompute(action_code=decision.action.code)
+    _breaker_record_outcome(decision)
+
+
+def _check_outcome(outcome: str) -> None:
+    allowed = (DecisionOutcome.CORRECT, DecisionOutcome.ERROR)
+    if outcome not in allowed:
+        raise DecisionError(
+            "invalid_outcome", f"Outcome must be one of {', '.join(allowed)}.", field="outcome"
+        )
+
+
+def _decision_lock(decision_id: int) -> Decision:
+    decision = (
+        Decision.objects.select_for_update(of=("self",))
+        .select_related("action", "channel")
+        .filter(pk=decision_id)
+        .first()
+    )
+    if decision is None:
+        raise DecisionNotFound("decision_not_found", f"Decision {decision_id} does not exist.")
+    return decision
+
+
+def _decision_lock_for_item(item) -> Decision:
+    decision = (
+        Decision.objects.select_for_update(of=("self",))
+        .select_related("action", "policy_version__approver_group")
+        .select_related("policy_version__escalation_group")
+        .get(review_item_id=item.pk)
+    )
+    return decision
+
+
+def decision_approver_groups(decision: Decision) -> list[str]:
+    """The groups whose members may decide the decision's review item."""
+    version = decision.policy_version
+    if version is None:
+        return [FALLBACK_APPROVER]
+    groups = [version.approver_group.name if version.approver_group_id else FALLBACK_APPROVER]
+    if version.escalation_group_id:
+        groups.append(version.escalation_group.name)
+    return groups
+
+
+def _check_may_approve(user: AbstractBaseUser, decision: Decision) -> None:
+    from reviews.services import ReviewForbidden
+
+    if user.is_superuser:
+        return
+    groups = decision_approver_groups(decision)
+    if not user.groups.filter(name__in=groups).exists():
+        raise ReviewForbidden(
+            "not_approver",
+            f"Only {' or '.join(groups)} may decide {decision.action.name} proposals.",
+        )

@@ -8,16 +8,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from catalog.models import Channel
+from catalog.models import Channel, Sku
 from guardrails.services import audit_record
 
 from .models import (
     ActorKind,
+    CarrierService,
     Delivery,
     DeliveryOutcome,
     IdempotencyKey,
     Order,
     OrderEvent,
+    OrderLine,
     OrderStatus,
 )
 
@@ -334,13 +336,19 @@ def order_cancel(*, order: Order, delivery: Delivery) -> Order:
     return order
 
 
-def order_resolve_open_review_items(*, order: Order, note: str, data: dict) -> list[int]:
-    """Close the order's open review items as resolved (no person decided); return their ids."""
+def order_resolve_open_review_items(
+    *, order: Order, note: str, data: dict, exclude_item_id: int | None = None
+) -> list[int]:
+    """Close the order's open review items as resolved (no person decided); return their ids.
+
+    `exclude_item_id` is the item a person is deciding right now, which they close themselves.
+    """
     from reviews.models import ReviewItem, ReviewStatus
 
     items = list(
         ReviewItem.objects.select_for_update()
         .filter(order=order, status=ReviewStatus.OPEN)
+        .exclude(pk=exclude_item_id)
         .order_by("pk")
     )
     for item in items:
@@ -438,3 +446,227 @@ def idempotency_key_complete(*, user: AbstractBaseUser, key: str, status: int, b
     IdempotencyKey.objects.filter(user=user, key=key).update(
         response_status=status, response_body=body
     )
+
+
+# --- Changes the guardrail engine's appliers make, for an AI decision or its reviewer ---------
+# Each takes `actor` (a person) or `system_label` (e.g. "ai:gpt-sub/2024-06"), as audit_record
+# does, and must run inside a transaction with the order locked.
+
+
+def order_line_sku_substitute(
+    *,
+    line: OrderLine,
+    sku: Sku,
+    actor: AbstractBaseUser | None,
+    system_label: str = "",
+    reason: str,
+) -> OrderLine:
+    """Ship another SKU on a line. The caller moves the line's stock reservation."""
+    before = line.sku.code if line.sku_id else None
+    line.sku = sku
+    line.save(update_fields=["sku"])
+
+    audit_record(
+        action="order_line.sku_substituted",
+        target_type="order_line",
+        target_id=line.pk,
+        actor=actor,
+        system_label=system_label,
+        reason=reason,
+        before={"sku": before},
+        after={"sku": sku.code},
+    )
+    order_event_add(
+        order=line.order,
+        kind="order.sku_substituted",
+        message=f"Line {line.position}: {before or 'no SKU'} substituted by {sku.code}: {reason}.",
+        actor=actor,
+        data={"line": line.position, "before": before, "after": sku.code},
+    )
+    return line
+
+
+ADDRESS_FIELDS = ("shipping_address", "billing_address")
+
+
+def order_address_set(
+    *,
+    order: Order,
+    field: str,
+    address: dict | None,
+    actor: AbstractBaseUser | None,
+    system_label: str = "",
+    reason: str,
+) -> Order:
+    """Replace the order's shipping or billing address; a shipping address is scored again."""
+    from .addresses import address_validate
+
+    if field not in ADDRESS_FIELDS:
+        raise ValueError(f"{field!r} is not an address field; use one of {ADDRESS_FIELDS}.")
+    before = getattr(order, field)
+    setattr(order, field, address)
+    update_fields = [field, "updated_at"]
+    after: dict[str, Any] = {field: address}
+    if field == "shipping_address" and address is not None:
+        result = address_validate(address)
+        order.address_score = result.score
+        order.address_reasons = result.reasons_as_dicts()
+        update_fields += ["address_score", "address_reasons"]
+        after["address_score"] = str(result.score)
+    order.save(update_fields=update_fields)
+
+    audit_record(
+        action=f"order.{field}_changed",
+        target_type="order",
+        target_id=order.pk,
+        actor=actor,
+        system_label=system_label,
+        reason=reason,
+        before={field: before},
+        after=after,
+    )
+    label = field.replace("_", " ").capitalize()
+    # Addresses stay out of the timeline text; the audit entry has them.
+    order_event_add(
+        order=order,
+        kind=f"order.{field}_changed",
+        message=f"{label} changed: {reason}.",
+        actor=actor,
+        data={"field": field, "address_score": after.get("address_score")},
+    )
+    return order
+
+
+def order_carrier_service_change(
+    *,
+    order: Order,
+    service: CarrierService | None,
+    actor: AbstractBaseUser | None,
+    system_label: str = "",
+    reason: str,
+) -> Order:
+    """Set the order's canonical carrier service, or clear it with None."""
+    before = str(order.carrier_service) if order.carrier_service_id else None
+    order.carrier_service = service
+    order.save(update_fields=["carrier_service", "updated_at"])
+
+    after = str(service) if service else None
+    audit_record(
+        action="order.carrier_service_changed",
+        target_type="order",
+        target_id=order.pk,
+        actor=actor,
+        system_label=system_label,
+        reason=reason,
+        before={"carrier_service": before},
+        after={"carrier_service": after},
+    )
+    order_event_add(
+        order=order,
+        kind="order.carrier_set",
+        message=f"Carrier service changed from {before or 'none'} to {after or 'none'}: {reason}.",
+        actor=actor,
+        data={"carrier_service": service.pk if service else None},
+    )
+    return order
+
+
+def order_pickup_set(
+    *,
+    order: Order,
+    in_store_pickup: bool,
+    actor: AbstractBaseUser | None,
+    system_label: str = "",
+    reason: str,
+) -> Order:
+    """Switch an order between in-store pickup and shipping."""
+    if order.in_store_pickup == in_store_pickup:
+        return order
+    before = order.in_store_pickup
+    order.in_store_pickup = in_store_pickup
+    order.save(update_fields=["in_store_pickup", "updated_at"])
+
+    audit_record(
+        action="order.pickup_changed",
+        target_type="order",
+        target_id=order.pk,
+        actor=actor,
+        system_label=system_label,
+        reason=reason,
+        before={"in_store_pickup": before},
+        after={"in_store_pickup": in_store_pickup},
+    )
+    mode = "in-store pickup" if in_store_pickup else "shipping"
+    order_event_add(
+        order=order,
+        kind="order.pickup_changed",
+        message=f"Fulfilment changed to {mode}: {reason}.",
+        actor=actor,
+        data={"in_store_pickup": in_store_pickup},
+    )
+    return order
+
+
+def order_cancel_by_decision(
+    *,
+    order: Order,
+    actor: AbstractBaseUser | None,
+    system_label: str = "",
+    reason: str,
+    keep_review_item: int | None = None,
+) -> Order:
+    """Cancel an order on an approved or autonomous decision; free its stock and close its items.
+
+    `keep_review_item` is the item being accepted right now, which its reviewer closes.
+    """
+    order_resolve_open_review_items(
+        order=order, note=reason, data={"cancelled": True}, exclude_item_id=keep_review_item
+    )
+    order_release_reservations(order=order, reason=reason)
+
+    before = {"status": order.status, "hold_reasons": order.hold_reasons}
+    order.status = OrderStatus.CANCELLED
+    order.hold_reasons = []
+    order.save(update_fields=["status", "hold_reasons", "updated_at"])
+
+    order_event_add(
+        order=order, kind="order.cancelled", message=f"Cancelled: {reason}.", actor=actor
+    )
+    audit_record(
+        action="order.cancelled",
+        target_type="order",
+        target_id=order.pk,
+        actor=actor,
+        system_label=system_label,
+        reason=reason,
+        before=before,
+        after={"status": order.status, "hold_reasons": []},
+    )
+    return order
+
+
+def order_reinstate(
+    *, order: Order, status: str, hold_reasons: list[dict], actor: AbstractBaseUser, reason: str
+) -> Order:
+    """Give a cancelled order back a status, e.g. when a person reverts a cancellation."""
+    before = {"status": order.status, "hold_reasons": order.hold_reasons}
+    order.status = status
+    order.hold_reasons = hold_reasons
+    order.save(update_fields=["status", "hold_reasons", "updated_at"])
+
+    order_event_add(
+        order=order,
+        kind="order.reinstated",
+        message=f"Reinstated as {order.get_status_display().lower()}: {reason}.",
+        actor=actor,
+    )
+    audit_record(
+        action="order.reinstated",
+        target_type="order",
+        target_id=order.pk,
+        actor=actor,
+        reason=reason,
+        before=before,
+        after={"status": status, "hold_reasons": hold_reasons},
+    )
+    return order

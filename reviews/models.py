@@ -12,6 +12,9 @@ class ReviewKind(models.TextChoices):
     CARRIER_CODE = "carrier_code", "Unknown carrier code"
     OUT_OF_STOCK = "out_of_stock", "Out of stock"
     DELIVERY_FAILED = "delivery_failed", "Unprocessable delivery"
+    SUBSTITUTION = "substitution", "Substitution"
+    ROUTING = "routing", "Unusual routing"
+    AI_ACTION = "ai_action", "AI proposal"
 
 
 class ReviewStatus(models.TextChoices):

@@ -132,7 +132,7 @@ def review_item_accept(
         order = order_lock(order_id=item.order_id) if item.order_id else None
         # The fragment and events read item.order; make it the locked, up-to-date instance.
         item.order = order
-        handler = accept_handler(item.kind)
+        handler = _ai_decision_handler(item) or accept_handler(item.kind)
         if handler is None:
             raise ReviewError("unsupported_kind", f"Items of kind {item.kind} cannot be accepted.")
         _check_choice_applies(handler, item, choice)
@@ -141,7 +141,8 @@ def review_item_accept(
         _item_close(
             item=item, status=ReviewStatus.ACCEPTED, user=user, decision=decision, note=note
         )
-        if order is not None:
+        # An accepted cancellation leaves the order cancelled, not released.
+        if order is not None and order.status != OrderStatus.CANCELLED:
             order_update_hold_reasons(
                 order=order, reasons=_reasons_without_item(order.hold_reasons, item), actor=user
             )
@@ -168,6 +169,17 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
         # The fragment and events read item.order; make it the locked, up-to-date instance.
         item.order = order
         position = item.order_line.position if item.order_line else None
+        decision_rejected = _ai_decision_reject(item=item, order=order, user=user, note=note)
+        if decision_rejected is not None and not _item_holds(order, item):
+            # The proposal held nothing, so rejecting it leaves the order as it is.
+            _item_close(
+                item=item,
+                status=ReviewStatus.REJECTED,
+                user=user,
+                decision={"rejected": True, "decision": decision_rejected},
+                note=note,
+            )
+            return item
 
         remaining = _reasons_without_item(order.hold_reasons, item)
         remaining.append(
@@ -232,6 +244,38 @@ def review_items_resolve_by_mappings(
     return resolved
 
 
+def review_items_resolve_for_line(
+    *,
+    line: OrderLine,
+    order: Order,
+    kinds: list[str],
+    note: str,
+    data: dict,
+    actor: AbstractBaseUser | None = None,
+) -> list[ReviewItem]:
+    """Close a line's open items of the given kinds that another change made moot.
+
+    An out-of-stock item is moot once a substitution shipped another SKU on its line, and a
+    queued substitution is moot once the ordered SKU is reserved after all. Each item's hold
+    reason goes, and the order is released when no other reason holds it. Call inside a
+    transaction with `order` locked; pass the locked instance, because its hold reasons are
+    updated in place.
+    """
+    items = list(
+        ReviewItem.objects.select_for_update(of=("self",))
+        .filter(order_line=line, kind__in=kinds, status=ReviewStatus.OPEN)
+        .order_by("pk")
+    )
+    for item in items:
+        item.order = order
+        _item_close(item=item, status=ReviewStatus.RESOLVED, user=None, decision=data, note=note)
+    if items and order.status == OrderStatus.ON_HOLD:
+        closed = {item.pk for item in items}
+        reasons = [r for r in order.hold_reasons if r.get("review_item") not in closed]
+        order_update_hold_reasons(order=order, reasons=reasons, actor=actor)
+    return items
+
+
 def _open_items_waiting_on(mappings: list[ChannelSkuMapping]) -> list[ReviewItem]:
     items = []
     for mapping in mappings:
@@ -258,6 +302,28 @@ def _mapped_sku_for_line(line: OrderLine, mappings: list[ChannelSkuMapping]) -> 
         if mapping.external_id in (line.channel_sku, line.channel_variant_id):
             return mapping.sku
     raise LookupError(f"No mapping matches order line {line.pk}.")
+
+
+def _ai_decision_handler(item: ReviewItem) -> AcceptHandler | None:
+    """Items an AI decision opened apply that decision, whatever their kind."""
+    from guardrails.services import decision_for_review_item, decision_review_accept
+
+    return decision_review_accept if decision_for_review_item(item) is not None else None
+
+
+def _ai_decision_reject(
+    *, item: ReviewItem, order: Order, user: AbstractBaseUser, note: str
+) -> int | None:
+    """Record the rejection on the item's AI decision; return its id, or None without one."""
+    from guardrails.services import decision_for_review_item, decision_review_reject
+
+    if decision_for_review_item(item) is None:
+        return None
+    return decision_review_reject(item=item, order=order, user=user, note=note).pk
+
+
+def _item_holds(order: Order, item: ReviewItem) -> bool:
+    return any(reason.get("review_item") == item.pk for reason in order.hold_reasons)
 
 
 def _reasons_without_item(reasons: list[dict], item: ReviewItem) -> list[dict]:
@@ -452,6 +518,7 @@ def accept_handler(kind: str) -> AcceptHandler | None:
     Handlers that live in other modules are imported here, at call time, because those
     modules import this one for ReviewError and the item helpers.
     """
+    from guardrails.services import decision_review_accept
     from inventory.out_of_stock import accept_out_of_stock
     from orders.carriers import carrier_code_accept
     from orders.hygiene.address import address_accept
@@ -462,5 +529,8 @@ def accept_handler(kind: str) -> AcceptHandler | None:
         ReviewKind.ADDRESS: address_accept,
         ReviewKind.CARRIER_CODE: carrier_code_accept,
         ReviewKind.DELIVERY_FAILED: _accept_delivery_replay,
+        ReviewKind.SUBSTITUTION: decision_review_accept,
+        ReviewKind.ROUTING: decision_review_accept,
+        ReviewKind.AI_ACTION: decision_review_accept,
     }
     return handlers.get(kind)

@@ -1,0 +1,155 @@
+"""REST API of decisions: AI agents propose actions, people revert and label them."""
+
+import django_filters
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from . import services
+from .models import Decision, Verdict
+from .serializers import (
+    DecisionDetailSerializer,
+    DecisionLabelSerializer,
+    DecisionProposeSerializer,
+    DecisionRevertSerializer,
+    DecisionSerializer,
+)
+
+
+class CanProposeDecisions(permissions.BasePermission):
+    def has_permission(self, request: Request, view) -> bool:
+        return bool(request.user and request.user.has_perm(services.PROPOSE_PERMISSION))
+
+
+class DecisionFilter(django_filters.FilterSet):
+    action = django_filters.CharFilter(field_name="action__code")
+    channel = django_filters.CharFilter(field_name="channel__code")
+    verdict = django_filters.ChoiceFilter(choices=Verdict.choices)
+    model_name = django_filters.CharFilter()
+    order = django_filters.NumberFilter(field_name="order_id")
+
+    class Meta:
+        model = Decision
+        fields = ["action", "channel", "verdict", "model_name", "order"]
+
+
+ERROR_RESPONSES = {
+    400: OpenApiResponse(description="Invalid input; `fields` names the field."),
+    403: OpenApiResponse(description="Missing permission."),
+    404: OpenApiResponse(description="Unknown order or decision."),
+    409: OpenApiResponse(description="The order's state differs; `current` contains it."),
+}
+
+
+class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Decisions. Proposing needs guardrails.propose_decision; reading view_decision."""
+
+    serializer_class = DecisionSerializer
+    filterset_class = DecisionFilter
+    lookup_value_regex = r"\d+"
+    ordering_fields = ["created_at"]
+    ordering = ["-created_at"]
+
+    def get_permissions(self):
+        if self.action == "create":
+            return [permissions.IsAuthenticated(), CanProposeDecisions()]
+        # The services check the revert and label permissions.
+        if self.action in ("revert", "label"):
+            return [permissions.IsAuthenticated()]
+        return super().get_permissions()
+
+    def get_queryset(self):
+        return Decision.objects.select_related(
+            "action",
+            "channel",
+            "policy_version__policy__action",
+            "policy_version__policy__channel",
+            "reverted_by",
+            "labelled_by",
+        )
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return DecisionDetailSerializer
+        return DecisionSerializer
+
+    @extend_schema(
+        request=DecisionProposeSerializer,
+        responses={201: DecisionSerializer, **ERROR_RESPONSES},
+    )
+    def create(self, request: Request) -> Response:
+        """Propose an action on an order and get the verdict with every rule that fired."""
+        data = _validated(DecisionProposeSerializer, request)
+        try:
+            decision = services.decision_propose(
+                order_id=data["order"],
+                action_code=data["action"],
+                before=data["before"],
+                after=data["after"],
+                confidence=data["confidence"],
+                model_name=data["model_name"],
+                model_version=data["model_version"],
+                rationale=data["rationale"],
+                proposed_by=request.user,
+            )
+        except services.DecisionError as error:
+            return _error_response(error)
+        return self._answer(decision, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=DecisionRevertSerializer,
+        responses={200: DecisionSerializer, **ERROR_RESPONSES},
+    )
+    @action(detail=True, methods=["post"])
+    def revert(self, request: Request, pk: str | None = None) -> Response:
+        """Undo an applied decision; labels it an error unless `outcome` is 'correct'."""
+        data = _validated(DecisionRevertSerializer, request)
+        try:
+            decision = services.decision_revert(
+                decision_id=int(pk), user=request.user, note=data["note"], outcome=data["outcome"]
+            )
+        except services.DecisionError as error:
+            return _error_response(error)
+        return self._answer(decision, status.HTTP_200_OK)
+
+    @extend_schema(
+        request=DecisionLabelSerializer,
+        responses={200: DecisionSerializer, **ERROR_RESPONSES},
+    )
+    @action(detail=True, methods=["post"])
+    def label(self, request: Request, pk: str | None = None) -> Response:
+        """Label a decision correct or an error, for the breakers and the autonomy gate."""
+        data = _validated(DecisionLabelSerializer, request)
+        try:
+            decision = services.decision_label(
+                decision_id=int(pk), user=request.user, outcome=data["outcome"], note=data["note"]
+            )
+        except services.DecisionError as error:
+            return _error_response(error)
+        return self._answer(decision, status.HTTP_200_OK)
+
+    def _answer(self, decision: Decision, status_code: int) -> Response:
+        decision = self.get_queryset().get(pk=decision.pk)
+        return Response(DecisionSerializer(decision).data, status=status_code)
+
+
+def _validated(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _error_response(error: services.DecisionError) -> Response:
+    """The API's one error shape, plus the order's current state for a stale proposal."""
+    body = {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "fields": {error.field: [error.message]} if error.field else {},
+        }
+    }
+    if "current" in error.data:
+        body["error"]["current"] = error.data["current"]
+    return Response(body, status=error.status)

@@ -1,0 +1,143 @@
+"""The facts a live decision is judged on, gathered from the database in the engine's shape.
+
+The shape is documented at the top of `guardrails.engine`. Facts are stored on the decision,
+so they stay JSON-ready and small: money and rates are decimal strings, times ISO strings.
+Call `facts_for_order` only with a proposal that `guardrails.appliers` has validated.
+"""
+
+import logging
+from decimal import Decimal
+
+from catalog.models import ListingConstraintKind, Sku
+from orders.models import Order, OrderLine, PriorityCustomer
+
+from .models import ActionType, CustomerTier
+
+logger = logging.getLogger(__name__)
+
+
+def facts_for_order(
+    *,
+    order: Order,
+    action: ActionType,
+    before: dict,
+    after: dict,
+    confidence: Decimal,
+    model_name: str,
+    model_version: str,
+    extra_facts: dict | None = None,
+) -> dict:
+    """Gather what the engine reads about the order and the proposed action."""
+    facts = {
+        "action": action.code,
+        "channel": order.channel.code,
+        "order": order_facts(order),
+        "item_price": None,
+        "confidence": str(confidence),
+        "model": {"name": model_name, "version": model_version},
+    }
+
+    if action.code == "substitute_sku":
+        facts.update(_substitution_facts(order, after))
+    elif action.code == "reroute_fulfilment":
+        # Only an explicit `false` ships a pickup order; a missing flag keeps it as it is.
+        facts["pickup_to_ship"] = bool(
+            order.in_store_pickup and after.get("in_store_pickup") is False
+        )
+
+    facts["breakers"] = _breaker_facts(action.code, order.channel.code, model_name)
+    facts["autonomy"] = _autonomy_facts(action.code)
+    if extra_facts:
+        facts.update(extra_facts)
+    return facts
+
+
+def order_facts(order: Order) -> dict:
+    """The order summary the engine and the review queue read."""
+    return {
+        "id": order.pk,
+        "status": order.status,
+        "currency": order.currency,
+        "total": str(order.total),
+        "customer_tier": customer_tier(order),
+        "margin_rate": _string_or_none(margin_rate(order)),
+        "in_store_pickup": order.in_store_pickup,
+    }
+
+
+def customer_tier(order: Order) -> str:
+    """Return "priority" when ingestion flagged the customer or the channel lists them."""
+    if any(finding.get("code") == "priority_customer" for finding in order.flags or []):
+        return CustomerTier.PRIORITY
+
+    customers = PriorityCustomer.objects.filter(channel_id=order.channel_id)
+    if order.customer_id and customers.filter(customer_id=order.customer_id).exists():
+        return CustomerTier.PRIORITY
+    if order.customer_email and customers.filter(email__iexact=order.customer_email).exists():
+        return CustomerTier.PRIORITY
+    return CustomerTier.STANDARD
+
+
+def margin_rate(order: Order) -> Decimal | None:
+    """Margin over the lines whose SKU has a cost in the order's currency, rounded to 4 places.
+
+    Returns None when no line has a known cost, so a band with a minimum margin never matches
+    an order whose margin nobody knows.
+    """
+    revenue = Decimal("0")
+    margin = Decimal("0")
+    for line in order.lines.select_related("sku"):
+        sku = line.sku
+        if sku is None or sku.cost is None or sku.currency != order.currency:
+            continue
+        revenue += line.unit_price * line.quantity
+        margin += (line.unit_price - sku.cost) * line.quantity
+    if revenue <= 0:
+        return None
+    return (margin / revenue).quantize(Decimal("0.0001"))
+
+
+def _substitution_facts(order: Order, after: dict) -> dict:
+    from catalog.selectors import listing_forbids
+    from inventory.selectors import stock_availability
+
+    line = OrderLine.objects.select_related("sku").get(order=order, position=after["line"])
+    substitute = Sku.objects.get(code=after["sku"])
+
+    # The higher of the two prices is judged, so an expensive item is never swapped in (or
+    # out) autonomously under a cheap one's price.
+    item_price = max(line.unit_price, substitute.price)
+
+    forbids = listing_forbids(
+        channel=order.channel, sku=substitute, kind=ListingConstraintKind.NOT_A_SUBSTITUTE
+    )
+    if line.sku is not None:
+        forbids = forbids or listing_forbids(
+            channel=order.channel, sku=line.sku, kind=ListingConstraintKind.NO_SUBSTITUTION
+        )
+
+    availability = stock_availability(sku=substitute)
+    stock = {
+        "checked": availability.tracked,
+        "fresh": availability.tracked and not availability.is_stale,
+        "as_of": availability.as_of.isoformat() if availability.as_of else None,
+        "available": availability.available if availability.tracked else None,
+        "quantity": line.quantity,
+    }
+    return {"item_price": str(item_price), "stock": stock, "listing_forbids": forbids}
+
+
+def _breaker_facts(action_code: str, channel_code: str, model_name: str) -> list[dict]:
+    from .breakers import breaker_facts
+
+    return breaker_facts(action_code=action_code, channel_code=channel_code, model_name=model_name)
+
+
+def _autonomy_facts(action_code: str) -> dict:
+    from .autonomy import autonomy_facts
+
+    return autonomy_facts(action_code=action_code)
+
+
+def _string_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
