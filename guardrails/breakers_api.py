@@ -1,0 +1,173 @@
+"""REST API of the circuit breakers: list them, report upstream degradation, operate by hand."""
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, permissions, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from catalog.models import Channel
+
+from . import breakers
+from .models import ActionType, Breaker, BreakerEvent, BreakerScope, BreakerState
+
+
+class BreakerEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", default=None, read_only=True)
+
+    class Meta:
+        model = BreakerEvent
+        fields = ["id", "from_state", "to_state", "cause", "detail", "data", "actor", "created_at"]
+
+
+class BreakerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Breaker
+        fields = [
+            "id",
+            "scope",
+            "key",
+            "state",
+            "cause",
+            "cause_detail",
+            "changed_at",
+            "trial_started_at",
+        ]
+
+
+class BreakerDetailSerializer(BreakerSerializer):
+    events = serializers.SerializerMethodField()
+
+    class Meta(BreakerSerializer.Meta):
+        fields = [*BreakerSerializer.Meta.fields, "events"]
+
+    def get_events(self, breaker: Breaker) -> list[dict]:
+        return BreakerEventSerializer(breaker.events.select_related("actor")[:50], many=True).data
+
+
+class ScopeReportSerializer(serializers.Serializer):
+    """An integration's report on one scope: what degraded or recovered, and why it says so."""
+
+    scope = serializers.ChoiceField(choices=BreakerScope.choices)
+    key = serializers.CharField(max_length=200, help_text="Action code, channel code or model.")
+    detail = serializers.CharField(max_length=2000, help_text="What the integration observed.")
+
+    def validate(self, data: dict) -> dict:
+        scope, key = data["scope"], data["key"]
+        if scope == BreakerScope.ACTION and not ActionType.objects.filter(code=key).exists():
+            raise serializers.ValidationError({"key": [f"Unknown action type code {key!r}."]})
+        if scope == BreakerScope.CHANNEL and not Channel.objects.filter(code=key).exists():
+            raise serializers.ValidationError({"key": [f"Unknown channel code {key!r}."]})
+        return data
+
+
+class ReasonSerializer(serializers.Serializer):
+    detail = serializers.CharField(max_length=2000, help_text="Why the breaker is operated.")
+
+
+class BreakerFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(choices=BreakerState.choices)
+    scope = django_filters.ChoiceFilter(choices=BreakerScope.choices)
+
+    class Meta:
+        model = Breaker
+        fields = ["state", "scope", "key"]
+
+
+class HasPermission(permissions.BasePermission):
+    """An authenticated user with one Django permission."""
+
+    def __init__(self, codename: str):
+        self.codename = codename
+
+    def has_permission(self, request: Request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(self.codename))
+
+
+class BreakerViewSet(viewsets.ReadOnlyModelViewSet):
+    """Breakers per action type, channel and model. Reading needs guardrails.view_breaker."""
+
+    filterset_class = BreakerFilter
+    lookup_value_regex = r"\d+"
+    ordering_fields = ["changed_at", "scope", "key"]
+    ordering = ["scope", "key"]
+
+    def get_queryset(self):
+        return Breaker.objects.all()
+
+    def get_serializer_class(self):
+        return BreakerDetailSerializer if self.action == "retrieve" else BreakerSerializer
+
+    def get_permissions(self):
+        if self.action in ("report_degradation", "report_recovery"):
+            return [HasPermission("guardrails.report_degradation")]
+        if self.action in ("open", "close"):
+            return [HasPermission("guardrails.operate_breaker")]
+        return super().get_permissions()
+
+    @extend_schema(request=ScopeReportSerializer, responses=BreakerDetailSerializer)
+    @action(detail=False, methods=["post"], url_path="report-degradation")
+    def report_degradation(self, request: Request) -> Response:
+        """Open the scope's breaker until recovery is reported or someone closes it."""
+        data = _validated(ScopeReportSerializer, request)
+        return self._respond(
+            lambda: breakers.breaker_report_degradation(
+                scope=data["scope"], key=data["key"], detail=data["detail"], user=request.user
+            )
+        )
+
+    @extend_schema(request=ScopeReportSerializer, responses=BreakerDetailSerializer)
+    @action(detail=False, methods=["post"], url_path="report-recovery")
+    def report_recovery(self, request: Request) -> Response:
+        """Move a breaker opened on upstream degradation to half-open (a trial)."""
+        data = _validated(ScopeReportSerializer, request)
+        return self._respond(
+            lambda: breakers.breaker_report_recovery(
+                scope=data["scope"], key=data["key"], detail=data["detail"], user=request.user
+            )
+        )
+
+    @extend_schema(request=ReasonSerializer, responses=BreakerDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def open(self, request: Request, pk: str | None = None) -> Response:
+        """Open the breaker by hand; it stays open until someone closes it."""
+        data = _validated(ReasonSerializer, request)
+        return self._respond(
+            lambda: breakers.breaker_open_by_id(
+                breaker_id=int(pk), user=request.user, detail=data["detail"]
+            )
+        )
+
+    @extend_schema(request=ReasonSerializer, responses=BreakerDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def close(self, request: Request, pk: str | None = None) -> Response:
+        """Close the breaker by hand."""
+        data = _validated(ReasonSerializer, request)
+        return self._respond(
+            lambda: breakers.breaker_close(
+                breaker_id=int(pk), user=request.user, detail=data["detail"]
+            )
+        )
+
+    def _respond(self, change) -> Response:
+        try:
+            breaker = change()
+        except breakers.BreakerError as error:
+            raise _api_error(error) from None
+        return Response(BreakerDetailSerializer(breaker).data)
+
+
+def _validated(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _api_error(error: breakers.BreakerError) -> exceptions.APIException:
+    if error.status == 400 and error.field:
+        return exceptions.ValidationError({error.field: [error.message]}, code=error.code)
+    exception = exceptions.APIException(detail=error.message, code=error.code)
+    exception.status_code = error.status
+    return exception
