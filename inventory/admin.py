@@ -2,7 +2,14 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import InventoryDiscrepancy, Location, Reservation, StockEvent, StockLevel
+from .models import (
+    InventoryDiscrepancy,
+    Location,
+    Replenishment,
+    Reservation,
+    StockEvent,
+    StockLevel,
+)
 from .selectors import snapshot_is_stale
 from .services import discrepancy_record, stock_level_version_reset
 
@@ -183,3 +190,14 @@ class DiscrepancyAdmin(admin.ModelAdmin):
         obj.pk = created.pk
         obj.expected = created.expected
         obj.difference = created.difference
+
+
+@admin.register(Replenishment)
+class ReplenishmentAdmin(admin.ModelAdmin):
+    """Expected arrivals; the substitution recommender shows the earliest as the ETA."""
+
+    list_display = ["sku", "location", "quantity", "expected_at", "source_reference", "created_at"]
+    list_filter = ["location"]
+    search_fields = ["sku__code", "source_reference"]
+    autocomplete_fields = ["sku"]
+    date_hierarchy = "expected_at"

@@ -188,3 +188,30 @@ class InventoryDiscrepancy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku.code} at {self.location.code}: {self.difference:+d}"
+
+
+class Replenishment(models.Model):
+    """Units expected to arrive at a location, e.g. an open purchase order or a transfer.
+
+    `inventory.selectors.replenishment_eta` reads the earliest future arrival per SKU.
+    """
+
+    sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="replenishments")
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="replenishments")
+    quantity = models.PositiveIntegerField()
+    expected_at = models.DateTimeField(db_index=True)
+    source_reference = models.CharField(
+        max_length=200, blank=True, help_text="The purchase order or transfer id at the source."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["expected_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="replenishment_quantity_positive"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku.code} to {self.location.code} by {self.expected_at}"

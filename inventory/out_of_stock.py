@@ -46,7 +46,9 @@ def accept_out_of_stock(
             "still_out_of_stock",
             f"Still out of stock. {shortage.describe()}. Restock it, or reject the item.",
         )
-    return _decision(item=item, order=order, result=result)
+    decision = _decision(item=item, order=order, result=result)
+    _substitutions_resolve(item=item, order=order)
+    return decision
 
 
 def out_of_stock_retry(*, sku_id: int) -> list[ReviewItem]:
@@ -95,10 +97,24 @@ def _item_resolve_if_in_stock(*, item_id: int) -> ReviewItem | None:
 
     decision = _decision(item=item, order=order, result=result)
     _item_close_resolved(item=item, decision=decision)
+    _substitutions_resolve(item=item, order=order)
     if order.status == OrderStatus.ON_HOLD:
         reasons = [r for r in order.hold_reasons if r.get("review_item") != item.pk]
         order_update_hold_reasons(order=order, reasons=reasons)
     return item
+
+
+def _substitutions_resolve(*, item: ReviewItem, order: Order) -> None:
+    """Close queued substitutions of the line: the ordered SKU is reserved after all."""
+    from reviews.services import review_items_resolve_for_line
+
+    review_items_resolve_for_line(
+        line=item.order_line,
+        order=order,
+        kinds=[ReviewKind.SUBSTITUTION],
+        note="the ordered SKU is in stock again",
+        data={"ordered_sku_reserved": True, "out_of_stock_item": item.pk},
+    )
 
 
 def _decision(*, item: ReviewItem, order: Order, result: ReservationResult) -> dict:

@@ -133,7 +133,21 @@ def review_item_open_out_of_stock(*, order: Order, shortage: LineShortage) -> Re
         message=f"Review item #{item.pk} opened: out of stock on line {line.position}.",
         data={"review_item": item.pk},
     )
+    # The substitution recommender proposes a substitute once the item is committed.
+    transaction.on_commit(lambda: _substitution_enqueue(item.pk))
     return item
+
+
+def _substitution_enqueue(review_item_id: int) -> None:
+    from guardrails.recommenders.tasks import substitution_for_out_of_stock
+
+    try:
+        substitution_for_out_of_stock.delay(review_item_id)
+    except Exception:
+        # The item stays open for a person; a broker outage must not fail the commit hook.
+        logger.exception(
+            "could not queue the substitution recommender", extra={"review_item": review_item_id}
+        )
 
 
 def _lines_reserve(

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from catalog.models import Sku
 
-from .models import Location, StockLevel
+from .models import Location, Replenishment, StockLevel
 
 
 @dataclass(frozen=True)
@@ -113,4 +113,20 @@ def sku_is_stock_tracked(*, sku: Sku) -> bool:
 def stock_level_list() -> QuerySet[StockLevel]:
     return StockLevel.objects.select_related("sku", "location").order_by(
         "sku__code", "location__code"
+    )
+
+
+def replenishment_eta(sku: Sku) -> datetime | None:
+    """Return when the next replenishment of `sku` arrives at an active location, or None.
+
+    Arrivals already in the past are ignored: they either arrived as stock events or are late,
+    and a late arrival is no promise.
+    """
+    return (
+        Replenishment.objects.filter(
+            sku=sku, location__is_active=True, expected_at__gt=timezone.now()
+        )
+        .order_by("expected_at")
+        .values_list("expected_at", flat=True)
+        .first()
     )

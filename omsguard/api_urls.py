@@ -1,6 +1,9 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from guardrails.api import DecisionViewSet
+from guardrails.breakers_api import BreakerViewSet
+from guardrails.recommenders.api import CarrierRecommendationView, ShortageView
 from inventory.api import DiscrepancyViewSet, StockEventViewSet, StockLevelViewSet
 from orders.api import DeliveryViewSet, MarketplaceOrderIngestView, OrderViewSet
 from reviews.api import ReviewItemViewSet
@@ -12,12 +15,20 @@ router.register("review-items", ReviewItemViewSet, basename="review-item")
 router.register("stock-events", StockEventViewSet, basename="stock-event")
 router.register("stock-levels", StockLevelViewSet, basename="stock-level")
 router.register("inventory-discrepancies", DiscrepancyViewSet, basename="inventory-discrepancy")
+router.register("breakers", BreakerViewSet, basename="breaker")
+router.register("decisions", DecisionViewSet, basename="decision")
 
 urlpatterns = [
     path(
         "channels/<slug:channel_code>/marketplace-orders/",
         MarketplaceOrderIngestView.as_view(),
         name="marketplace-orders",
+    ),
+    path("orders/<int:order_id>/shortages/", ShortageView.as_view(), name="order-shortages"),
+    path(
+        "orders/<int:order_id>/carrier-recommendation/",
+        CarrierRecommendationView.as_view(),
+        name="order-carrier-recommendation",
     ),
     *router.urls,
 ]

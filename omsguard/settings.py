@@ -149,6 +149,8 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
 
 CELERY_TASK_EAGER_PROPAGATES = False
+# autodiscover_tasks() finds only each app's top-level `tasks` module; these live deeper.
+CELERY_IMPORTS = ["guardrails.recommenders.tasks"]
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("OMSGUARD_CELERY_QUEUE", "omsguard")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -181,6 +183,18 @@ if OMSGUARD_BROKER_VISIBILITY_TIMEOUT > 0:
 CELERY_TASK_PUBLISH_RETRY = False
 # Keep Django's LOGGING (JSON lines) in the worker instead of Celery's own plain format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Periodic guardrail jobs, intervals in seconds. django-celery-beat's DatabaseScheduler writes
+# these entries into its Periodic tasks table each time beat starts, replacing admin edits.
+CELERY_BEAT_SCHEDULE = {
+    "guardrails-breakers-sweep": {
+        "task": "guardrails.tasks.breakers_sweep",
+        "schedule": 60.0,
+    },
+    "guardrails-autonomy-gates-recompute": {
+        "task": "guardrails.tasks.autonomy_gates_recompute",
+        "schedule": 600.0,
+    },
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -274,6 +288,42 @@ OMSGUARD_API_ORDER_MAX_BYTES = env_int("OMSGUARD_API_ORDER_MAX_BYTES", 1024 * 10
 OMSGUARD_ESCALATION_ORDER_VALUE = os.environ.get("OMSGUARD_ESCALATION_ORDER_VALUE", "1000")
 OMSGUARD_ESCALATION_CURRENCY = os.environ.get("OMSGUARD_ESCALATION_CURRENCY", "USD")
 OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS = env_int("OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS", 20)
+# Built-in recommenders (docs/guardrails/recommenders.md). The two class settings name the
+# recommender by dotted path; any class with the same `recommend` method can replace them.
+OMSGUARD_SUBSTITUTION_RECOMMENDER = os.environ.get(
+    "OMSGUARD_SUBSTITUTION_RECOMMENDER",
+    "guardrails.recommenders.substitution.SubstitutionRecommender",
+)
+OMSGUARD_CARRIER_RECOMMENDER = os.environ.get(
+    "OMSGUARD_CARRIER_RECOMMENDER", "guardrails.recommenders.carrier.CarrierRecommender"
+)
+# Substitution similarity: weights of title (rapidfuzz WRatio of normalised titles), variant
+# attributes, same category and price band; they are normalised to sum 1. A candidate is in
+# the price band when its price is within PRICE_BAND (0.20 = +-20 %) of the ordered price.
+# MARGIN_WEIGHT adds the margin change (ordered cost minus substitute cost, over the ordered
+# price, clipped to +-1) to the ranking score only, never to the confidence.
+OMSGUARD_SUBSTITUTION_WEIGHTS = {"title": 0.5, "attributes": 0.2, "category": 0.15, "price": 0.15}
+OMSGUARD_SUBSTITUTION_PRICE_BAND = "0.20"
+OMSGUARD_SUBSTITUTION_MARGIN_WEIGHT = 0.05
+OMSGUARD_SUBSTITUTION_MAX_CANDIDATES = env_int("OMSGUARD_SUBSTITUTION_MAX_CANDIDATES", 5)
+# Propose a substitute automatically whenever an out-of-stock review item opens.
+OMSGUARD_SUBSTITUTION_ON_STOCK_OUT = env_bool("OMSGUARD_SUBSTITUTION_ON_STOCK_OUT", True)
+# Confidence prior: p = 1 / (1 + exp(-STEEPNESS * (similarity - MIDPOINT))), so similarity 0.70
+# maps to 0.50, 0.90 to about 0.92 and 0.95 to about 0.95. Once a similarity bucket (tenths)
+# has CALIBRATION_MIN_DECISIONS reviewed proposals, the prior counts as PRIOR_WEIGHT
+# observations beside the accepted share of them.
+OMSGUARD_SUBSTITUTION_PRIOR_MIDPOINT = 0.70
+OMSGUARD_SUBSTITUTION_PRIOR_STEEPNESS = 12.0
+OMSGUARD_SUBSTITUTION_CALIBRATION_MIN_DECISIONS = 20
+OMSGUARD_SUBSTITUTION_CALIBRATION_PRIOR_WEIGHT = 10
+# Carrier selection: weights of on-time reliability, SLA fit (transit days against the target
+# of the order's service level) and cost (cheapest rate / this rate); normalised to sum 1.
+OMSGUARD_CARRIER_WEIGHTS = {"reliability": 0.4, "sla": 0.35, "cost": 0.25}
+OMSGUARD_CARRIER_TARGET_TRANSIT_DAYS = {"economy": 7, "ground": 5, "expedited": 2, "overnight": 1}
+# A carrier rate change that would swap the recommended service on more than this share of the
+# last RATE_SIGNOFF_DAYS days' orders of its lane waits for an ops manager's sign-off.
+OMSGUARD_CARRIER_RATE_SIGNOFF_SHARE = os.environ.get("OMSGUARD_CARRIER_RATE_SIGNOFF_SHARE", "0.10")
+OMSGUARD_CARRIER_RATE_SIGNOFF_DAYS = env_int("OMSGUARD_CARRIER_RATE_SIGNOFF_DAYS", 7)
 # Test-only: seconds each delivery's processing sleeps while holding its lock, so the worker
 # tests can kill a worker mid-task. Always 0 in production.
 OMSGUARD_TEST_PROCESSING_DELAY_SECONDS = float(

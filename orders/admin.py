@@ -7,6 +7,8 @@ from .carriers import carrier_mapping_delete, carrier_mapping_save
 from .models import (
     Carrier,
     CarrierCodeMapping,
+    CarrierRate,
+    CarrierRateStatus,
     CarrierService,
     ChannelApiGrant,
     Delivery,
@@ -154,7 +156,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 class CarrierServiceInline(admin.TabularInline):
     model = CarrierService
-    fields = ["code", "name", "service_level"]
+    fields = ["code", "name", "service_level", "is_active", "reliability", "transit_days"]
     extra = 0
 
 
@@ -167,10 +169,97 @@ class CarrierAdmin(admin.ModelAdmin):
 
 @admin.register(CarrierService)
 class CarrierServiceAdmin(admin.ModelAdmin):
-    list_display = ["name", "carrier", "code", "service_level"]
-    list_filter = ["service_level", "carrier"]
+    list_display = [
+        "name",
+        "carrier",
+        "code",
+        "service_level",
+        "is_active",
+        "reliability",
+        "transit_days",
+    ]
+    list_filter = ["service_level", "carrier", "is_active"]
     search_fields = ["name", "code", "carrier__name"]
     list_select_related = ["carrier"]
+
+
+@admin.register(CarrierRate)
+class CarrierRateAdmin(admin.ModelAdmin):
+    """Carrier rates. A new rate goes through carrier_rate_change, which holds it for sign-off
+    when it would swap carriers on many recent orders; stored rates are never edited."""
+
+    list_display = ["service", "destination_country", "max_weight_grams", "price", "currency"]
+    list_display += ["status", "created_by", "approved_by", "created_at"]
+    list_filter = ["status", "service__carrier", "destination_country"]
+    search_fields = ["service__name", "note"]
+    list_select_related = ["service__carrier", "created_by", "approved_by"]
+    fields = ["service", "destination_country", "max_weight_grams", "price", "currency", "note"]
+    actions = ["approve_pending", "reject_pending"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [*self.fields, "status", "created_by", "approved_by", "approved_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return self.fields
+        return self.get_readonly_fields(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:
+        from guardrails.recommenders.rates import carrier_rate_change
+
+        if change:
+            return
+        result = carrier_rate_change(
+            service=obj.service,
+            price=obj.price,
+            currency=obj.currency,
+            user=request.user,
+            destination_country=obj.destination_country,
+            max_weight_grams=obj.max_weight_grams,
+            note=obj.note,
+        )
+        obj.pk = result.rate.pk
+        obj.status = result.rate.status
+        if result.needs_signoff:
+            self.message_user(
+                request,
+                f"The rate would swap carriers on {result.orders_swapped} of "
+                f"{result.orders_checked} recent orders ({result.swap_share:.1%}). It waits for "
+                "sign-off and is not used until approved.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Approve pending rate", permissions=["approve"])
+    def approve_pending(self, request, queryset) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject pending rate", permissions=["approve"])
+    def reject_pending(self, request, queryset) -> None:
+        self._decide(request, queryset, approve=False)
+
+    def has_approve_permission(self, request) -> bool:
+        return request.user.has_perm("orders.approve_carrierrate")
+
+    def _decide(self, request, queryset, *, approve: bool) -> None:
+        from guardrails.recommenders.rates import carrier_rate_approve, carrier_rate_reject
+
+        decide = carrier_rate_approve if approve else carrier_rate_reject
+        done = 0
+        for rate in queryset.filter(status=CarrierRateStatus.PENDING_SIGNOFF):
+            decide(rate_id=rate.pk, user=request.user)
+            done += 1
+        skipped = queryset.count() - done
+        verb = "approved" if approve else "rejected"
+        self.message_user(request, f"{done} pending rate(s) {verb}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request, f"{skipped} selected rate(s) were not pending and were left as they are."
+            )
 
 
 @admin.register(CarrierCodeMapping)

@@ -90,6 +90,21 @@ class CarrierService(models.Model):
     code = models.SlugField(max_length=64, help_text="Unique within the carrier, e.g. ground.")
     name = models.CharField(max_length=200, help_text="Full name, e.g. UPS Ground.")
     service_level = models.CharField(max_length=16, choices=ServiceLevel.choices)
+    # Carrier selection data, edited by ops managers (guardrails.recommenders.carrier).
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive services are never recommended."
+    )
+    reliability = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text="On-time delivery rate, 0 to 1, e.g. 0.96. Empty: not yet measured.",
+    )
+    transit_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Promised transit time in business days (the SLA)."
+    )
 
     class Meta:
         ordering = ["carrier__name", "name"]
@@ -99,6 +114,73 @@ class CarrierService(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CarrierRateStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PENDING_SIGNOFF = "pending_signoff", "Pending sign-off (not used)"
+    SUPERSEDED = "superseded", "Superseded"
+    REJECTED = "rejected", "Rejected"
+
+
+class CarrierRate(models.Model):
+    """The price of one carrier service for a lane: a destination country and a weight limit.
+
+    The carrier recommender uses the active rate of the narrowest matching lane. A change
+    that would swap carriers on many recent orders waits as `pending_signoff` until an ops
+    manager approves it (guardrails.recommenders.rates).
+    """
+
+    service = models.ForeignKey(CarrierService, on_delete=models.PROTECT, related_name="rates")
+    destination_country = models.CharField(
+        max_length=2,
+        blank=True,
+        validators=[country_code_validator],
+        help_text="ISO 3166-1 code, e.g. US; leave empty for every destination.",
+    )
+    max_weight_grams = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Heaviest parcel the rate covers; empty for any weight."
+    )
+    price = models.DecimalField(
+        max_digits=14, decimal_places=3, validators=[MinValueValidator(Decimal("0"))]
+    )
+    currency = models.CharField(max_length=3, validators=[currency_validator])
+    status = models.CharField(
+        max_length=16, choices=CarrierRateStatus.choices, default=CarrierRateStatus.ACTIVE
+    )
+    note = models.CharField(max_length=300, blank=True, help_text="Why the rate changed.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service", "destination_country", "max_weight_grams", "-created_at"]
+        constraints = [
+            # One active rate per lane; NULL weights never collide, hence two constraints.
+            models.UniqueConstraint(
+                fields=["service", "destination_country", "max_weight_grams"],
+                condition=models.Q(status="active", max_weight_grams__isnull=False),
+                name="carrier_rate_one_active_per_lane",
+            ),
+            models.UniqueConstraint(
+                fields=["service", "destination_country"],
+                condition=models.Q(status="active", max_weight_grams__isnull=True),
+                name="carrier_rate_one_active_per_lane_any_weight",
+            ),
+        ]
+        permissions = [("approve_carrierrate", "Can approve or reject pending carrier rates")]
+
+    def __str__(self) -> str:
+        lane = self.destination_country or "any country"
+        if self.max_weight_grams is not None:
+            lane += f", up to {self.max_weight_grams} g"
+        return f"{self.service} ({lane}): {self.currency} {self.price} [{self.status}]"
 
 
 class CarrierCodeMapping(models.Model):
