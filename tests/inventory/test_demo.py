@@ -37,7 +37,11 @@ def test_demo_holds_only_the_short_hoodie(seeded):
     ]
     assert out_of_stock == ["#1007"]
     held = Order.objects.get(order_number="#1007")
-    assert [reason["code"] for reason in held.hold_reasons] == ["out_of_stock"]
+    # The substitution recommender proposed another hoodie; a person decides it.
+    assert [reason["code"] for reason in held.hold_reasons] == ["out_of_stock", "ai_decision"]
+    substitution = ReviewItem.objects.get(kind=ReviewKind.SUBSTITUTION)
+    assert substitution.order_line == item.order_line
+    assert substitution.ai_decision.verdict == "queued_for_review"
 
 
 def test_demo_restock_through_api_releases_order(seeded, django_capture_on_commit_callbacks):
@@ -63,5 +67,7 @@ def test_demo_restock_through_api_releases_order(seeded, django_capture_on_commi
     assert response.status_code == 201
     assert Order.objects.get(order_number="#1007").status == OrderStatus.READY
     assert ReviewItem.objects.get(kind=ReviewKind.OUT_OF_STOCK).status == ReviewStatus.RESOLVED
+    # The hoodie is in stock again, so the queued substitution no longer applies.
+    assert ReviewItem.objects.get(kind=ReviewKind.SUBSTITUTION).status == ReviewStatus.RESOLVED
     level = StockLevel.objects.get(sku__code="HOODIE-PULLOVER-FRS-XL", location__code="WH-MAIN")
     assert (level.on_hand, level.reserved) == (24, 10)
