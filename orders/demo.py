@@ -165,7 +165,7 @@ def shopify_samples_replay(
     manifest = json.loads((directory / "deliveries.json").read_text("utf-8"))
     client = Client()
     url = reverse("webhooks:shopify", kwargs={"channel_code": channel.code})
-    host = host or _local_host()
+    host = host or demo_host()
 
     results = []
     for entry in manifest:
@@ -197,7 +197,7 @@ def shopify_samples_replay(
     return results
 
 
-def _local_host() -> str:
+def demo_host() -> str:
     for host in settings.ALLOWED_HOSTS:
         if host not in ("*",) and not host.startswith("."):
             return host

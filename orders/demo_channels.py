@@ -12,7 +12,7 @@ from catalog.services import channel_upsert
 
 from .adapters import woocommerce
 from .channel_ingest import channel_file_ingest, square_delivery_record
-from .demo import SAMPLES_DIR, ReplayResult, _local_host, demo_mappings_create
+from .demo import SAMPLES_DIR, ReplayResult, demo_host, demo_mappings_create
 
 DEMO_WOO_SECRET = "demo-woocommerce-webhook-secret"  # noqa: S105 - demo value, printed
 DEMO_SQUARE_SECRET = "demo-square-signature-key"  # noqa: S105 - demo value, printed
@@ -87,7 +87,7 @@ def woocommerce_samples_replay(
     results = []
     for entry in manifest:
         body = (directory / entry["file"]).read_bytes()
-        headers = {"Host": _local_host(), "User-Agent": entry.get("user_agent", "")}
+        headers = {"Host": demo_host(), "User-Agent": entry.get("user_agent", "")}
         if entry["signed"]:
             headers.update(
                 {

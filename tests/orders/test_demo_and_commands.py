@@ -56,6 +56,8 @@ def test_seed_demo_loads_catalog_users_and_replays_samples(seed):
         "address",
         "carrier_code",
         "out_of_stock",
+        # The short hoodie also gets a substitution proposal, queued for a person.
+        "substitution",
         "unmapped_sku",
         "unmapped_sku",
         "unmapped_sku",
@@ -64,6 +66,9 @@ def test_seed_demo_loads_catalog_users_and_replays_samples(seed):
 
 
 def test_seed_demo_twice_creates_nothing_new(seed):
+    seed()
+    # In a test the deliveries are processed only when the command's transaction ends, so the
+    # demo proposals find their orders on the second run; in a real run they do on the first.
     seed()
     counts = (Sku.objects.count(), Order.objects.count(), ReviewItem.objects.count())
 
@@ -100,3 +105,28 @@ def test_process_deliveries_processes_leftovers(channel, catalog):
     delivery.refresh_from_db()
     assert delivery.outcome == DeliveryOutcome.PROCESSED
     assert Order.objects.get().status == OrderStatus.READY
+
+
+def test_demo_decisions_get_each_verdict(seed):
+    from rest_framework.authtoken.models import Token
+
+    from guardrails.demo import demo_decisions_replay
+    from guardrails.models import Decision
+
+    seed()
+    token = Token.objects.get(user__username="integration")
+
+    results = demo_decisions_replay(token=token)
+
+    assert [(result.status_code, result.verdict) for result in results] == [
+        (201, "applied"),
+        (201, "queued_for_review"),
+        (201, "blocked"),
+        (201, "blocked"),
+        (201, "recommendation_only"),
+        (201, "queued_for_review"),
+    ]
+    applied = Decision.objects.get(verdict="applied")
+    assert applied.order.carrier_service.code == "ground"
+    assert applied.order.carrier_service.carrier.code == "fedex"
+    assert demo_decisions_replay(token=token) == []

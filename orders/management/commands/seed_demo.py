@@ -74,6 +74,7 @@ class Command(BaseCommand):
             status = result.response.get("status") or result.response.get("error", {}).get("code")
             self.stdout.write(f"  {result.status_code} {status:<9} {result.file}")
         self._load_other_channels()
+        self._propose_demo_decisions()
 
         self.stdout.write("")
         self.stdout.write("Demo logins:")
@@ -89,6 +90,19 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Channel {code}: {len(results)} deliveries "
                 f"({statuses.count('accepted')} accepted, {statuses.count('duplicate')} duplicate)."
+            )
+
+    def _propose_demo_decisions(self) -> None:
+        from guardrails.demo import demo_decisions_replay
+
+        results = demo_decisions_replay(token=Token.objects.get(user__username="integration"))
+        if not results:
+            return
+        self.stdout.write("AI proposals through /api/v1/decisions/:")
+        for result in results:
+            self.stdout.write(
+                f"  {result.status_code} {result.verdict:<19} {result.action} on "
+                f"{result.order_number} ({result.note})"
             )
 
     def _create_users(self) -> str:
