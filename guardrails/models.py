@@ -281,6 +281,11 @@ class DecisionOutcome(models.TextChoices):
     ERROR = "error", "Error"
 
 
+class ReviewOutcome(models.TextChoices):
+    AGREED = "agreed", "The reviewer agreed"
+    DISAGREED = "disagreed", "The reviewer rejected or revised it"
+
+
 class Decision(models.Model):
     """One proposed action on an order, the verdict and the reasons, with the facts it saw."""
 
@@ -338,11 +343,19 @@ class Decision(models.Model):
     )
     label_note = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
+    review_outcome = models.CharField(
+        max_length=16,
+        choices=ReviewOutcome.choices,
+        blank=True,
+        help_text="Whether the person who reviewed it agreed with the AI; empty until then.",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            models.Index(fields=["review_outcome", "reviewed_at"], name="decision_reviewed"),
             models.Index(fields=["action", "created_at"], name="decision_action_time"),
             models.Index(fields=["channel", "created_at"], name="decision_channel_time"),
             models.Index(fields=["model_name", "created_at"], name="decision_model_time"),
@@ -536,6 +549,37 @@ class GuardrailSettings(models.Model):
     autonomy_max_error_rate = models.DecimalField(
         max_digits=7, decimal_places=6, default=Decimal("0.002"), help_text="0.002 is 0.2 %."
     )
+    audit_sample_start_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.10"),
+        help_text="Share of autonomous actions sampled for audit before any disagreement data.",
+    )
+    audit_sample_floor_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.01"),
+        help_text="The sampling rate never goes below this.",
+    )
+    audit_sample_target_disagreement = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.02"),
+        help_text="At or above this disagreement rate the start rate applies; below it, less.",
+    )
+    audit_sample_min_reviews = models.PositiveIntegerField(
+        default=50, help_text="Reviewed decisions needed before the rate adapts."
+    )
+    disagreement_window_days = models.PositiveIntegerField(default=30)
+    review_default_sla_minutes = models.PositiveIntegerField(
+        default=240, help_text="Deadline of review items that no policy covers."
+    )
+    claim_minutes = models.PositiveIntegerField(
+        default=10, help_text="How long a claimed review item stays assigned."
+    )
+    address_confirmation_hours = models.PositiveIntegerField(
+        default=72, help_text="How long a customer's address confirmation link works."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -544,3 +588,16 @@ class GuardrailSettings(models.Model):
 
     def __str__(self) -> str:
         return "Guardrail settings"
+
+
+class SamplingState(models.Model):
+    """The audit sampling rate of one action type, adapted to its disagreement rate."""
+
+    action = models.OneToOneField(ActionType, on_delete=models.CASCADE, related_name="sampling")
+    rate = models.DecimalField(max_digits=5, decimal_places=4)
+    disagreement_rate = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    reviewed = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Audit sampling of {self.action.code}: {self.rate}"

@@ -348,6 +348,13 @@ class Order(models.Model):
         blank=True,
         help_text="When the channel last changed the order; older updates are not applied.",
     )
+    version = models.PositiveIntegerField(
+        default=1,
+        help_text=(
+            "Goes up with every material change (a channel update, an address, line, carrier "
+            "or status change); a review approval given for an older version is refused."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -360,6 +367,8 @@ class Order(models.Model):
         ordering = ["-created_at"]
         permissions = [
             ("ingest_any_channel", "Can post canonical orders for any channel"),
+            ("export_history", "Can export order history"),
+            ("view_customer_pii", "Can see customer names, emails and addresses in full"),
         ]
 
     def __str__(self) -> str:
