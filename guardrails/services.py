@@ -437,6 +437,19 @@ def _decision_apply_autonomously(decision: Decision, order) -> None:
         return
 
     _decision_mark_applied(decision, order, result, system_label=label)
+    _audit_sample_maybe(decision)
+
+
+def _audit_sample_maybe(decision: Decision) -> None:
+    from .sampling import audit_sample_maybe
+
+    try:
+        # A savepoint: sampling must never cost the applied decision.
+        with transaction.atomic():
+            audit_sample_maybe(decision)
+    except Exception:
+        decision.review_item = None
+        logger.exception("audit sampling failed", extra={"decision": decision.pk})
 
 
 def _decision_mark_applied(
@@ -476,6 +489,7 @@ def _decision_queue(decision: Decision, order) -> None:
     from orders.models import OrderStatus
     from orders.services import order_event_add, order_update_hold_reasons
     from reviews.models import ReviewItem
+    from reviews.sla import review_item_routing_for_decision
 
     from .facts import order_facts
 
@@ -501,6 +515,8 @@ def _decision_queue(decision: Decision, order) -> None:
             "rationale": decision.rationale,
             "reasons": decision.reasons,
         },
+        # Action, confidence, approver and deadline from the version that judged it.
+        **review_item_routing_for_decision(decision),
     )
     decision.review_item = item
     decision.save(update_fields=["review_item"])
@@ -618,13 +634,7 @@ def decision_approver_groups(decision: Decision) -> list[str]:
 
 
 def _check_may_approve(user: AbstractBaseUser, decision: Decision) -> None:
-    from reviews.services import ReviewForbidden
+    """One rule decides who may decide a review item: the one in reviews.services."""
+    from reviews.services import review_item_check_may_decide
 
-    if user.is_superuser:
-        return
-    groups = decision_approver_groups(decision)
-    if not user.groups.filter(name__in=groups).exists():
-        raise ReviewForbidden(
-            "not_approver",
-            f"Only {' or '.join(groups)} may decide {decision.action.name} proposals.",
-        )
+    review_item_check_may_decide(decision.review_item, user)

@@ -150,7 +150,10 @@ else:
 
 CELERY_TASK_EAGER_PROPAGATES = False
 # autodiscover_tasks() finds only each app's top-level `tasks` module; these live deeper.
-CELERY_IMPORTS = ["guardrails.recommenders.tasks"]
+CELERY_IMPORTS = [
+    "guardrails.recommenders.tasks",
+    "reviews.confirmation_tasks",
+]
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("OMSGUARD_CELERY_QUEUE", "omsguard")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -193,6 +196,20 @@ CELERY_BEAT_SCHEDULE = {
     "guardrails-autonomy-gates-recompute": {
         "task": "guardrails.tasks.autonomy_gates_recompute",
         "schedule": 600.0,
+    },
+    "guardrails-sampling-rates-recompute": {
+        "task": "guardrails.tasks.sampling_rates_recompute",
+        "schedule": 600.0,
+    },
+    # Holds the order or escalates each review item whose deadline passed.
+    "reviews-sla-sweep": {
+        "task": "reviews.tasks.review_items_sla_sweep",
+        "schedule": 60.0,
+    },
+    # Sends the address confirmations whose send at commit failed or never ran.
+    "reviews-address-confirmations-send": {
+        "task": "reviews.confirmation_tasks.address_confirmations_send_due",
+        "schedule": 60.0,
     },
 }
 
@@ -259,6 +276,31 @@ OMSGUARD_SKU_CANDIDATE_MIN_SCORE = env_int("OMSGUARD_SKU_CANDIDATE_MIN_SCORE", 5
 
 # Shipping addresses scoring below this (0 to 1) hold the order for an address review.
 OMSGUARD_ADDRESS_MIN_SCORE = os.environ.get("OMSGUARD_ADDRESS_MIN_SCORE", "0.80")
+
+# Customer address confirmation emails. EMAIL_BACKEND defaults to the console (the message is
+# printed) under DEBUG and to SMTP otherwise; the SMTP server comes from EMAIL_HOST, EMAIL_PORT,
+# EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS or EMAIL_USE_SSL. OMSGUARD_PUBLIC_URL is
+# the address customers reach this site at, for the links in those emails. A periodic job
+# tries a failed send again, up to OMSGUARD_ADDRESS_CONFIRMATION_MAX_ATTEMPTS attempts in all.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+# Seconds an SMTP connection may block a worker before the send counts as failed.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "OMS Guard <orders@localhost>")
+OMSGUARD_PUBLIC_URL = os.environ.get("OMSGUARD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+OMSGUARD_ADDRESS_CONFIRMATION_MAX_ATTEMPTS = env_int(
+    "OMSGUARD_ADDRESS_CONFIRMATION_MAX_ATTEMPTS", 10
+)
 
 # Uploaded files (SKU imports). They are private: nothing serves MEDIA_ROOT over HTTP. The web
 # process and the Celery worker must see the same directory.

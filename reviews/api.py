@@ -7,7 +7,12 @@ from rest_framework.response import Response
 
 from . import services
 from .models import ReviewItem, ReviewKind, ReviewStatus
-from .serializers import AcceptInputSerializer, RejectInputSerializer, ReviewItemSerializer
+from .serializers import (
+    AcceptInputSerializer,
+    RejectInputSerializer,
+    ReviewItemSerializer,
+    ReviseInputSerializer,
+)
 
 
 class ReviewItemFilter(django_filters.FilterSet):
@@ -31,7 +36,7 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_permissions(self):
         # Deciding is checked by the service against reviews.decide_reviewitem.
-        if self.action in ("accept", "reject"):
+        if self.action in ("accept", "reject", "revise", "claim", "release"):
             return [permissions.IsAuthenticated()]
         return super().get_permissions()
 
@@ -63,6 +68,28 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
             )
         )
 
+    @extend_schema(request=ReviseInputSerializer, responses=ReviewItemSerializer)
+    @action(detail=True, methods=["post"])
+    def revise(self, request: Request, pk: str | None = None) -> Response:
+        data = _validated(ReviseInputSerializer, request)
+        return self._decide(
+            lambda: services.review_item_revise(
+                item_id=int(pk), user=request.user, revision=data["revision"], note=data["note"]
+            )
+        )
+
+    @extend_schema(request=None, responses=ReviewItemSerializer)
+    @action(detail=True, methods=["post"])
+    def claim(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(lambda: services.review_item_claim(item_id=int(pk), user=request.user))
+
+    @extend_schema(request=None, responses=ReviewItemSerializer)
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(
+            lambda: services.review_item_release(item_id=int(pk), user=request.user)
+        )
+
     def _decide(self, decide) -> Response:
         try:
             item = decide()
@@ -79,6 +106,11 @@ def _validated(serializer_class, request: Request) -> dict:
 
 
 def _api_error(error: services.ReviewError) -> exceptions.APIException:
+    if error.field and error.status == 400:
+        # A bad revision: name the field at fault, keep the service's code.
+        invalid = exceptions.ValidationError({error.field: [error.message]})
+        invalid.default_code = error.code
+        return invalid
     exception = exceptions.APIException(detail=error.message, code=error.code)
     exception.status_code = error.status
     return exception

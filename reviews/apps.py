@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class ReviewsConfig(AppConfig):
     name = "reviews"
+
+    def ready(self) -> None:
+        # Register the receivers: `signals` fills a new item's order version, deadline and
+        # approver; `confirmations` asks the customer to confirm a doubtful address.
+        from . import confirmations, signals  # noqa: F401

@@ -15,6 +15,7 @@ class ReviewItemSerializer(serializers.ModelSerializer):
         return (item.order or item.delivery).channel.code
 
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = ReviewItem
@@ -34,6 +35,19 @@ class ReviewItemSerializer(serializers.ModelSerializer):
             "decided_by",
             "decision",
             "decision_note",
+            "revision",
+            "action_code",
+            "confidence",
+            "approver_group",
+            "order_version",
+            "due_at",
+            "sla_minutes",
+            "on_sla_breach",
+            "sla_breached_at",
+            "escalated_to",
+            "escalated_at",
+            "assignee",
+            "claimed_until",
         ]
         read_only_fields = fields
 
@@ -52,3 +66,20 @@ class AcceptInputSerializer(serializers.Serializer):
 
 class RejectInputSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class ReviseInputSerializer(serializers.Serializer):
+    revision = serializers.JSONField(
+        help_text=(
+            'The corrected value: a full address object for address items; {"sku": code} '
+            'for substitutions; {"carrier_service": "carrier/service"} for carrier '
+            'proposals; {"sku_id": id} for unmapped SKUs; {"service_id": id} for '
+            "unknown carrier codes."
+        )
+    )
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+    def validate_revision(self, value: object) -> dict:
+        if not isinstance(value, dict) or not value:
+            raise serializers.ValidationError("Must be a non-empty JSON object.")
+        return value

@@ -1,13 +1,21 @@
-"""Writes for review items: opening them, and accepting or rejecting them.
+"""Writes for review items: opening them, claiming them, and accepting, revising or rejecting.
 
 Every open item settles one hold reason of its order (the reason carries the item's id).
 Accepting an item runs the handler of its kind, removes that hold reason and releases the
-order when no reason is left. Rejecting replaces the reason with "needs manual handling".
+order when no reason is left. Revising applies the reviewer's corrected value instead of the
+proposal through the same handlers, then closes the item as accepted. Rejecting replaces the
+reason with "needs manual handling".
+
+Only a user with the decide permission who holds the item's approver role (or the role it was
+escalated to) may decide it, and an item whose order changed after it opened may no longer be
+accepted or revised, only rejected.
 """
 
+import copy
 import inspect
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,7 +26,12 @@ from catalog.models import ChannelSkuMapping, ExternalIdKind, Sku
 from catalog.services import MappingConflict, mapping_create
 from guardrails.services import audit_record
 from orders.models import Delivery, Order, OrderLine, OrderStatus
-from orders.services import order_event_add, order_lock, order_update_hold_reasons
+from orders.services import (
+    order_event_add,
+    order_lock,
+    order_update_hold_reasons,
+    order_version_bump,
+)
 
 from .models import ReviewItem, ReviewKind, ReviewStatus
 
@@ -28,13 +41,17 @@ DECIDE_PERMISSION = "reviews.decide_reviewitem"
 
 
 class ReviewError(Exception):
-    """A decision that cannot be made; `code` is stable, `message` is for the reviewer."""
+    """A decision that cannot be made; `code` is stable, `message` is for the reviewer.
+
+    `field` names the input at fault, for 400s about a revision.
+    """
 
     status = 400
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         self.code = code
         self.message = message
+        self.field = field
         super().__init__(message)
 
 
@@ -124,37 +141,159 @@ def review_items_resolve_for_replay(
 def review_item_accept(
     *, item_id: int, user: AbstractBaseUser, note: str = "", **choice: Any
 ) -> ReviewItem:
-    """Accept an item. `choice` contains the kind's options, e.g. `sku_id` for an unmapped SKU."""
+    """Accept an item. `choice` contains the kind's options, e.g. `sku_id` for an unmapped SKU.
+
+    Raises ReviewForbidden for a user who may not decide the item, and ReviewConflict
+    (`stale_order`) when the order changed after the item opened.
+    """
     _check_may_decide(user)
 
     with transaction.atomic():
-        item = _item_lock_open(item_id)
-        order = order_lock(order_id=item.order_id) if item.order_id else None
-        # The fragment and events read item.order; make it the locked, up-to-date instance.
-        item.order = order
+        item, order = _item_and_order_lock(item_id)
+        _check_item_may_decide(item, user)
+        _check_not_stale(item, order)
         handler = _ai_decision_handler(item) or accept_handler(item.kind)
         if handler is None:
             raise ReviewError("unsupported_kind", f"Items of kind {item.kind} cannot be accepted.")
         _check_choice_applies(handler, item, choice)
 
         decision = handler(item=item, order=order, user=user, **choice)
+        _items_rebase_after_decision(order, item)
+        _review_outcome_mark(item, agreed=True)
         _item_close(
             item=item, status=ReviewStatus.ACCEPTED, user=user, decision=decision, note=note
         )
-        # An accepted cancellation leaves the order cancelled, not released.
-        if order is not None and order.status != OrderStatus.CANCELLED:
-            order_update_hold_reasons(
-                order=order, reasons=_reasons_without_item(order.hold_reasons, item), actor=user
-            )
+        _order_release_item(order, item, user)
+    return item
+
+
+def review_item_revise(
+    *, item_id: int, user: AbstractBaseUser, revision: dict, note: str = ""
+) -> ReviewItem:
+    """Apply the reviewer's corrected value instead of the proposal and close the item.
+
+    The revision is validated for the item's kind (ReviewError `invalid_revision` with the
+    field at fault; `revise_not_supported` for kinds that take none), stored beside the
+    proposal and applied through the kind's own handler or the AI action's applier. The item
+    closes as accepted with `{"revised": true, ...}`; an AI decision is marked "disagreed".
+    """
+    _check_may_decide(user)
+    if not isinstance(revision, dict) or not revision:
+        raise ReviewError("invalid_revision", "Must be a JSON object.", field="revision")
+
+    with transaction.atomic():
+        item, order = _item_and_order_lock(item_id)
+        _check_item_may_decide(item, user)
+        reviser = _reviser_for(item)
+        _check_not_stale(item, order)
+
+        cleaned = reviser.clean(item, order, revision)
+        result = reviser.apply(item, order, user, cleaned)
+        _items_rebase_after_decision(order, item)
+        item.revision = cleaned
+        _review_outcome_mark(item, agreed=False)
+        _item_close(
+            item=item,
+            status=ReviewStatus.ACCEPTED,
+            user=user,
+            decision={"revised": True, **result},
+            note=note,
+        )
+        audit_record(
+            action="review_item.revised",
+            target_type="review_item",
+            target_id=item.pk,
+            actor=user,
+            reason=note or f"{item.get_kind_display()} revised",
+            before={"proposal": item.proposal},
+            after={"revision": cleaned, "result": result},
+        )
+        _order_release_item(order, item, user)
+    logger.info("review item revised", extra={"review_item": item.pk, "order": item.order_id})
+    return item
+
+
+def review_item_may_decide(item: ReviewItem, user: AbstractBaseUser) -> bool:
+    """Whether `user` may accept, revise or reject `item`.
+
+    The user needs the decide permission and, when the item names an approver role, that
+    role or the role the item was escalated to; superusers may always decide.
+    """
+    if not user.is_authenticated or not user.has_perm(DECIDE_PERMISSION):
+        return False
+    if user.is_superuser or not item.approver_group:
+        return True
+    roles = [role for role in (item.approver_group, item.escalated_to) if role]
+    return user.groups.filter(name__in=roles).exists()
+
+
+def review_item_check_may_decide(item: ReviewItem, user: AbstractBaseUser) -> None:
+    """Raise ReviewForbidden naming the role when `user` may not decide `item`."""
+    if review_item_may_decide(item, user):
+        return
+    if not user.has_perm(DECIDE_PERMISSION):
+        raise ReviewForbidden("forbidden", "You do not have permission to decide review items.")
+    roles = " or ".join(role for role in (item.approver_group, item.escalated_to) if role)
+    raise ReviewForbidden(
+        "not_approver",
+        f"Only {roles} may decide {item.get_kind_display().lower()} items like #{item.pk}.",
+    )
+
+
+def review_item_claim(*, item_id: int, user: AbstractBaseUser) -> ReviewItem:
+    """Assign the item to `user` for GuardrailSettings.claim_minutes; claiming again extends it.
+
+    Raises ReviewConflict (`claimed`) while someone else's claim runs.
+    """
+    from guardrails.selectors import guardrail_settings
+
+    with transaction.atomic():
+        item = _item_lock_open(item_id)
+        review_item_check_may_decide(item, user)
+        now = timezone.now()
+        _check_not_claimed_by_other(item, user, now)
+
+        item.assignee = user
+        item.claimed_until = now + timedelta(minutes=guardrail_settings().claim_minutes)
+        item.save(update_fields=["assignee", "claimed_until"])
+    logger.info(
+        "review item claimed",
+        extra={"review_item": item.pk, "user": user.pk, "until": item.claimed_until.isoformat()},
+    )
+    return item
+
+
+def review_item_release(*, item_id: int, user: AbstractBaseUser) -> ReviewItem:
+    """Give up a claim. Releasing an unclaimed item, or a claim that ran out, changes nothing.
+
+    Raises ReviewConflict (`claimed`) for someone else's running claim, unless the user is a
+    superuser.
+    """
+    with transaction.atomic():
+        item = _item_lock_open(item_id)
+        if item.assignee_id is None:
+            return item
+        if not user.is_superuser:
+            _check_not_claimed_by_other(item, user, timezone.now())
+
+        item.assignee = None
+        item.claimed_until = None
+        item.save(update_fields=["assignee", "claimed_until"])
+    logger.info("review item released", extra={"review_item": item.pk, "user": user.pk})
     return item
 
 
 def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") -> ReviewItem:
-    """Reject an item's proposal; the order stays on hold for manual handling."""
+    """Reject an item's proposal; the order stays on hold for manual handling.
+
+    A stale item may still be rejected: rejecting changes nothing the order's new state
+    could contradict.
+    """
     _check_may_decide(user)
 
     with transaction.atomic():
         item = _item_lock_open(item_id)
+        _check_item_may_decide(item, user)
         if item.order_id is None:
             # An unprocessable delivery: rejecting dismisses it; nothing else changes.
             _item_close(
@@ -170,6 +309,7 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
         item.order = order
         position = item.order_line.position if item.order_line else None
         decision_rejected = _ai_decision_reject(item=item, order=order, user=user, note=note)
+        _review_outcome_mark(item, agreed=False)
         if decision_rejected is not None and not _item_holds(order, item):
             # The proposal held nothing, so rejecting it leaves the order as it is.
             _item_close(
@@ -229,6 +369,7 @@ def review_items_resolve_by_mappings(
         item.order = order
         sku = _mapped_sku_for_line(item.order_line, mappings)
         _line_set_sku(line=item.order_line, sku=sku, actor=actor, reason=cause)
+        _items_rebase_after_decision(order, item)
         _item_close(
             item=item,
             status=ReviewStatus.RESOLVED,
@@ -305,10 +446,19 @@ def _mapped_sku_for_line(line: OrderLine, mappings: list[ChannelSkuMapping]) -> 
 
 
 def _ai_decision_handler(item: ReviewItem) -> AcceptHandler | None:
-    """Items an AI decision opened apply that decision, whatever their kind."""
+    """Items an AI decision opened apply that decision, whatever their kind.
+
+    An audit sample's decision is applied already: accepting it records agreement only.
+    """
     from guardrails.services import decision_for_review_item, decision_review_accept
 
-    return decision_review_accept if decision_for_review_item(item) is not None else None
+    if decision_for_review_item(item) is None:
+        return None
+    if item.kind == ReviewKind.AUDIT_SAMPLE:
+        from guardrails.sampling import audit_sample_accept
+
+        return audit_sample_accept
+    return decision_review_accept
 
 
 def _ai_decision_reject(
@@ -319,7 +469,53 @@ def _ai_decision_reject(
 
     if decision_for_review_item(item) is None:
         return None
+    if item.kind == ReviewKind.AUDIT_SAMPLE:
+        from guardrails.sampling import audit_sample_reject
+
+        return audit_sample_reject(item=item, order=order, user=user, note=note).pk
     return decision_review_reject(item=item, order=order, user=user, note=note).pk
+
+
+def _review_outcome_mark(item: ReviewItem, *, agreed: bool) -> None:
+    """Record on the item's AI decision, if any, whether the reviewer agreed with it."""
+    from guardrails.models import Decision, ReviewOutcome
+
+    Decision.objects.filter(review_item_id=item.pk).update(
+        review_outcome=ReviewOutcome.AGREED if agreed else ReviewOutcome.DISAGREED,
+        reviewed_at=timezone.now(),
+    )
+
+
+def _items_rebase_after_decision(order: Order | None, item: ReviewItem) -> None:
+    """Keep the order's other open items current after a change their queue itself made.
+
+    Accepting one item may change the order (a line's SKU, the address), which raises its
+    version. The order's other items were current just before; that change came through the
+    queue and their own handlers check what they depend on (the address item that the
+    address is the one it saw, an AI decision its `before`), so they move to the new version
+    instead of turning stale. Changes from anywhere else still make them stale.
+    """
+    if order is None or item.order_version is None:
+        return
+    version = Order.objects.filter(pk=order.pk).values_list("version", flat=True).first()
+    if version is None or version <= item.order_version:
+        return
+    order.version = version
+    ReviewItem.objects.filter(
+        order_id=order.pk, status=ReviewStatus.OPEN, order_version=item.order_version
+    ).exclude(pk=item.pk).update(order_version=version)
+
+
+def _order_release_item(order: Order | None, item: ReviewItem, user: AbstractBaseUser) -> None:
+    """Remove the item's hold reason; the order is released when no other reason holds it."""
+    if item.kind == ReviewKind.AUDIT_SAMPLE:
+        # An audit sample never holds its order, so deciding it must not touch the status.
+        return
+    # An accepted cancellation leaves the order cancelled, not released.
+    if order is not None and order.status != OrderStatus.CANCELLED:
+        order_update_hold_reasons(
+            order=order, reasons=_reasons_without_item(order.hold_reasons, item), actor=user
+        )
 
 
 def _item_holds(order: Order, item: ReviewItem) -> bool:
@@ -347,10 +543,50 @@ def _check_may_decide(user: AbstractBaseUser) -> None:
         raise ReviewForbidden("forbidden", "You do not have permission to decide review items.")
 
 
+def _check_item_may_decide(item: ReviewItem, user: AbstractBaseUser) -> None:
+    review_item_check_may_decide(item, user)
+
+
+def _check_not_stale(item: ReviewItem, order: Order | None) -> None:
+    """Refuse to apply anything to an order that changed after the item opened."""
+    if item.kind == ReviewKind.AUDIT_SAMPLE:
+        # Accepting an audit sample applies nothing; it judges the decision as it was made.
+        return
+    if order is None or item.order_version is None or order.version <= item.order_version:
+        return
+    raise ReviewConflict(
+        "stale_order",
+        f"Order {order.order_number or order.pk} changed after this item opened (version "
+        f"{item.order_version}, now {order.version}); check the order and reject the item, "
+        "or handle the order by hand.",
+    )
+
+
+def _check_not_claimed_by_other(item: ReviewItem, user: AbstractBaseUser, now) -> None:
+    if item.assignee_id in (None, user.pk) or item.claimed_until is None:
+        return
+    if item.claimed_until <= now:
+        return
+    until = timezone.localtime(item.claimed_until).strftime("%H:%M")
+    raise ReviewConflict(
+        "claimed",
+        f"Review item #{item.pk} is claimed by {item.assignee.get_username()} until {until}.",
+    )
+
+
+def _item_and_order_lock(item_id: int) -> tuple[ReviewItem, Order | None]:
+    """Lock the open item, then its order: the order every review decision locks in."""
+    item = _item_lock_open(item_id)
+    order = order_lock(order_id=item.order_id) if item.order_id else None
+    # The fragment and events read item.order; make it the locked, up-to-date instance.
+    item.order = order
+    return item, order
+
+
 def _item_lock_open(item_id: int) -> ReviewItem:
     item = (
         ReviewItem.objects.select_for_update(of=("self",))
-        .select_related("order_line", "decided_by")
+        .select_related("order_line", "decided_by", "assignee")
         .filter(pk=item_id)
         .first()
     )
@@ -434,6 +670,7 @@ def _line_set_sku(
     before = line.sku.code if line.sku_id else None
     line.sku = sku
     line.save(update_fields=["sku"])
+    order_version_bump(line.order, reason="line SKU set")
     audit_record(
         action="order_line.sku_set",
         target_type="order_line",
@@ -459,7 +696,21 @@ def _item_close(
     item.decided_at = timezone.now()
     item.decision = decision
     item.decision_note = note
-    item.save(update_fields=["status", "decided_by", "decided_at", "decision", "decision_note"])
+    # A closed item is nobody's to work on any more.
+    item.assignee = None
+    item.claimed_until = None
+    item.save(
+        update_fields=[
+            "status",
+            "decided_by",
+            "decided_at",
+            "decision",
+            "decision_note",
+            "revision",
+            "assignee",
+            "claimed_until",
+        ]
+    )
 
     verb = {
         ReviewStatus.ACCEPTED: "accepted",
@@ -522,6 +773,7 @@ def accept_handler(kind: str) -> AcceptHandler | None:
     from inventory.out_of_stock import accept_out_of_stock
     from orders.carriers import carrier_code_accept
     from orders.hygiene.address import address_accept
+    from orders.hygiene.escalation import escalation_release_accept
 
     handlers: dict[str, AcceptHandler] = {
         ReviewKind.UNMAPPED_SKU: _accept_unmapped_sku,
@@ -530,7 +782,275 @@ def accept_handler(kind: str) -> AcceptHandler | None:
         ReviewKind.CARRIER_CODE: carrier_code_accept,
         ReviewKind.DELIVERY_FAILED: _accept_delivery_replay,
         ReviewKind.SUBSTITUTION: decision_review_accept,
-        ReviewKind.ROUTING: decision_review_accept,
+        # Routing items an AI decision opened take _ai_decision_handler before this registry.
+        ReviewKind.ROUTING: escalation_release_accept,
+        ReviewKind.HIGH_VALUE: escalation_release_accept,
+        ReviewKind.PRIORITY_CUSTOMER: escalation_release_accept,
         ReviewKind.AI_ACTION: decision_review_accept,
     }
     return handlers.get(kind)
+
+
+# --- Revisions: the reviewer's corrected value instead of the proposal -----------------------
+
+
+class Reviser:
+    """Validates a revision for one kind of item and applies it through the usual handler.
+
+    `clean` returns the revision as stored; `apply` returns the decision data. Both run
+    inside the decision's transaction with the item and its order locked.
+    """
+
+    keys: set[str] = set()
+
+    def clean(self, item: ReviewItem, order: Order | None, revision: dict) -> dict:
+        raise NotImplementedError
+
+    def apply(
+        self, item: ReviewItem, order: Order | None, user: AbstractBaseUser, revision: dict
+    ) -> dict:
+        raise NotImplementedError
+
+    def check_keys(self, revision: dict) -> None:
+        if set(revision) != self.keys:
+            expected = ", ".join(sorted(self.keys))
+            raise ReviewError(
+                "invalid_revision",
+                f"Expected exactly {expected}; got {', '.join(sorted(revision)) or 'nothing'}.",
+                field="revision",
+            )
+
+
+def _address_clean(revision: dict) -> dict:
+    """A full address: known text fields only, checked against its country's rules."""
+    from orders.addresses import TEXT_FIELDS, Severity, address_validate
+
+    allowed = {*TEXT_FIELDS, "phone"}
+    unknown = sorted(set(revision) - allowed)
+    if unknown:
+        raise ReviewError(
+            "invalid_revision", f"Unknown address fields: {', '.join(unknown)}.", field="revision"
+        )
+    for name, value in revision.items():
+        if value is not None and not isinstance(value, str):
+            raise ReviewError("invalid_revision", "Address fields must be text.", field=name)
+    cleaned = {
+        name: (value.strip() if isinstance(value, str) else value)
+        for name, value in revision.items()
+    }
+
+    errors = [r for r in address_validate(cleaned).reasons if r.severity == Severity.ERROR]
+    if errors:
+        first = errors[0]
+        raise ReviewError(
+            "invalid_revision",
+            " ".join(reason.message for reason in errors),
+            field=_address_field_name(first.field),
+        )
+    return cleaned
+
+
+def _address_field_name(field: str) -> str:
+    """The Shopify field of an address reason, for the error's field name."""
+    names = {
+        "street_address": "address1",
+        "postal_code": "zip",
+        "country_area": "province_code",
+        "country_code": "country_code",
+        "city": "city",
+        "name": "name",
+    }
+    return names.get(field, field or "revision")
+
+
+class AddressReviser(Reviser):
+    """A hygiene address item: the reviewer's address replaces the normalised proposal."""
+
+    def clean(self, item, order, revision):
+        return _address_clean(revision)
+
+    def apply(self, item, order, user, revision):
+        from orders.hygiene.address import address_accept
+
+        # The accept handler applies the proposal's normalised address; hand it the revision.
+        revised = copy.copy(item)
+        revised.proposal = {**(item.proposal or {}), "normalized": revision}
+        return address_accept(item=revised, order=order, user=user)
+
+
+class UnmappedSkuReviser(Reviser):
+    keys = {"sku_id"}
+
+    def clean(self, item, order, revision):
+        self.check_keys(revision)
+        sku_id = revision["sku_id"]
+        if not isinstance(sku_id, int) or isinstance(sku_id, bool) or sku_id < 1:
+            raise ReviewError("invalid_revision", "Must be a SKU id.", field="sku_id")
+        if not Sku.objects.filter(pk=sku_id, is_active=True).exists():
+            raise ReviewError(
+                "invalid_revision",
+                f"SKU id {sku_id} does not exist or is inactive.",
+                field="sku_id",
+            )
+        return {"sku_id": sku_id}
+
+    def apply(self, item, order, user, revision):
+        return _accept_unmapped_sku(item=item, order=order, user=user, sku_id=revision["sku_id"])
+
+
+class CarrierCodeReviser(Reviser):
+    keys = {"service_id"}
+
+    def clean(self, item, order, revision):
+        from orders.models import CarrierService
+
+        self.check_keys(revision)
+        service_id = revision["service_id"]
+        if not isinstance(service_id, int) or isinstance(service_id, bool) or service_id < 1:
+            raise ReviewError(
+                "invalid_revision", "Must be a carrier service id.", field="service_id"
+            )
+        if not CarrierService.objects.filter(pk=service_id).exists():
+            raise ReviewError(
+                "invalid_revision",
+                f"Carrier service id {service_id} does not exist.",
+                field="service_id",
+            )
+        return {"service_id": service_id}
+
+    def apply(self, item, order, user, revision):
+        from orders.carriers import carrier_code_accept
+
+        return carrier_code_accept(
+            item=item, order=order, user=user, service_id=revision["service_id"]
+        )
+
+
+class DecisionReviser(Reviser):
+    """An AI proposal: the revision replaces the decision's `after` and goes through its applier.
+
+    `after_for` turns the reviewer's value into the action's `after` shape.
+    """
+
+    def __init__(self, keys: set[str] | None, after_for: Callable[[Any, dict], dict]) -> None:
+        self.keys = keys or set()
+        self.after_for = after_for
+
+    def clean(self, item, order, revision):
+        from guardrails.appliers import proposal_validate
+        from guardrails.services import DecisionError, decision_for_review_item
+
+        if self.keys:
+            self.check_keys(revision)
+            cleaned = dict(revision)
+        else:
+            cleaned = _address_clean(revision)
+        decision = decision_for_review_item(item)
+        after = self.after_for(decision, cleaned)
+        try:
+            proposal_validate(
+                action_code=decision.action.code, order=order, before=decision.before, after=after
+            )
+        except DecisionError as error:
+            raise ReviewError(
+                "invalid_revision", error.message, field=_revision_field(cleaned)
+            ) from None
+        if after == decision.after:
+            raise ReviewError(
+                "invalid_revision",
+                "The revision is the proposal itself; accept the item instead.",
+                field=_revision_field(cleaned),
+            )
+        return cleaned
+
+    def apply(self, item, order, user, revision):
+        from guardrails.appliers import applier_for
+        from guardrails.services import DecisionError, _decision_lock_for_item
+
+        decision = _decision_lock_for_item(item)
+        applier = applier_for(decision.action.code)
+        if applier.checks_before_on_accept and applier.current(order, decision.before) != (
+            decision.before
+        ):
+            raise ReviewConflict(
+                "stale_state",
+                "The order changed after the proposal; reject it and handle the order by hand.",
+            )
+        # Apply a copy: the stored decision keeps the AI's proposal for the disagreement record.
+        revised = copy.copy(decision)
+        revised.after = self.after_for(decision, revision)
+        try:
+            with transaction.atomic():
+                result = applier.apply(order, revised, user.get_username(), user=user)
+        except DecisionError as error:
+            raise ReviewConflict(error.code, error.message) from None
+
+        audit_record(
+            action="decision.revised",
+            target_type="decision",
+            target_id=decision.pk,
+            actor=user,
+            reason=f"Revised in review item #{item.pk}",
+            before=decision.after,
+            after=revised.after,
+        )
+        order_event_add(
+            order=order,
+            kind="ai.revised",
+            message=(
+                f"{decision.action.name} by decision #{decision.pk} revised by "
+                f"{user.get_username()} before it was applied."
+            ),
+            actor=user,
+            data={"decision": decision.pk, "review_item": item.pk, "result": result},
+        )
+        return {"decision": decision.pk, "applied": True, **result}
+
+
+def _revision_field(revision: dict) -> str:
+    return next(iter(revision)) if len(revision) == 1 else "revision"
+
+
+DECISION_REVISERS: dict[str, DecisionReviser] = {
+    "substitute_sku": DecisionReviser(
+        {"sku"},
+        lambda decision, revision: {"line": decision.before["line"], "sku": revision["sku"]},
+    ),
+    "correct_shipping_address": DecisionReviser(
+        None, lambda decision, revision: {"shipping_address": revision}
+    ),
+    "change_billing_address": DecisionReviser(
+        None, lambda decision, revision: {"billing_address": revision}
+    ),
+    "select_carrier": DecisionReviser(
+        {"carrier_service"}, lambda decision, revision: dict(revision)
+    ),
+    "downgrade_shipping_service": DecisionReviser(
+        {"carrier_service"}, lambda decision, revision: dict(revision)
+    ),
+}
+HYGIENE_REVISERS: dict[str, Reviser] = {
+    ReviewKind.ADDRESS: AddressReviser(),
+    ReviewKind.UNMAPPED_SKU: UnmappedSkuReviser(),
+    ReviewKind.CARRIER_CODE: CarrierCodeReviser(),
+}
+
+
+def _reviser_for(item: ReviewItem) -> Reviser:
+    from guardrails.services import decision_for_review_item
+
+    decision = decision_for_review_item(item)
+    if decision is not None:
+        reviser = (
+            DECISION_REVISERS.get(decision.action.code)
+            if item.kind != ReviewKind.AUDIT_SAMPLE
+            else None
+        )
+    else:
+        reviser = HYGIENE_REVISERS.get(item.kind)
+    if reviser is None:
+        raise ReviewError(
+            "revise_not_supported",
+            f"{item.get_kind_display()} items cannot be revised; accept or reject them.",
+        )
+    return reviser
