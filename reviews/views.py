@@ -1,22 +1,39 @@
-"""The review queue page and its one-click HTMX decisions."""
+"""The review queue pages and their one-click HTMX decisions, revisions and claims.
 
-from collections.abc import Callable
+Pages: the landing page (a card per queue kind, the disagreement rates, the user's claims and
+the open items), a list per kind, and one item's page with its context. Decisions return
+the decided item's fragment plus out-of-band count updates; errors (400, 403, 404, 409) return
+with a one-line fragment that the page's htmx config swaps into `#flash`.
+"""
+
+import logging
+from collections.abc import Callable, Iterable
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from guardrails.disagreement import disagreement_rates
+
 from . import selectors, services
+from .forms import revise_form_for
 from .models import ReviewItem, ReviewKind
+
+logger = logging.getLogger(__name__)
 
 QUEUE_PAGE_SIZE = 25
 # Ids an accept may carry, passed on to the kind's accept handler, with their error labels.
 ACCEPT_ID_CHOICES = {"sku_id": "SKU id", "service_id": "carrier service id"}
+# The path segment of the list that shows every kind.
+ALL_KINDS = "all"
+NOTE_MAX_LENGTH = 2000
+# Revision fields of review_item_revise's errors that the revise form names differently.
+REVISION_FORM_FIELDS = {"sku_id": "sku"}
 
 
 def htmx_login_required(view: Callable) -> Callable:
@@ -36,28 +53,141 @@ def htmx_login_required(view: Callable) -> Callable:
     return wrapper
 
 
-@login_required
-def queue(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("reviews.view_reviewitem"):
-        return render(request, "reviews/forbidden.html", status=403)
+def queue_viewer_required(view: Callable) -> Callable:
+    """Login, then the queue's view permission; without it the page explains who to ask."""
 
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.has_perm("reviews.view_reviewitem"):
+            return render(request, "reviews/forbidden.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# --- Pages ------------------------------------------------------------------------------------
+
+
+@queue_viewer_required
+def queue(request: HttpRequest) -> HttpResponse:
+    """Render the landing page: a card per queue, disagreement rates, claims and open items."""
     kind = request.GET.get("kind") or None
     if kind not in ReviewKind.values:
         kind = None
-    items = selectors.review_queue_open(kind=kind)
-    page = Paginator(items, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    summary = selectors.review_queue_summary()
+    context = _list_context(request, kind=kind, params=request.GET, summary=summary)
 
+    _, claimed = selectors.review_queue_items(params=QueryDict("assignee=me"), user=request.user)
+    context |= {
+        "disagreement": disagreement_rates(),
+        "claimed": list(claimed[:QUEUE_PAGE_SIZE]),
+        "is_landing": True,
+    }
+    return render(request, "reviews/queue.html", context)
+
+
+@queue_viewer_required
+def queue_kind(request: HttpRequest, kind: str) -> HttpResponse:
+    """Render the open items of one queue (`all` for every queue) with filters and pages."""
+    if kind != ALL_KINDS and kind not in ReviewKind.values:
+        return render(
+            request,
+            "reviews/not_found.html",
+            {"message": f"There is no review queue {kind!r}."},
+            status=404,
+        )
+
+    params = request.GET.copy()
+    if kind != ALL_KINDS:
+        params["kind"] = kind
+    selected = kind if kind != ALL_KINDS else None
+    summary = selectors.review_queue_summary()
+    context = _list_context(request, kind=selected, params=params, summary=summary)
+    context |= {
+        "kind_label": ReviewKind(selected).label if selected else "All queues",
+    }
+    return render(request, "reviews/queue_list.html", context)
+
+
+@queue_viewer_required
+def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Render one item with its diff, why it is here, the lines with stock and its events."""
+    item = selectors.review_item_for_page(item_id=item_id)
+    if item is None:
+        return render(
+            request,
+            "reviews/not_found.html",
+            {"message": f"Review item #{item_id} does not exist."},
+            status=404,
+        )
+
+    item_context = selectors.review_item_context(item=item)
+    _rows_prepare([item], request.user)
+    summary = selectors.review_queue_summary()
     return render(
         request,
-        "reviews/queue.html",
+        "reviews/item.html",
         {
-            "page": page,
-            "open_count": page.paginator.count,
-            "kind": kind,
-            "kinds": ReviewKind.choices,
-            "may_decide": request.user.has_perm(services.DECIDE_PERMISSION),
+            "item": item,
+            "ctx": item_context,
+            "summary": summary,
+            "open_count": _open_count(summary),
+            "may_decide": item.may_decide,
         },
     )
+
+
+def _list_context(
+    request: HttpRequest, *, kind: str | None, params: QueryDict, summary: list
+) -> dict:
+    """Build the filter form, the page of open items and the counts of the list pages."""
+    filterset, items = selectors.review_queue_items(params=params, user=request.user)
+    if kind is not None:
+        # An invalid filter returns the whole queue, but a kind's page never shows other kinds.
+        items = items.filter(kind=kind)
+    page = Paginator(items, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    _rows_prepare(page.object_list, request.user)
+
+    # The pager's links keep the filters, and the kind when the path does not carry it.
+    link_params = request.GET.copy()
+    link_params.pop("page", None)
+    return {
+        "page": page,
+        "filterset": filterset,
+        "filter_errors": filterset.form.errors if filterset.is_bound else {},
+        "summary": summary,
+        "matching_count": page.paginator.count,
+        "open_count": _open_count(summary),
+        "kind": kind,
+        "kinds": ReviewKind.choices,
+        "link_query": link_params.urlencode(),
+        "may_decide": request.user.has_perm(services.DECIDE_PERMISSION),
+    }
+
+
+def _open_count(summary: list) -> int:
+    return sum(row.open for row in summary)
+
+
+def _rows_prepare(items: Iterable[ReviewItem], user) -> None:
+    """Attach what each row needs: the user's right to decide it, staleness, the revise form.
+
+    The right to decide depends only on the user and the item's approver and escalation
+    roles, so one check per pair of roles keeps the page's query count independent of its size.
+    """
+    may_decide_by_roles: dict[tuple[str, str], bool] = {}
+    for item in items:
+        roles = (item.approver_group, item.escalated_to)
+        if roles not in may_decide_by_roles:
+            may_decide_by_roles[roles] = services.review_item_may_decide(item, user)
+        item.may_decide = item.is_open and may_decide_by_roles[roles]
+        item.stale = selectors.review_item_is_stale(item)
+        item.may_approve = item.may_decide and not item.stale
+        item.revise_form = revise_form_for(item) if item.may_approve else None
+
+
+# --- Decisions ---------------------------------------------------------------------------
 
 
 @require_POST
@@ -78,7 +208,7 @@ def item_accept(request: HttpRequest, item_id: int) -> HttpResponse:
             item_id=item_id,
             user=request.user,
             **choice,
-            note=request.POST.get("note", "")[:2000],
+            note=_note(request),
         ),
     )
 
@@ -89,9 +219,58 @@ def item_reject(request: HttpRequest, item_id: int) -> HttpResponse:
     return _decide(
         request,
         lambda: services.review_item_reject(
-            item_id=item_id, user=request.user, note=request.POST.get("note", "")[:2000]
+            item_id=item_id, user=request.user, note=_note(request)
         ),
     )
+
+
+@require_POST
+@htmx_login_required
+def item_revise(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Accept the item with the reviewer's corrected value, stored beside the AI's proposal.
+
+    An invalid form comes back in place of the form, with the field errors and a flash line.
+    """
+    item = selectors.review_item_for_page(item_id=item_id)
+    if item is None:
+        return _flash(request, 404, f"Review item #{item_id} does not exist.", code="not_found")
+    form = revise_form_for(item, data=request.POST)
+    if form is None:
+        return _flash(
+            request,
+            400,
+            f"Items of kind {item.get_kind_display()} cannot be revised; accept or reject it.",
+            code="not_revisable",
+        )
+    if not form.is_valid():
+        return _revise_form_invalid(request, item, form)
+
+    try:
+        revised = services.review_item_revise(
+            item_id=item_id, user=request.user, revision=form.revision(), note=_note(request)
+        )
+    except services.ReviewError as error:
+        if error.code != "invalid_revision":
+            return _flash(request, error.status, error.message, code=error.code)
+        # The service checks the value against the order, so its error belongs on the form.
+        field = REVISION_FORM_FIELDS.get(error.field, error.field)
+        form.add_error(field if field in form.fields else None, error.message)
+        return _revise_form_invalid(request, item, form)
+    return _decided(request, revised)
+
+
+def _revise_form_invalid(request: HttpRequest, item: ReviewItem, form) -> HttpResponse:
+    item.revise_form = form
+    response = render(
+        request,
+        "reviews/_revise_form_invalid.html",
+        {"item": item, "form": form, "open": True},
+        status=400,
+    )
+    # The page's htmx config swaps 400 responses into #flash, and these headers override it.
+    response["HX-Retarget"] = f"#revise-{item.pk}"
+    response["HX-Reswap"] = "outerHTML"
+    return response
 
 
 def _decide(request: HttpRequest, decide: Callable[[], ReviewItem]) -> HttpResponse:
@@ -99,19 +278,60 @@ def _decide(request: HttpRequest, decide: Callable[[], ReviewItem]) -> HttpRespo
         item = decide()
     except services.ReviewError as error:
         return _flash(request, error.status, error.message, code=error.code)
+    return _decided(request, item)
 
+
+def _decided(request: HttpRequest, item: ReviewItem) -> HttpResponse:
+    """Render the decided item's fragment with out-of-band updates of the open counts."""
     also_resolved = ReviewItem.objects.filter(
         pk__in=(item.decision or {}).get("also_resolves", [])
     ).select_related("order")
+    summary = selectors.review_queue_summary()
     return render(
         request,
         "reviews/_item_decided.html",
         {
             "item": item,
             "also_resolved": also_resolved,
-            "open_count": selectors.review_open_count(),
+            "open_count": _open_count(summary),
+            "summary": summary,
         },
     )
+
+
+# --- Claims ------------------------------------------------------------------------------
+
+
+@require_POST
+@htmx_login_required
+def item_claim(request: HttpRequest, item_id: int) -> HttpResponse:
+    return _claim_change(
+        request, lambda: services.review_item_claim(item_id=item_id, user=request.user)
+    )
+
+
+@require_POST
+@htmx_login_required
+def item_release(request: HttpRequest, item_id: int) -> HttpResponse:
+    return _claim_change(
+        request, lambda: services.review_item_release(item_id=item_id, user=request.user)
+    )
+
+
+def _claim_change(request: HttpRequest, change: Callable[[], ReviewItem]) -> HttpResponse:
+    try:
+        item = change()
+    except services.ReviewError as error:
+        return _flash(request, error.status, error.message, code=error.code)
+    item.may_decide = services.review_item_may_decide(item, request.user)
+    return render(request, "reviews/_claim.html", {"item": item})
+
+
+# --- Small fragments ---------------------------------------------------------------------
+
+
+def _note(request: HttpRequest) -> str:
+    return request.POST.get("note", "")[:NOTE_MAX_LENGTH]
 
 
 def _flash(request: HttpRequest, status: int, message: str, code: str = "") -> HttpResponse:

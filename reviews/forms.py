@@ -1,0 +1,165 @@
+"""Inline revise forms of the queue pages: the reviewer's corrected value, per item kind.
+
+Each form checks what a person typed and turns it into the `revision` dict that
+`services.review_item_revise` validates against the order and stores beside the AI's
+proposal. The service's own check (an address's country rules, an applier's limits) comes back
+as a ReviewError naming the field, which the view shows on the form.
+"""
+
+from django import forms
+
+from catalog.models import Sku
+
+from .models import ReviewItem, ReviewKind
+
+# The address fields a reviewer edits, a subset of orders.addresses.TEXT_FIELDS.
+ADDRESS_FIELDS = (
+    "name",
+    "company",
+    "address1",
+    "address2",
+    "city",
+    "province_code",
+    "zip",
+    "country_code",
+)
+# AI actions whose proposal a reviewer may revise, by the shape of their revision.
+ADDRESS_ACTIONS = {"correct_shipping_address"}
+SKU_CODE_ACTIONS = {"substitute_sku"}
+CARRIER_SERVICE_ACTIONS = {"select_carrier", "downgrade_shipping_service"}
+
+
+class ReviseForm(forms.Form):
+    def revision(self) -> dict:
+        """The cleaned value as the revision dict of `review_item_revise`."""
+        raise NotImplementedError
+
+
+class AddressReviseForm(ReviseForm):
+    name = forms.CharField(max_length=200, required=False)
+    company = forms.CharField(max_length=200, required=False)
+    address1 = forms.CharField(label="Address line 1", max_length=200)
+    address2 = forms.CharField(label="Address line 2", max_length=200, required=False)
+    city = forms.CharField(max_length=100)
+    province_code = forms.CharField(label="Province or state code", max_length=10, required=False)
+    zip = forms.CharField(label="Postal code", max_length=20, required=False)
+    country_code = forms.CharField(
+        label="Country code", min_length=2, max_length=2, help_text="Two letters, e.g. US."
+    )
+
+    def clean_country_code(self) -> str:
+        value = self.cleaned_data["country_code"].strip().upper()
+        if not (value.isascii() and value.isalpha()):
+            raise forms.ValidationError("Enter a two-letter country code, e.g. US.")
+        return value
+
+    def revision(self) -> dict:
+        """The whole address; empty fields are left out rather than stored as blanks."""
+        address = {name: self.cleaned_data[name].strip() for name in ADDRESS_FIELDS}
+        return {name: value for name, value in address.items() if value}
+
+
+class SkuCodeReviseForm(ReviseForm):
+    """A substitution: the SKU code to ship instead."""
+
+    sku = forms.CharField(label="SKU code", max_length=64)
+
+    def revision(self) -> dict:
+        return {"sku": self.cleaned_data["sku"].strip()}
+
+
+class SkuIdReviseForm(ReviseForm):
+    """An unmapped SKU: the canonical SKU, typed by code and stored by id."""
+
+    sku = forms.CharField(label="SKU code", max_length=64)
+
+    def clean_sku(self) -> Sku:
+        code = self.cleaned_data["sku"].strip()
+        sku = Sku.objects.filter(code=code, is_active=True).first()
+        if sku is None:
+            raise forms.ValidationError(f"No active SKU has the code {code!r}.")
+        return sku
+
+    def revision(self) -> dict:
+        return {"sku_id": self.cleaned_data["sku"].pk}
+
+
+class CarrierServiceReviseForm(ReviseForm):
+    """An AI carrier choice: the service as carrier/service, e.g. ups/ground."""
+
+    carrier_service = forms.CharField(
+        label="Carrier service", max_length=130, help_text="carrier/service, e.g. ups/ground."
+    )
+
+    def clean_carrier_service(self) -> str:
+        value = self.cleaned_data["carrier_service"].strip().lower()
+        carrier, _, service = value.partition("/")
+        if not carrier or not service:
+            raise forms.ValidationError("Enter the service as carrier/service, e.g. ups/ground.")
+        return value
+
+    def revision(self) -> dict:
+        return {"carrier_service": self.cleaned_data["carrier_service"]}
+
+
+class CarrierCodeReviseForm(ReviseForm):
+    """An unknown carrier code: one of the services the item offers."""
+
+    service_id = forms.TypedChoiceField(label="Carrier service", coerce=int)
+
+    def __init__(self, *args, services: list[dict], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["service_id"].choices = [("", "Choose a service")] + [
+            (service["service_id"], f"{service['name']} ({service.get('service_level', '')})")
+            for service in services
+        ]
+
+    def revision(self) -> dict:
+        return {"service_id": self.cleaned_data["service_id"]}
+
+
+def revise_form_for(item: ReviewItem, data=None) -> ReviseForm | None:
+    """The revise form of the item's kind, filled with the AI's proposal; None if not revisable.
+
+    Field ids carry the item id, so a list page can hold one form per item. Building a form
+    runs no query.
+    """
+    form_class, initial, extra = _form_and_initial(item)
+    if form_class is None:
+        return None
+    return form_class(data=data, initial=initial, auto_id=f"revise-{item.pk}-%s", **extra)
+
+
+def _form_and_initial(item: ReviewItem) -> tuple[type[ReviseForm] | None, dict, dict]:
+    proposal = item.proposal or {}
+    after = proposal.get("after") if isinstance(proposal.get("after"), dict) else {}
+
+    if proposal.get("decision"):
+        # An AI proposal; audit samples were already applied, so they are agreed or not only.
+        action = proposal.get("action", "")
+        if item.kind == ReviewKind.AUDIT_SAMPLE:
+            return None, {}, {}
+        if action in ADDRESS_ACTIONS:
+            return AddressReviseForm, _address_initial(after.get("shipping_address")), {}
+        if action in SKU_CODE_ACTIONS:
+            return SkuCodeReviseForm, {"sku": after.get("sku", "")}, {}
+        if action in CARRIER_SERVICE_ACTIONS:
+            return CarrierServiceReviseForm, {"carrier_service": after.get("carrier_service")}, {}
+        return None, {}, {}
+
+    if item.kind == ReviewKind.ADDRESS:
+        received = item.order.shipping_address if item.order else None
+        address = proposal.get("normalized") or received
+        return AddressReviseForm, _address_initial(address), {}
+    if item.kind == ReviewKind.UNMAPPED_SKU:
+        candidates = proposal.get("candidates") or [{}]
+        return SkuIdReviseForm, {"sku": candidates[0].get("code", "")}, {}
+    if item.kind == ReviewKind.CARRIER_CODE and proposal.get("services"):
+        initial = {"service_id": proposal.get("suggested_service_id")}
+        return CarrierCodeReviseForm, initial, {"services": proposal["services"]}
+    return None, {}, {}
+
+
+def _address_initial(address: dict | None) -> dict:
+    address = address if isinstance(address, dict) else {}
+    return {name: address.get(name) or "" for name in ADDRESS_FIELDS}
