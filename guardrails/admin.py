@@ -17,6 +17,7 @@ from .backtest_admin import POLICY_VERSION_ACTIONS
 from .models import (
     ActionType,
     AuditEntry,
+    Decision,
     GuardrailSettings,
     Policy,
     PolicyBand,
@@ -39,6 +40,52 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_filter = ["action", "actor_kind", "target_type"]
     search_fields = ["target_id", "actor_label", "reason"]
     readonly_fields = [field.name for field in AuditEntry._meta.fields]
+    raw_id_fields = ["actor"]
+    list_select_related = ["actor"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    """Decisions are the engine's record: read-only here, reverted and labelled through the API."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "action",
+        "order",
+        "channel",
+        "verdict",
+        "confidence",
+        "model_name",
+        "model_version",
+        "applied_at",
+        "reverted_at",
+        "outcome",
+    ]
+    list_filter = ["verdict", "outcome", "review_outcome", "action"]
+    search_fields = ["model_name", "model_version"]
+    list_select_related = ["action", "order", "channel"]
+    raw_id_fields = [
+        "order",
+        "proposed_by",
+        "policy_version",
+        "review_item",
+        "reverted_by",
+        "labelled_by",
+    ]
+    readonly_fields = [field.name for field in Decision._meta.fields]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -422,4 +469,4 @@ class GuardrailSettingsAdmin(admin.ModelAdmin):
         )
 
 
-from . import breaker_admin  # noqa: E402, F401
+from . import breaker_admin, sampling_admin  # noqa: E402, F401

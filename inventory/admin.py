@@ -105,7 +105,7 @@ class StockEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["outcome", "kind", "source", "location"]
     search_fields = ["event_id", "sku__code"]
     list_select_related = ["sku", "location"]
-    raw_id_fields = ["sku"]
+    raw_id_fields = ["sku", "posted_by"]
     date_hierarchy = "received_at"
     show_full_result_count = False
 

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
@@ -50,6 +51,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["outcome", "channel", "topic"]
     search_fields = ["delivery_id", "event_id"]
     list_select_related = ["channel"]
+    show_full_result_count = False
     exclude = ["body"]
     readonly_fields = ["body_text"]
     actions = ["replay_deliveries"]
@@ -125,14 +127,22 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderLine
     fields = ["position", "title", "channel_sku", "sku", "quantity", "unit_price"]
+    raw_id_fields = ["sku"]
     extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("sku")
 
 
 class OrderEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderEvent
     fields = ["created_at", "kind", "message", "actor_kind", "actor"]
     readonly_fields = ["created_at"]
+    raw_id_fields = ["actor"]
     extra = 0
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("actor")
 
 
 @admin.register(Order)
@@ -151,6 +161,8 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["channel_order_id", "order_number", "customer_email"]
     list_select_related = ["channel", "carrier_service"]
     raw_id_fields = ["delivery"]
+    autocomplete_fields = ["carrier_service"]
+    show_full_result_count = False
     inlines = [OrderLineInline, OrderEventInline]
 
 

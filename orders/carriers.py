@@ -18,7 +18,7 @@ from guardrails.services import audit_record
 
 from .carrier_codes import normalize_carrier_code
 from .models import CarrierCodeMapping, CarrierService, Order, OrderStatus, ServiceLevel
-from .services import order_event_add, order_update_hold_reasons
+from .services import order_event_add, order_update_hold_reasons, order_version_bump
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +266,7 @@ def carrier_code_accept(
         raise ReviewError("invalid_service", f"Carrier service id {service_id} does not exist.")
 
     reason = f"Accepted in review item #{item.pk}"
+    service_before = order.carrier_service_id
     mapping = None
     others = []
     if normalize_carrier_code(code):
@@ -290,6 +291,8 @@ def carrier_code_accept(
     elif proposal.get("shipping_line") == 1:
         # A line without any code cannot be mapped, so the service is set for this order.
         order_carrier_service_set(order=order, service=service, actor=user, reason=reason)
+    if order.carrier_service_id != service_before:
+        order_version_bump(order, reason=f"carrier code accepted in review item #{item.pk}")
 
     return {
         "code": code,
@@ -356,7 +359,10 @@ def review_items_resolve_by_carrier_mapping(
         if found is None:
             continue
 
+        service_before = order.carrier_service_id
         order_carrier_service_refresh(order=order, actor=actor, reason=cause)
+        if order.carrier_service_id != service_before:
+            order_version_bump(order, reason=cause)
         _item_close(
             item=item,
             status=ReviewStatus.RESOLVED,

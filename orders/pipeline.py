@@ -29,6 +29,7 @@ from .services import (
     order_mark_ready,
     order_release_reservations,
     order_resolve_open_review_items,
+    order_version_bump,
 )
 
 ORDER_STATE_CANCELLED = "cancelled"
@@ -301,6 +302,8 @@ def _order_replace(*, order: Order, delivery: Delivery, canonical: CanonicalOrde
     order.address_reasons = []
     order.save()
     _lines_replace(order=order, canonical=canonical)
+    # After the full save, which would otherwise write the old version back.
+    order_version_bump(order, reason="updated by the channel")
 
     after = _order_summary(order)
     order_event_add(

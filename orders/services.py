@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import Channel, Sku
@@ -214,6 +215,23 @@ def order_event_add(
     )
 
 
+def order_version_bump(order: Order, *, reason: str) -> Order:
+    """Count a material change of the order, so review approvals given before it are stale.
+
+    Call inside the caller's transaction. The increment runs in the database, so two changes
+    in concurrent transactions both count; the field on `order` is read back afterwards.
+    Hold reason and status changes the review flow makes are not material and must not call
+    this, or the item that caused them would turn stale.
+    """
+    Order.objects.filter(pk=order.pk).update(version=F("version") + 1)
+    order.refresh_from_db(fields=["version"])
+    logger.info(
+        "order version bumped",
+        extra={"order": order.pk, "version": order.version, "reason": reason},
+    )
+    return order
+
+
 def order_lock(*, order_id: int) -> Order:
     """Lock one order row for the rest of the transaction and return it freshly read."""
     return Order.objects.select_for_update(of=("self",)).select_related("channel").get(pk=order_id)
@@ -320,6 +338,7 @@ def order_cancel(*, order: Order, delivery: Delivery) -> Order:
     order.status = OrderStatus.CANCELLED
     order.hold_reasons = []
     order.save(update_fields=["status", "hold_reasons", "updated_at"])
+    order_version_bump(order, reason="cancelled by the channel")
     order_event_add(
         order=order, kind="order.cancelled", message=f"{note}.", data={"delivery": delivery.pk}
     )
@@ -465,6 +484,7 @@ def order_line_sku_substitute(
     before = line.sku.code if line.sku_id else None
     line.sku = sku
     line.save(update_fields=["sku"])
+    order_version_bump(line.order, reason="line SKU substituted")
 
     audit_record(
         action="order_line.sku_substituted",
@@ -514,6 +534,7 @@ def order_address_set(
         update_fields += ["address_score", "address_reasons"]
         after["address_score"] = str(result.score)
     order.save(update_fields=update_fields)
+    order_version_bump(order, reason=f"{field} changed")
 
     audit_record(
         action=f"order.{field}_changed",
@@ -549,6 +570,7 @@ def order_carrier_service_change(
     before = str(order.carrier_service) if order.carrier_service_id else None
     order.carrier_service = service
     order.save(update_fields=["carrier_service", "updated_at"])
+    order_version_bump(order, reason="carrier service changed")
 
     after = str(service) if service else None
     audit_record(
@@ -585,6 +607,7 @@ def order_pickup_set(
     before = order.in_store_pickup
     order.in_store_pickup = in_store_pickup
     order.save(update_fields=["in_store_pickup", "updated_at"])
+    order_version_bump(order, reason="pickup changed")
 
     audit_record(
         action="order.pickup_changed",
@@ -628,6 +651,7 @@ def order_cancel_by_decision(
     order.status = OrderStatus.CANCELLED
     order.hold_reasons = []
     order.save(update_fields=["status", "hold_reasons", "updated_at"])
+    order_version_bump(order, reason="cancelled by a decision")
 
     order_event_add(
         order=order, kind="order.cancelled", message=f"Cancelled: {reason}.", actor=actor
@@ -653,6 +677,7 @@ def order_reinstate(
     order.status = status
     order.hold_reasons = hold_reasons
     order.save(update_fields=["status", "hold_reasons", "updated_at"])
+    order_version_bump(order, reason="reinstated")
 
     order_event_add(
         order=order,

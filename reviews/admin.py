@@ -8,7 +8,8 @@ class ReviewItemAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "status", "order", "created_at", "decided_by", "decided_at"]
     list_filter = ["kind", "status"]
     list_select_related = ["order", "order__channel", "decided_by"]
-    raw_id_fields = ["order", "order_line", "decided_by"]
+    raw_id_fields = ["order", "order_line", "delivery", "decided_by", "assignee"]
+    show_full_result_count = False
     readonly_fields = [field.name for field in ReviewItem._meta.fields]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -16,3 +17,6 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+from . import confirmation_admin  # noqa: E402, F401

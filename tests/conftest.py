@@ -100,6 +100,7 @@ ROLE_MIGRATIONS = [
     ("inventory.migrations.0006_replenishment_roles", "grant_replenishment"),
     ("monitoring.migrations.0002_alert_roles", "grant_alert_view"),
     ("guardrails.migrations.0003_guardrail_roles", "grant_guardrail_permissions"),
+    ("orders.migrations.0011_history_roles", "grant_history_permissions"),
 ]
 
 

@@ -20,7 +20,7 @@ from ..addresses import (
 )
 from ..carriers import order_needs_delivery
 from ..models import Order
-from ..services import order_event_add
+from ..services import order_event_add, order_version_bump
 from . import Finding, hold
 
 logger = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ def address_accept(*, item, order: Order, user: AbstractBaseUser) -> dict:
     order.address_score = result.score
     order.address_reasons = result.reasons_as_dicts()
     order.save(update_fields=["shipping_address", "address_score", "address_reasons", "updated_at"])
+    order_version_bump(order, reason=f"address accepted in review item #{item.pk}")
 
     reason = f"Accepted in review item #{item.pk}"
     audit_record(

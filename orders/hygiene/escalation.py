@@ -1,19 +1,35 @@
-"""Escalation flags: orders a person should look at before fulfilment, though nothing holds them.
+"""Escalations: orders a person should release before fulfilment.
 
-Three findings, all flags: a high order value, a priority customer, and unusual routing.
+Three findings hold the order, each on a review item of its own kind that proposes releasing
+it: a high order value (`high_value`), a priority customer (`priority_customer`), and a
+destination the channel does not usually ship to (`routing`). Each also keeps its flag
+(`order_value`, `priority_customer`, `unusual_destination`) on the order, because the
+guardrail facts read the priority customer flag and people see flags on the order page.
+Accepting an item releases its hold; rejecting it keeps the order for manual handling.
+
+An in-store pickup order with a charged shipping line (`pickup_ships`) is only flagged.
 """
 
+import logging
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 
-from omsguard.money import money_format
+from omsguard.money import money_format, money_round
 
 from ..models import Order, PriorityCustomer
-from . import Finding, flag
+from ..services import order_event_add
+from . import Finding, flag, hold
+
+logger = logging.getLogger(__name__)
 
 # How many of the channel's latest orders make up its usual destination countries.
 ROUTING_HISTORY = 500
+# At most this many usual countries are copied into a routing item's source data.
+ROUTING_COUNTRIES_SHOWN = 30
+
+RELEASE_PROPOSAL = {"action": "release"}
 
 
 def check_escalations(*, order: Order) -> list[Finding]:
@@ -24,6 +40,26 @@ def check_escalations(*, order: Order) -> list[Finding]:
     return findings
 
 
+def escalation_release_accept(*, item, order: Order, user: AbstractBaseUser) -> dict:
+    """Accept handler for high value, priority customer and routing items: release the hold.
+
+    The review flow removes the item's hold reason after this returns, and the order goes on
+    when no other reason holds it; this handler only states what was decided.
+    """
+    from reviews.services import ReviewError
+
+    if item.proposal.get("action") != RELEASE_PROPOSAL["action"]:
+        raise ReviewError(
+            "unsupported_proposal",
+            f"Review item #{item.pk} proposes no release; reject it and handle the order.",
+        )
+    logger.info(
+        "escalation released",
+        extra={"review_item": item.pk, "order": order.pk, "kind": item.kind},
+    )
+    return {"action": "release", "released": True, "kind": item.kind}
+
+
 def _order_value(order: Order) -> list[Finding]:
     # NOTE: there is no currency conversion yet, so only orders in the limit's own currency
     # are compared; a large order in another currency gets no flag.
@@ -31,32 +67,56 @@ def _order_value(order: Order) -> list[Finding]:
     limit = Decimal(settings.OMSGUARD_ESCALATION_ORDER_VALUE)
     if order.currency != currency or order.total <= limit:
         return []
-    return [
-        flag(
-            "order_value",
-            f"Order total {money_format(order.total, currency)} {currency} is above the "
-            f"escalation limit {limit}",
-            data={"total": str(order.total), "limit": str(limit), "currency": currency},
+    message = (
+        f"Order total {money_format(order.total, currency)} {currency} is above the "
+        f"escalation limit {limit}"
+    )
+    # Rounded to the currency, so an order read back from the database compares equal.
+    total = money_round(order.total, currency)
+    data = {"total": str(total), "limit": str(limit), "currency": currency}
+    findings = [flag("order_value", message, data=data)]
+    findings.extend(
+        _escalate(
+            order,
+            kind="high_value",
+            reason=f"{message}; a person releases high-value orders before fulfilment.",
+            source_data=data,
         )
-    ]
+    )
+    return findings
 
 
 def _priority_customer(order: Order) -> list[Finding]:
     customers = PriorityCustomer.objects.filter(channel=order.channel)
-    match = None
+    match, matched_on = None, ""
     if order.customer_id:
         match = customers.filter(customer_id=order.customer_id).first()
+        matched_on = "customer_id"
     if match is None and order.customer_email:
         match = customers.filter(email__iexact=order.customer_email).first()
+        matched_on = "email"
     if match is None:
         return []
-    return [
-        flag(
-            "priority_customer",
-            "The customer is on the channel's priority list",
-            data={"priority_customer": match.pk, "note": match.note},
-        )
+    message = "The customer is on the channel's priority list"
+    findings = [
+        flag("priority_customer", message, data={"priority_customer": match.pk, "note": match.note})
     ]
+    findings.extend(
+        _escalate(
+            order,
+            kind="priority_customer",
+            reason=(
+                f"{message} (matched by {matched_on.replace('_', ' ')}); a person checks "
+                "priority customers' orders before fulfilment."
+            ),
+            source_data={
+                "priority_customer": match.pk,
+                "matched_on": matched_on,
+                "note": match.note,
+            },
+        )
+    )
+    return findings
 
 
 def _unusual_routing(order: Order) -> list[Finding]:
@@ -78,16 +138,66 @@ def _unusual_routing(order: Order) -> list[Finding]:
         .order_by("-created_at")
         .values_list("shipping_address__country_code", flat=True)[:ROUTING_HISTORY]
     )
-    if len(history) >= settings.OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS and country not in history:
-        findings.append(
-            flag(
-                "unusual_destination",
-                f"Destination country {country} is not among the channel's last "
-                f"{len(history)} orders",
-                data={"country": country},
-            )
+    if len(history) < settings.OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS or country in history:
+        return findings
+
+    message = f"Destination country {country} is not among the channel's last {len(history)} orders"
+    findings.append(flag("unusual_destination", message, data={"country": country}))
+    usual = sorted({code for code in history if code})
+    findings.extend(
+        _escalate(
+            order,
+            kind="routing",
+            reason=f"{message}; a person confirms unusual routing before fulfilment.",
+            source_data={
+                "country": country,
+                "orders_compared": len(history),
+                "usual_countries": usual[:ROUTING_COUNTRIES_SHOWN],
+            },
         )
+    )
     return findings
+
+
+def _escalate(order: Order, *, kind: str, reason: str, source_data: dict) -> list[Finding]:
+    """Open the order's review item of this kind and return the hold that names it.
+
+    One open item per kind and order: a second run of the checks reuses it. An order whose
+    item of this kind was already accepted for the same source data is not held again, so a
+    channel update that changes something else does not ask for the same release twice.
+    """
+    from reviews.models import ReviewItem, ReviewKind, ReviewStatus
+
+    items = ReviewItem.objects.filter(order=order, kind=kind)
+    item = items.filter(status=ReviewStatus.OPEN).order_by("pk").first()
+    if item is None:
+        accepted = items.filter(status=ReviewStatus.ACCEPTED).values_list("source_data", flat=True)
+        if source_data in list(accepted):
+            return []
+        item = ReviewItem.objects.create(
+            kind=kind,
+            order=order,
+            reason=reason,
+            source_data=source_data,
+            proposal=dict(RELEASE_PROPOSAL),
+        )
+        label = ReviewKind(kind).label.lower()
+        order_event_add(
+            order=order,
+            kind="review.opened",
+            message=f"Review item #{item.pk} opened: {label} order waits for release.",
+            data={"review_item": item.pk},
+        )
+        logger.info(
+            "order escalated", extra={"order": order.pk, "kind": kind, "review_item": item.pk}
+        )
+    return [
+        hold(
+            kind,
+            f"{ReviewKind(kind).label} order waits for release in review item #{item.pk}",
+            review_item=item.pk,
+        )
+    ]
 
 
 def _ships(shipping_lines: list[dict]) -> bool:

@@ -38,7 +38,12 @@ def test_demo_holds_only_the_short_hoodie(seeded):
     assert out_of_stock == ["#1007"]
     held = Order.objects.get(order_number="#1007")
     # The substitution recommender proposed another hoodie; a person decides it.
-    assert [reason["code"] for reason in held.hold_reasons] == ["out_of_stock", "ai_decision"]
+    # It is also above the USD 1,000 escalation limit, so a person releases it.
+    assert [reason["code"] for reason in held.hold_reasons] == [
+        "high_value",
+        "out_of_stock",
+        "ai_decision",
+    ]
     substitution = ReviewItem.objects.get(kind=ReviewKind.SUBSTITUTION)
     assert substitution.order_line == item.order_line
     assert substitution.ai_decision.verdict == "queued_for_review"
@@ -65,7 +70,10 @@ def test_demo_restock_through_api_releases_order(seeded, django_capture_on_commi
         )
 
     assert response.status_code == 201
-    assert Order.objects.get(order_number="#1007").status == OrderStatus.READY
+    # Only the high-value release is left to a person.
+    order = Order.objects.get(order_number="#1007")
+    assert order.status == OrderStatus.ON_HOLD
+    assert [reason["code"] for reason in order.hold_reasons] == ["high_value"]
     assert ReviewItem.objects.get(kind=ReviewKind.OUT_OF_STOCK).status == ReviewStatus.RESOLVED
     # The hoodie is in stock again, so the queued substitution no longer applies.
     assert ReviewItem.objects.get(kind=ReviewKind.SUBSTITUTION).status == ReviewStatus.RESOLVED

@@ -485,7 +485,14 @@ def test_every_sample_gets_its_carrier_and_address_score(django_capture_on_commi
         "carrier_code_unknown"
     ]
     hold_codes = {reason["code"] for order in orders.values() for reason in order.hold_reasons}
-    assert hold_codes <= {"unmapped_sku", "out_of_stock"}
+    assert hold_codes <= {"unmapped_sku", "out_of_stock", "high_value"}
+    # #1007 is the one sample above the USD 1,000 escalation limit.
+    high_value = {
+        number
+        for number, order in orders.items()
+        if any(reason["code"] == "high_value" for reason in order.hold_reasons)
+    }
+    assert high_value == {"#1007"}
     unmapped = {
         number
         for number, order in orders.items()
