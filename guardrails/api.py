@@ -8,6 +8,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import services
+from .disagreement_api import (
+    DisagreementQuerySerializer,
+    DisagreementSerializer,
+    disagreement_response,
+)
 from .models import Decision, Verdict
 from .serializers import (
     DecisionDetailSerializer,
@@ -129,6 +134,15 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         except services.DecisionError as error:
             return _error_response(error)
         return self._answer(decision, status.HTTP_200_OK)
+
+    @extend_schema(
+        parameters=[DisagreementQuerySerializer],
+        responses={200: DisagreementSerializer, 400: ERROR_RESPONSES[400]},
+    )
+    @action(detail=False, methods=["get"], filterset_class=None, pagination_class=None)
+    def disagreement(self, request: Request) -> Response:
+        """Disagreement rates of reviewed decisions per action, model name and model version."""
+        return disagreement_response(request)
 
     def _answer(self, decision: Decision, status_code: int) -> Response:
         decision = self.get_queryset().get(pk=decision.pk)

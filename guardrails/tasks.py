@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
-from . import autonomy, breakers
+from . import autonomy, breakers, sampling
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +37,15 @@ def breakers_sweep() -> int:
 def autonomy_gates_recompute() -> int:
     """Recompute every action's autonomy gate so old errors leave the window; beat runs it."""
     return autonomy.autonomy_gates_recompute()
+
+
+@shared_task
+def sampling_rates_recompute() -> int:
+    """Recompute every action's audit sampling rate from its disagreement rate; beat runs it."""
+    return sampling.sampling_rates_recompute()
+
+
+@shared_task(autoretry_for=(OperationalError,), max_retries=3, retry_backoff=True)
+def sampling_rate_recompute_for_action(action_code: str) -> None:
+    """Recompute one action's sampling rate; queued when one of its audit samples is decided."""
+    sampling.sampling_rate_recompute(action_code=action_code)

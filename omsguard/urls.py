@@ -16,6 +16,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("webhooks/", include("orders.webhook_urls")),
     path("queue/", include("reviews.urls")),
+    # Customers answer address confirmation emails here, without an account.
+    path("confirm/", include("reviews.confirm_urls")),
     path("orders/", include("orders.urls")),
     path("catalog/", include("catalog.urls")),
     path("guardrails/", include("guardrails.urls")),
