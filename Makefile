@@ -27,16 +27,20 @@ $(STAMP): pyproject.toml
 demo: export DEBUG ?= 1
 demo: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
-	@if [ -n "$$REDIS_URL" ]; then \
-		echo "Starting a Celery worker (REDIS_URL is set); its log is var/worker.log"; \
-		mkdir -p var; \
-		$(BIN)/celery -A omsguard worker --loglevel=INFO --concurrency=2 >var/worker.log 2>&1 & \
-		echo $$! > var/worker.pid; \
-	fi
-	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops it)"
-	$(BIN)/python manage.py runserver $(HOST):$(PORT); \
-		status=$$?; [ -f var/worker.pid ] && kill $$(cat var/worker.pid) 2>/dev/null; rm -f var/worker.pid; exit $$status
+	@# With REDIS_URL the worker starts first: seed_demo's deliveries go through it. Its -B
+	@# runs the periodic jobs (sweep, breakers, autonomy gates) inside the same process.
+	@mkdir -p var; worker=""; \
+	stop_worker() { [ -n "$$worker" ] && kill $$worker 2>/dev/null; worker=""; }; \
+	trap stop_worker EXIT INT TERM; \
+	if [ -n "$$REDIS_URL" ]; then \
+		echo "Starting a Celery worker (REDIS_URL is set); its log is var/worker-$(PORT).log"; \
+		$(BIN)/celery -A omsguard worker -B --schedule=var/beat-$(PORT) --loglevel=INFO \
+			--concurrency=2 >var/worker-$(PORT).log 2>&1 & \
+		worker=$$!; \
+	fi; \
+	$(BIN)/python manage.py seed_demo || exit 1; \
+	echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops it)"; \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install
 	$(BIN)/ruff check .

@@ -5,15 +5,20 @@ the add form is prefilled from the latest version (`?policy=<id>`), validated as
 with its bands, and saved through `guardrails.policies`, which numbers and audits it.
 """
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html
 
 from .backtest_admin import POLICY_VERSION_ACTIONS
+from .forms import GuardrailSettingsForm
 from .models import (
     ActionType,
     AuditEntry,
@@ -30,6 +35,7 @@ from .policies import (
     policy_version_create,
     policy_version_publish,
 )
+from .services import audit_record
 
 PUBLISH_PERMISSION = "guardrails.publish_policyversion"
 
@@ -419,11 +425,28 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Publish the selected drafts", permissions=["publish"])
     def publish_drafts(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> None:
-        published = 0
-        for version in queryset.filter(published_at__isnull=True).order_by("number"):
-            policy_version_publish(version=version, user=request.user)
-            published += 1
-        self.message_user(request, f"Published {published} draft(s).", messages.SUCCESS)
+        versions = queryset.select_related("policy__action", "policy__channel").order_by("number")
+        published, skipped = [], []
+        for version in versions:
+            if version.published_at is not None:
+                skipped.append(str(version))
+                continue
+            published.append(str(policy_version_publish(version=version, user=request.user)))
+
+        if published:
+            self.message_user(
+                request,
+                f"Published {len(published)} draft{pluralize(published)}: {', '.join(published)}.",
+                messages.SUCCESS,
+            )
+        if skipped:
+            # Publishing a published version again would change nothing.
+            self.message_user(
+                request,
+                f"Skipped {len(skipped)} version{pluralize(skipped)} already published: "
+                f"{', '.join(skipped)}.",
+                messages.WARNING,
+            )
 
     def has_publish_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PUBLISH_PERMISSION)
@@ -453,7 +476,22 @@ def _prefill_bands(request: HttpRequest) -> list[dict]:
 
 @admin.register(GuardrailSettings)
 class GuardrailSettingsAdmin(admin.ModelAdmin):
+    form = GuardrailSettingsForm
     readonly_fields = ["updated_at"]
+
+    def save_model(self, request, obj: GuardrailSettings, form, change: bool) -> None:
+        changed = [name for name in form.changed_data if name in form.cleaned_data]
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            audit_record(
+                action="guardrail_settings.changed",
+                target_type="guardrail_settings",
+                target_id=obj.pk,
+                actor=request.user,
+                reason="Changed in the admin.",
+                before={name: _json_value(form.initial.get(name)) for name in changed},
+                after={name: _json_value(form.cleaned_data[name]) for name in changed},
+            )
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -467,6 +505,11 @@ class GuardrailSettingsAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(
             reverse("admin:guardrails_guardrailsettings_change", args=[settings_row.pk])
         )
+
+
+def _json_value(value: object) -> object:
+    # Decimals are stored as text in the audit entry, so 0.05 keeps its exact digits.
+    return str(value) if isinstance(value, Decimal) else value
 
 
 from . import breaker_admin, sampling_admin  # noqa: E402, F401

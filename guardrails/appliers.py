@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from catalog.models import Sku
-from orders.models import CarrierService, Order, OrderLine, OrderStatus
+from orders.models import CarrierService, Order, OrderLine, OrderStatus, ServiceLevel
 
 from .models import Decision
 from .services import DecisionConflict, DecisionError
@@ -84,8 +84,15 @@ class SubstituteSkuApplier(Applier):
             raise _invalid("after", "`sku` must be a SKU code.")
         if after["line"] != before["line"]:
             raise _invalid("after", "`line` must be the same line as in `before`.")
-        if not order.lines.filter(position=after["line"]).exists():
+        line = order.lines.filter(position=after["line"]).first()
+        if line is None:
             raise _invalid("after", f"The order has no line {after['line']}.")
+        if line.sku_id is None:
+            raise _invalid(
+                "after",
+                f"Line {line.position} has no mapped SKU; map it in the unmapped-SKU queue "
+                "before proposing a substitute.",
+            )
         if not Sku.objects.filter(code=after["sku"], is_active=True).exists():
             raise _invalid("after", f"SKU {after['sku']!r} does not exist or is inactive.")
         if after["sku"] == before["sku"]:
@@ -210,7 +217,23 @@ class AddressApplier(Applier):
         result: dict[str, Any] = {"field": self.field}
         if self.field == "shipping_address":
             result["address_score"] = str(order.address_score)
+            result["resolved"] = _address_items_resolve(order, decision)
         return result
+
+
+def _address_items_resolve(order: Order, decision: Decision) -> list[int]:
+    """Close the order's other address items: they were about the address just replaced."""
+    from reviews.models import ReviewKind
+    from reviews.services import review_items_resolve_moot
+
+    items = review_items_resolve_moot(
+        order=order,
+        kinds=[ReviewKind.ADDRESS],
+        note=f"the shipping address was replaced by decision #{decision.pk}",
+        data={"ai_decision": decision.pk},
+        exclude_item_id=decision.review_item_id,
+    )
+    return [item.pk for item in items]
 
 
 # --- Carrier service -----------------------------------------------------------------------
@@ -225,11 +248,19 @@ class CarrierServiceApplier(Applier):
         _check_keys(after, "after", {"carrier_service"})
         if before["carrier_service"] is not None and not isinstance(before["carrier_service"], str):
             raise _invalid("before", "`carrier_service` must be 'carrier/service' or null.")
-        if carrier_service_by_code(after["carrier_service"]) is None:
+        service = carrier_service_by_code(after["carrier_service"])
+        if service is None:
             raise _invalid(
                 "after",
                 f"Unknown carrier service {after['carrier_service']!r}; use the carrier code and "
                 "the service code, e.g. 'ups/ground'.",
+            )
+        if self.action_code == "select_carrier" and _is_downgrade(order.carrier_service, service):
+            # Otherwise a carrier pick would get round the downgrade policy, which blocks.
+            raise _invalid(
+                "after",
+                f"{service.name} is a slower service level than the order's "
+                f"{order.carrier_service.name}; propose downgrade_shipping_service instead.",
             )
 
     def current(self, order: Order, before: dict) -> dict:
@@ -256,6 +287,25 @@ class CarrierServiceApplier(Applier):
             **_actor(user, actor_label),
         )
         return {"carrier_service": carrier_service_code(service)}
+
+
+# Service levels from slowest to fastest; pickup is not a delivery speed and is left out.
+SERVICE_LEVEL_SPEED = {
+    ServiceLevel.ECONOMY: 0,
+    ServiceLevel.GROUND: 1,
+    ServiceLevel.EXPEDITED: 2,
+    ServiceLevel.OVERNIGHT: 3,
+}
+
+
+def _is_downgrade(current: CarrierService | None, proposed: CarrierService) -> bool:
+    if current is None:
+        return False
+    current_speed = SERVICE_LEVEL_SPEED.get(current.service_level)
+    proposed_speed = SERVICE_LEVEL_SPEED.get(proposed.service_level)
+    if current_speed is None or proposed_speed is None:
+        return False
+    return proposed_speed < current_speed
 
 
 def carrier_service_by_code(code: Any) -> CarrierService | None:

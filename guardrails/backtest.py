@@ -194,6 +194,16 @@ def _example(
     }
 
 
+def fired_summary(fired: list[dict]) -> str:
+    """Join the messages of an example's fired rules into one text of whole sentences."""
+    sentences = [message.strip() for message in (reason["message"] for reason in fired)]
+    return " ".join(
+        sentence if sentence.endswith((".", "!", "?")) else f"{sentence}."
+        for sentence in sentences
+        if sentence
+    )
+
+
 # --- Shadow versions ---------------------------------------------------------------------------
 
 
@@ -224,12 +234,16 @@ def shadow_start(*, version: PolicyVersion, user: AbstractBaseUser) -> Policy:
     """Evaluate the draft `version` beside its policy's live version from now on."""
     if version.published_at is not None:
         raise BacktestError(
-            f"{version} is published, but only a draft version can run in shadow.", field="version"
+            f"Only a draft version can run in shadow, and {version} is published.",
+            field="version",
         )
 
     with transaction.atomic():
         policy = Policy.objects.select_for_update().get(pk=version.policy_id)
         previous = policy.shadow_version_id
+        if previous == version.pk:
+            # Already the shadow: nothing changes, so there is nothing to audit.
+            return policy
         policy.shadow_version = version
         policy.save(update_fields=["shadow_version"])
         audit_record(

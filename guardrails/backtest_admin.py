@@ -177,6 +177,11 @@ def run_in_shadow(
         raise PermissionDenied
 
     for version in queryset.select_related("policy__action", "policy__channel"):
+        if version.policy.shadow_version_id == version.pk:
+            modeladmin.message_user(
+                request, f"Nothing changed: {version} already runs in shadow.", messages.WARNING
+            )
+            continue
         try:
             shadow_start(version=version, user=request.user)
         except BacktestError as error:
@@ -186,8 +191,8 @@ def run_in_shadow(
         modeladmin.message_user(
             request,
             format_html(
-                '{} now runs in shadow; see <a href="{}?policy_version__id__exact={}">its '
-                "evaluations</a>.",
+                "Shadow started: {} now runs beside the live version; see <a "
+                'href="{}?policy_version__id__exact={}">its evaluations</a>.',
                 version,
                 link,
                 version.pk,
@@ -206,11 +211,11 @@ def stop_shadow(
     for version in queryset.select_related("policy"):
         if version.policy.shadow_version_id != version.pk:
             modeladmin.message_user(
-                request, f"{version} is not running in shadow.", level=messages.WARNING
+                request, f"Not running in shadow: {version}.", level=messages.WARNING
             )
             continue
         policy_shadow_stop(policy=version.policy, user=request.user)
-        modeladmin.message_user(request, f"{version} no longer runs in shadow.")
+        modeladmin.message_user(request, f"Shadow stopped: {version} no longer runs in shadow.")
 
 
 POLICY_VERSION_ACTIONS = [run_backtest, run_in_shadow, stop_shadow]

@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import pluralize
 
 from catalog.models import Channel
 
@@ -136,9 +137,21 @@ class BreakerAdmin(admin.ModelAdmin):
         reason = _reason(self, request)
         if reason is None:
             return
+        closed, already_closed = 0, []
         for breaker in queryset:
-            breakers.breaker_close(breaker_id=breaker.pk, user=request.user, detail=reason)
-        self.message_user(request, f"Closed {queryset.count()} breakers by hand.")
+            result = breakers.breaker_close(breaker_id=breaker.pk, user=request.user, detail=reason)
+            if breaker.state == result.state:
+                already_closed.append(f"{breaker.scope} {breaker.key}")
+            else:
+                closed += 1
+        if closed or not already_closed:
+            self.message_user(request, f"Closed {closed} breaker{pluralize(closed)} by hand.")
+        if already_closed:
+            self.message_user(
+                request,
+                f"Already closed, left as they were: {', '.join(already_closed)}.",
+                messages.WARNING,
+            )
 
 
 def _reason(model_admin: admin.ModelAdmin, request: HttpRequest) -> str | None:

@@ -262,8 +262,8 @@ def _autonomy_checks(rules: PolicyRules, facts: dict) -> list[dict]:
             _reason(
                 "autonomy_gate",
                 FAIL,
-                f"Labelled error rate {autonomy.get('error_rate')} over "
-                f"{autonomy.get('window_days')} days is at or over "
+                f"Error rate (labelled errors and failed applies) {autonomy.get('error_rate')} "
+                f"over {autonomy.get('window_days')} days is at or over "
                 f"{autonomy.get('max_error_rate')}; autonomy is suspended.",
                 autonomy,
             )
@@ -273,8 +273,8 @@ def _autonomy_checks(rules: PolicyRules, facts: dict) -> list[dict]:
             _reason(
                 "autonomy_gate",
                 PASS,
-                f"Labelled error rate {autonomy.get('error_rate')} is under "
-                f"{autonomy.get('max_error_rate')}.",
+                f"Error rate (labelled errors and failed applies) {autonomy.get('error_rate')} "
+                f"is under {autonomy.get('max_error_rate')}.",
                 autonomy,
             )
         )

@@ -16,6 +16,10 @@ from .models import ActionType, CustomerTier
 logger = logging.getLogger(__name__)
 
 
+# Actions that pick a carrier service, and so turn a pickup order into a shipment.
+CARRIER_ACTIONS = ("select_carrier", "downgrade_shipping_service", "split_order_carriers")
+
+
 def facts_for_order(
     *,
     order: Order,
@@ -44,6 +48,9 @@ def facts_for_order(
         facts["pickup_to_ship"] = bool(
             order.in_store_pickup and after.get("in_store_pickup") is False
         )
+    elif action.code in CARRIER_ACTIONS:
+        # Choosing a carrier for an order the customer collects in a store ships it instead.
+        facts["pickup_to_ship"] = order.in_store_pickup
 
     facts["breakers"] = _breaker_facts(action.code, order.channel.code, model_name)
     facts["autonomy"] = _autonomy_facts(action.code)

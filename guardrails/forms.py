@@ -1,4 +1,4 @@
-"""The simulate page's form: one hypothetical order and proposed action."""
+"""Forms: the simulate page's hypothetical order and action, and the guardrail settings."""
 
 from decimal import Decimal
 
@@ -7,7 +7,7 @@ from django import forms
 from catalog.models import Channel
 from omsguard.money import is_currency
 
-from .models import ActionType, CustomerTier, PolicyVersion
+from .models import ActionType, CustomerTier, GuardrailSettings, PolicyVersion
 from .simulate import STOCK_FRESH, STOCK_NONE, STOCK_STALE, Scenario
 
 
@@ -110,3 +110,59 @@ SIMULATE_EXAMPLE = {
     "item_price": Decimal("24.99"),
     "confidence": Decimal("0.93"),
 }
+
+
+# Fields of GuardrailSettings that count decisions, minutes or days: at least 1 each.
+SETTINGS_COUNT_FIELDS = (
+    "breaker_window_minutes",
+    "breaker_min_decisions",
+    "breaker_cool_down_minutes",
+    "breaker_trial_decisions",
+    "mix_baseline_days",
+    "autonomy_window_days",
+)
+# Error rates: above 0 (a rate of 0 would trip on the first error) and at most 1.
+SETTINGS_ERROR_RATE_FIELDS = ("breaker_error_rate", "autonomy_max_error_rate")
+
+
+class GuardrailSettingsForm(forms.ModelForm):
+    """The admin form for the engine's numbers; it rejects values the checks cannot use."""
+
+    class Meta:
+        model = GuardrailSettings
+        fields = [
+            "breaker_window_minutes",
+            "breaker_min_decisions",
+            "breaker_error_rate",
+            "breaker_cool_down_minutes",
+            "breaker_trial_decisions",
+            "mix_baseline_days",
+            "mix_drift_factor",
+            "confidence_collapse_drop",
+            "autonomy_window_days",
+            "autonomy_max_error_rate",
+        ]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for name in SETTINGS_COUNT_FIELDS:
+            value = cleaned.get(name)
+            if value is not None and value < 1:
+                self.add_error(name, f"Must be 1 or more, not {value}.")
+        for name in SETTINGS_ERROR_RATE_FIELDS:
+            value = cleaned.get(name)
+            if value is not None and not Decimal(0) < value <= 1:
+                self.add_error(name, f"Must be above 0 and at most 1 (1 is 100 %), not {value}.")
+
+        drop = cleaned.get("confidence_collapse_drop")
+        if drop is not None and not Decimal(0) <= drop < 1:
+            self.add_error(
+                "confidence_collapse_drop", f"Must be 0 or more and under 1, not {drop}."
+            )
+        factor = cleaned.get("mix_drift_factor")
+        if factor is not None and factor <= 1:
+            self.add_error(
+                "mix_drift_factor",
+                f"Must be over 1: a share at {factor} times its baseline is no drift.",
+            )
+        return cleaned

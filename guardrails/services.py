@@ -131,6 +131,8 @@ def decision_propose(
     for field, value in (("before", before), ("after", after)):
         if not isinstance(value, dict):
             raise DecisionError("invalid_proposal", "Must be a JSON object.", field=field)
+        _check_storable(value, field)
+    _check_storable(rationale, "rationale")
 
     with transaction.atomic():
         try:
@@ -142,6 +144,7 @@ def decision_propose(
         applier = applier_for(action.code)
         if applier is not None:
             _check_not_stale(applier.current(order, before), before)
+        _check_none_pending(order, action)
 
         facts = facts_for_order(
             order=order,
@@ -373,6 +376,39 @@ def _confidence_checked(confidence: Any) -> Decimal:
         )
     # Stored with 4 places; rounding down never lifts a confidence over a policy's limit.
     return value.quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
+
+
+def _check_none_pending(order, action) -> None:
+    """Refuse a second proposal of an action on an order while one waits for review.
+
+    Without this, an agent retrying a proposal would open one review item (and one hold)
+    per retry.
+    """
+    from reviews.models import ReviewStatus
+
+    pending = (
+        Decision.objects.filter(order=order, action=action, review_item__status=ReviewStatus.OPEN)
+        .values_list("pk", "review_item_id")
+        .first()
+    )
+    if pending is not None:
+        decision_id, item_id = pending
+        raise DecisionConflict(
+            "proposal_pending",
+            f"Decision #{decision_id} proposes {action.code} on this order and waits for review "
+            f"in item #{item_id}; wait for that decision or ask a reviewer to reject it.",
+            data={"decision": decision_id, "review_item": item_id},
+        )
+
+
+def _check_storable(value: Any, field: str) -> None:
+    """Reject text PostgreSQL cannot store (NUL characters, unpaired surrogates) as a 400."""
+    from orders.canonical import AdapterError, check_storable_json
+
+    try:
+        check_storable_json(value, field)
+    except AdapterError as error:
+        raise DecisionError("invalid_text", str(error), field=field) from None
 
 
 def _check_not_stale(current: dict, before: dict) -> None:

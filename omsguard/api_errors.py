@@ -1,6 +1,7 @@
 """The one error response shape of the REST API."""
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -12,6 +13,21 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     DRF's own handler decides the status; this only reshapes its body so integrations can
     read one stable format. Unknown exceptions still propagate (and are logged by Django).
     """
+    if isinstance(exc, RequestDataTooBig):
+        # Django raises this while DRF reads the body; left alone it becomes an HTML 400.
+        return Response(
+            {
+                "error": {
+                    "code": "request_too_large",
+                    "message": (
+                        f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                        "bytes."
+                    ),
+                    "fields": {},
+                }
+            },
+            status=413,
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -284,10 +284,11 @@ def review_item_release(*, item_id: int, user: AbstractBaseUser) -> ReviewItem:
 
 
 def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") -> ReviewItem:
-    """Reject an item's proposal; the order stays on hold for manual handling.
+    """Reject an item's proposal.
 
-    A stale item may still be rejected: rejecting changes nothing the order's new state
-    could contradict.
+    For a hygiene item the order stays on hold for manual handling. For an AI proposal the
+    order goes on as it was: only the proposal's own hold is removed. A stale item may still
+    be rejected: rejecting changes nothing the order's new state could contradict.
     """
     _check_may_decide(user)
 
@@ -310,8 +311,10 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
         position = item.order_line.position if item.order_line else None
         decision_rejected = _ai_decision_reject(item=item, order=order, user=user, note=note)
         _review_outcome_mark(item, agreed=False)
-        if decision_rejected is not None and not _item_holds(order, item):
-            # The proposal held nothing, so rejecting it leaves the order as it is.
+        if decision_rejected is not None:
+            # Rejecting an AI proposal leaves the order as it was before the proposal, so
+            # the hold the proposal added goes and nothing new needs manual handling.
+            held = _item_holds(order, item)
             _item_close(
                 item=item,
                 status=ReviewStatus.REJECTED,
@@ -319,6 +322,10 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
                 decision={"rejected": True, "decision": decision_rejected},
                 note=note,
             )
+            if held:
+                order_update_hold_reasons(
+                    order=order, reasons=_reasons_without_item(order.hold_reasons, item), actor=user
+                )
             return item
 
         remaining = _reasons_without_item(order.hold_reasons, item)
@@ -397,16 +404,36 @@ def review_items_resolve_for_line(
     """Close a line's open items of the given kinds that another change made moot.
 
     An out-of-stock item is moot once a substitution shipped another SKU on its line, and a
-    queued substitution is moot once the ordered SKU is reserved after all. Each item's hold
-    reason goes, and the order is released when no other reason holds it. Call inside a
-    transaction with `order` locked; pass the locked instance, because its hold reasons are
-    updated in place.
+    queued substitution is moot once the ordered SKU is reserved after all. See
+    review_items_resolve_moot.
     """
-    items = list(
-        ReviewItem.objects.select_for_update(of=("self",))
-        .filter(order_line=line, kind__in=kinds, status=ReviewStatus.OPEN)
-        .order_by("pk")
+    return review_items_resolve_moot(
+        order=order, kinds=kinds, note=note, data=data, line=line, actor=actor
     )
+
+
+def review_items_resolve_moot(
+    *,
+    order: Order,
+    kinds: list[str],
+    note: str,
+    data: dict,
+    line: OrderLine | None = None,
+    exclude_item_id: int | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> list[ReviewItem]:
+    """Close the order's open items of the given kinds (on `line`, if given) as resolved.
+
+    Each item's hold reason goes, and the order is released when no other reason holds it.
+    Call inside a transaction with `order` locked; pass the locked instance, because its
+    hold reasons are updated in place.
+    """
+    items = ReviewItem.objects.select_for_update(of=("self",)).filter(
+        order=order, kind__in=kinds, status=ReviewStatus.OPEN
+    )
+    if line is not None:
+        items = items.filter(order_line=line)
+    items = list(items.exclude(pk=exclude_item_id).order_by("pk"))
     for item in items:
         item.order = order
         _item_close(item=item, status=ReviewStatus.RESOLVED, user=None, decision=data, note=note)
@@ -593,7 +620,16 @@ def _item_lock_open(item_id: int) -> ReviewItem:
     if item is None:
         raise ReviewNotFound("not_found", f"Review item #{item_id} does not exist.")
     if not item.is_open:
-        who = item.decided_by.get_username() if item.decided_by else "the system"
+        from django.contrib.auth import get_user_model
+
+        # After waiting for the lock, PostgreSQL rechecks the item row only: the joined user
+        # may be the one from before the winner's update (none), so read the decider by id.
+        decider = (
+            get_user_model().objects.filter(pk=item.decided_by_id).first()
+            if item.decided_by_id
+            else None
+        )
+        who = decider.get_username() if decider is not None else "the system"
         raise ReviewConflict(
             "already_decided",
             f"Review item #{item.pk} was already {item.get_status_display().lower()} by {who}.",

@@ -1,7 +1,8 @@
 """Give the role groups their guardrail permissions: who may propose, review and edit policies."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from omsguard.role_grants import role_permissions_grant, role_permissions_revoke
 
 CS_AGENT = [
     "guardrails.view_decision",
@@ -59,39 +60,11 @@ ROLE_PERMISSIONS = {
 
 
 def grant_guardrail_permissions(apps, schema_editor):
-    # Permissions are normally created after all migrations ran; create this app's now so the
-    # groups can reference them on a fresh database.
-    app_config = apps.get_app_config("guardrails")
-    previous = getattr(app_config, "models_module", None)
-    app_config.models_module = True
-    try:
-        create_permissions(app_config, apps=apps, verbosity=0)
-    finally:
-        app_config.models_module = previous
-
-    Group = apps.get_model("auth", "Group")
-    for role, codes in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        group.permissions.add(*_permissions(apps, codes))
+    role_permissions_grant(apps, ROLE_PERMISSIONS)
 
 
 def revoke_guardrail_permissions(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    for role, codes in ROLE_PERMISSIONS.items():
-        group = Group.objects.filter(name=role).first()
-        if group is not None:
-            group.permissions.remove(*_permissions(apps, codes))
-
-
-def _permissions(apps, codes: list[str]) -> list:
-    Permission = apps.get_model("auth", "Permission")
-    permissions = []
-    for code in codes:
-        app_label, codename = code.split(".")
-        permissions.append(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    return permissions
+    role_permissions_revoke(apps, ROLE_PERMISSIONS)
 
 
 class Migration(migrations.Migration):

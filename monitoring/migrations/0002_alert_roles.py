@@ -1,38 +1,21 @@
 """Let ops managers and CS managers read alerts; only services raise and resolve them."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-ROLES = ("ops_manager", "cs_manager")
+from omsguard.role_grants import role_permissions_grant, role_permissions_revoke
+
+ROLE_PERMISSIONS = {
+    "ops_manager": ["monitoring.view_alert"],
+    "cs_manager": ["monitoring.view_alert"],
+}
 
 
 def grant_alert_view(apps, schema_editor):
-    # Permissions are normally created after all migrations ran; create them now so the
-    # groups can reference them on a fresh database.
-    app_config = apps.get_app_config("monitoring")
-    previous = getattr(app_config, "models_module", None)
-    app_config.models_module = True
-    try:
-        create_permissions(app_config, apps=apps, verbosity=0)
-    finally:
-        app_config.models_module = previous
-
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    view_alert = Permission.objects.get(content_type__app_label="monitoring", codename="view_alert")
-    for role in ROLES:
-        group, _ = Group.objects.get_or_create(name=role)
-        group.permissions.add(view_alert)
+    role_permissions_grant(apps, ROLE_PERMISSIONS)
 
 
 def revoke_alert_view(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    view_alert = Permission.objects.filter(
-        content_type__app_label="monitoring", codename="view_alert"
-    )
-    for group in Group.objects.filter(name__in=ROLES):
-        group.permissions.remove(*view_alert)
+    role_permissions_revoke(apps, ROLE_PERMISSIONS)
 
 
 class Migration(migrations.Migration):

@@ -177,8 +177,28 @@ def address_accept(*, item, order: Order, user: AbstractBaseUser) -> dict:
         actor=user,
         data={"review_item": item.pk, "changed_fields": changed},
     )
-    return {
+    decision = {
         "address": "corrected" if changed else "confirmed",
         "changed_fields": changed,
         "address_score": str(result.score),
     }
+    resolved = _other_address_items_resolve(order=order, item=item)
+    if resolved:
+        decision["resolved"] = resolved
+    return decision
+
+
+def _other_address_items_resolve(*, order: Order, item) -> list[int]:
+    """Close the order's other address items, such as an AI's proposed correction: they were
+    about the address this decision replaced."""
+    from reviews.models import ReviewKind
+    from reviews.services import review_items_resolve_moot
+
+    others = review_items_resolve_moot(
+        order=order,
+        kinds=[ReviewKind.ADDRESS],
+        note=f"the shipping address was settled in review item #{item.pk}",
+        data={"settled_by_item": item.pk},
+        exclude_item_id=item.pk,
+    )
+    return [other.pk for other in others]

@@ -9,8 +9,9 @@ because prices depend on each retailer's contract.
 
 from decimal import Decimal
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from omsguard.role_grants import role_permissions_grant, role_permissions_revoke
 
 # (carrier code, service code): (on-time rate 0-1, promised transit in business days)
 SELECTION_DATA = {
@@ -32,13 +33,15 @@ SELECTION_DATA = {
     ("dpd", "express"): ("0.96", 1),
 }
 
-OPS_MANAGER_CODENAMES = (
-    "view_carrierrate",
-    "add_carrierrate",
-    "approve_carrierrate",
-    "view_carrierservice",
-    "change_carrierservice",
-)
+ROLE_PERMISSIONS = {
+    "ops_manager": [
+        "orders.view_carrierrate",
+        "orders.add_carrierrate",
+        "orders.approve_carrierrate",
+        "orders.view_carrierservice",
+        "orders.change_carrierservice",
+    ],
+}
 
 
 def load_carrier_selection_data(apps, schema_editor):
@@ -54,36 +57,13 @@ def load_carrier_selection_data(apps, schema_editor):
 
 
 def grant_carrier_rate_permissions(apps, schema_editor):
-    # Permissions are normally created after all migrations ran; create them now so the
-    # group can reference them on a fresh database.
-    app_config = apps.get_app_config("orders")
-    previous = getattr(app_config, "models_module", None)
-    app_config.models_module = True
-    try:
-        create_permissions(app_config, apps=apps, verbosity=0)
-    finally:
-        app_config.models_module = previous
-
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    group, _ = Group.objects.get_or_create(name="ops_manager")
-    group.permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="orders", codename__in=OPS_MANAGER_CODENAMES
-        )
-    )
+    role_permissions_grant(apps, ROLE_PERMISSIONS)
 
 
 def revoke_carrier_rate_permissions(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group in Group.objects.filter(name="ops_manager"):
-        group.permissions.remove(
-            *Permission.objects.filter(
-                content_type__app_label="orders",
-                codename__in=("view_carrierrate", "add_carrierrate", "approve_carrierrate"),
-            )
-        )
+    # The carrier service permissions stay: an earlier migration granted them too.
+    rate_permissions = [code for code in ROLE_PERMISSIONS["ops_manager"] if "carrierrate" in code]
+    role_permissions_revoke(apps, {"ops_manager": rate_permissions})
 
 
 class Migration(migrations.Migration):

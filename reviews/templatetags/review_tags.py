@@ -3,6 +3,9 @@ from datetime import UTC, datetime
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
+
+from orders.models import OrderStatus
 
 register = template.Library()
 
@@ -50,3 +53,43 @@ def _duration(minutes: int) -> str:
         return f"{minutes} min"
     hours, rest = divmod(minutes, 60)
     return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+@register.filter
+def ai_decision_outcome(item) -> str:
+    """What deciding an AI proposal's review item did, as the decided card says it.
+
+    Returns "" for items that are not AI proposals; the card then uses its other sentences.
+    """
+    outcome = item.decision or {}
+    decision_id = outcome.get("decision")
+    if decision_id is None or not ({"applied", "rejected"} & set(outcome)):
+        return ""
+
+    order = item.order
+    order_label = (order.order_number or order.channel_order_id) if order else ""
+    if outcome.get("rejected"):
+        return f"decision #{decision_id} rejected; order {order_label} is left as it was."
+    if not outcome.get("applied"):
+        return f"decision #{decision_id} approved; a person carries it out."
+    return format_html("{} (decision #{}).", _applied_change(outcome, order_label), decision_id)
+
+
+def _applied_change(outcome: dict, order_label: str) -> str:
+    if outcome.get("status") == OrderStatus.CANCELLED:
+        return f"order {order_label} cancelled"
+    if "status" in outcome:
+        return f"order {order_label} set to {outcome['status']}"
+    if "sku" in outcome:
+        return format_html("line {} now ships <code>{}</code>", outcome["line"], outcome["sku"])
+    if "carrier_service" in outcome:
+        return format_html(
+            "carrier service set to <code>{}</code>", outcome["carrier_service"] or "(none)"
+        )
+    if "field" in outcome:
+        return f"{outcome['field'].replace('_', ' ')} changed"
+    if "in_store_pickup" in outcome:
+        where = f"stock moved to {outcome['location']}, " if outcome.get("location") else ""
+        pickup = "in-store pickup" if outcome["in_store_pickup"] else "shipping"
+        return f"{where}order {order_label} set to {pickup}"
+    return f"order {order_label} changed"

@@ -104,8 +104,9 @@ def test_reject_leaves_order_unchanged(order, agent):
         action="decision.rejected", target_id=str(decision.pk)
     ).exists()
     order.refresh_from_db()
-    # Substitutions hold the order, so rejecting leaves it for manual handling.
-    assert [reason["code"] for reason in order.hold_reasons] == ["review_rejected"]
+    # The proposal's own hold goes with it: the order is back where it was, ready.
+    assert order.hold_reasons == []
+    assert order.status == OrderStatus.READY
 
 
 def test_accept_refused_when_order_changed(order, manager):

@@ -225,3 +225,23 @@ def test_suspended_autonomy_queues_substitution():
 
     assert evaluation.verdict == "queued_for_review"
     assert _outcome(evaluation, "autonomy_gate") == "fail"
+    # The rate counts failed applies as well as labelled errors, so the message says both.
+    assert _message(evaluation, "autonomy_gate") == (
+        "Error rate (labelled errors and failed applies) 0.003 over 30 days is at or over "
+        "0.002; autonomy is suspended."
+    )
+
+
+def test_open_autonomy_gate_names_what_the_rate_counts():
+    evaluation = evaluate(rules=_rules("substitute_sku"), facts=_facts())
+
+    assert _outcome(evaluation, "autonomy_gate") == "pass"
+    assert _message(evaluation, "autonomy_gate") == (
+        "Error rate (labelled errors and failed applies) 0 is under 0.002."
+    )
+
+
+def _message(evaluation, rule: str) -> str:
+    messages = [reason["message"] for reason in evaluation.reasons if reason["rule"] == rule]
+    assert len(messages) == 1, evaluation.reasons
+    return messages[0]

@@ -98,7 +98,7 @@ def test_shadow_start_sets_policy_and_audits(draft_under_20, ops):
 def test_shadow_start_rejects_published_version(default_policies, ops):
     live = live_version("substitute_sku")
 
-    with pytest.raises(BacktestError, match="but only a draft"):
+    with pytest.raises(BacktestError, match="Only a draft version can run in shadow"):
         shadow_start(version=live, user=ops)
 
     assert Policy.objects.get(pk=live.policy_id).shadow_version is None

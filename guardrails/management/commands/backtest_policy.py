@@ -3,10 +3,21 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from guardrails.backtest import MAX_DAYS, backtest_run
+from guardrails.backtest import MAX_DAYS, backtest_run, fired_summary
 from guardrails.models import PolicyVersion
 
 USAGE_ERROR = 2
+
+
+def example_count(value: str) -> int:
+    """Parse --examples: a whole number, 0 or more."""
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of examples: {value!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {count}")
+    return count
 
 
 def day_count(value: str) -> int:
@@ -44,7 +55,10 @@ class Command(BaseCommand):
             "--json", action="store_true", dest="as_json", help="Print the report as JSON."
         )
         parser.add_argument(
-            "--examples", type=int, default=5, help="Examples kept per verdict change (default 5)."
+            "--examples",
+            type=example_count,
+            default=5,
+            help="Examples kept per verdict change, 0 or more (default 5).",
         )
 
     def handle(
@@ -58,7 +72,7 @@ class Command(BaseCommand):
                 returncode=USAGE_ERROR,
             )
 
-        run = backtest_run(version=version, days=days, example_limit=max(examples, 0))
+        run = backtest_run(version=version, days=days, example_limit=examples)
 
         if as_json:
             self.stdout.write(json.dumps({"backtest_run": run.pk} | run.report, indent=2))
@@ -84,7 +98,7 @@ def report_lines(run_id: int, report: dict) -> list[str]:
     for transition, item in report["by_transition"].items():
         lines.append(f"  {transition:<48} {item['count']:>9}")
         for example in item["examples"]:
-            fired = "; ".join(reason["message"] for reason in example["fired"]) or "-"
+            fired = fired_summary(example["fired"]) or "no rule failed"
             lines.append(
                 f"    decision {example['decision']} (order {example['order']}, "
                 f"{example['channel']}): {fired}"

@@ -1,9 +1,12 @@
 import json
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from guardrails import facts as facts_module
+from guardrails.appliers import applier_for, proposal_validate
 from guardrails.forms import SimulateForm
+from guardrails.services import DecisionError
 from guardrails.simulate import scenario_facts, simulate
 from orders.models import Order
 
@@ -125,18 +128,24 @@ class Command(BaseCommand):
             raise CommandError(f"--after is not valid JSON: {error}") from None
         if not isinstance(proposal, dict):
             raise CommandError("--after must be a JSON object.")
+        if _contains_nul(proposal):
+            # PostgreSQL cannot store or compare text with NUL characters.
+            raise CommandError("--after must not contain NUL characters (\\u0000).")
+
+        action = form.cleaned_data["action"]
+        _proposal_check(order, action.code, proposal)
         try:
             return facts_for_order(
                 order=order,
-                action=form.cleaned_data["action"],
+                action=action,
                 before={},
                 after=proposal,
                 confidence=form.cleaned_data["confidence"],
                 model_name="simulation",
                 model_version="",
             )
-        except (KeyError, LookupError, ValueError) as error:
-            raise CommandError(f"--after does not fit {order}: {error!r}") from None
+        except (LookupError, ValueError, TypeError, ObjectDoesNotExist) as error:
+            raise CommandError(f"--after does not fit order {order.pk}: {error}") from None
 
     def _print(self, result) -> None:
         evaluation = result.evaluation
@@ -154,6 +163,35 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  {reason['outcome'].upper():<5}  {reason['rule']:<{width}}  {reason['message']}"
             )
+
+
+def _proposal_check(order: Order, action_code: str, after: dict) -> None:
+    """Check `after` as a live proposal would be checked; raise CommandError if it is unfit.
+
+    The order's current state stands in for `before`, so only `after` is judged.
+    """
+    applier = applier_for(action_code)
+    before = after
+    if applier is not None:
+        try:
+            before = applier.current(order, after)
+        except (DecisionError, LookupError, ValueError, TypeError, ObjectDoesNotExist):
+            # `after` names no part of the order; the check below says what is wrong.
+            before = after
+    try:
+        proposal_validate(action_code=action_code, order=order, before=before, after=after)
+    except DecisionError as error:
+        raise CommandError(f"--after: {error.message}") from None
+
+
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
 
 
 def _form_errors(form: SimulateForm) -> str:

@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -14,7 +16,7 @@ from orders.demo import (
     shopify_samples_replay,
 )
 from orders.demo_channels import demo_channels_load
-from orders.models import CarrierCodeMapping, CarrierService
+from orders.models import CarrierCodeMapping, CarrierService, Delivery, DeliveryOutcome
 
 DEMO_CHANNEL = "demo-shop"
 DEMO_SECRET = "demo-shopify-webhook-secret"  # noqa: S105 - printed for the demo on purpose
@@ -95,6 +97,7 @@ class Command(BaseCommand):
     def _propose_demo_decisions(self) -> None:
         from guardrails.demo import demo_decisions_replay
 
+        self._wait_for_worker()
         results = demo_decisions_replay(token=Token.objects.get(user__username="integration"))
         if not results:
             return
@@ -104,6 +107,22 @@ class Command(BaseCommand):
                 f"  {result.status_code} {result.verdict:<19} {result.action} on "
                 f"{result.order_number} ({result.note})"
             )
+
+    def _wait_for_worker(self, timeout_seconds: float = 60) -> None:
+        """With a real broker, wait until the worker has processed the replayed deliveries.
+
+        The demo proposals need the orders those deliveries create. With tasks run in-process
+        there is nothing to wait for.
+        """
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            return
+        self.stdout.write("Waiting for the Celery worker to process the deliveries...")
+        deadline = time.monotonic() + timeout_seconds
+        while Delivery.objects.filter(outcome=DeliveryOutcome.RECEIVED).exists():
+            if time.monotonic() > deadline:
+                self.stdout.write("  still unprocessed; is the worker running?")
+                return
+            time.sleep(0.5)
 
     def _create_users(self) -> str:
         user_model = get_user_model()
