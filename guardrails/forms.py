@@ -120,6 +120,16 @@ SETTINGS_COUNT_FIELDS = (
     "breaker_trial_decisions",
     "mix_baseline_days",
     "autonomy_window_days",
+    "disagreement_window_days",
+    "review_default_sla_minutes",
+    "claim_minutes",
+    "address_confirmation_hours",
+)
+# Shares of decisions, 0 to 1 inclusive.
+SETTINGS_SHARE_FIELDS = (
+    "audit_sample_start_rate",
+    "audit_sample_floor_rate",
+    "audit_sample_target_disagreement",
 )
 # Error rates: above 0 (a rate of 0 would trip on the first error) and at most 1.
 SETTINGS_ERROR_RATE_FIELDS = ("breaker_error_rate", "autonomy_max_error_rate")
@@ -141,6 +151,14 @@ class GuardrailSettingsForm(forms.ModelForm):
             "confidence_collapse_drop",
             "autonomy_window_days",
             "autonomy_max_error_rate",
+            "audit_sample_start_rate",
+            "audit_sample_floor_rate",
+            "audit_sample_target_disagreement",
+            "audit_sample_min_reviews",
+            "disagreement_window_days",
+            "review_default_sla_minutes",
+            "claim_minutes",
+            "address_confirmation_hours",
         ]
 
     def clean(self) -> dict:
@@ -159,6 +177,22 @@ class GuardrailSettingsForm(forms.ModelForm):
             self.add_error(
                 "confidence_collapse_drop", f"Must be 0 or more and under 1, not {drop}."
             )
+        for name in SETTINGS_SHARE_FIELDS:
+            value = cleaned.get(name)
+            if value is not None and not Decimal(0) <= value <= 1:
+                self.add_error(name, f"Must be from 0 to 1 (1 is 100 %), not {value}.")
+        start = cleaned.get("audit_sample_start_rate")
+        floor = cleaned.get("audit_sample_floor_rate")
+        if start is not None and floor is not None and floor > start:
+            self.add_error(
+                "audit_sample_floor_rate",
+                f"The floor {floor} is above the start rate {start}; sampling could never adapt.",
+            )
+        if cleaned.get("audit_sample_target_disagreement") == 0:
+            self.add_error(
+                "audit_sample_target_disagreement", "Must be above 0: the rate scales by it."
+            )
+
         factor = cleaned.get("mix_drift_factor")
         if factor is not None and factor <= 1:
             self.add_error(

@@ -1,9 +1,12 @@
 """Fixtures for the guardrail tests: users per role and the shipped default policies."""
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth.models import User
 
 from guardrails.defaults import default_policies_load
+from guardrails.selectors import guardrail_settings
 from tests.conftest import ensure_role_groups, make_user
 
 
@@ -23,6 +26,12 @@ def default_policies(db) -> None:
     """
     ensure_role_groups()
     default_policies_load()
+    # Audit sampling draws at random; tests about sampling set their own rate, and every
+    # other test must not get an audit-sample item by chance.
+    settings_row = guardrail_settings()
+    settings_row.audit_sample_start_rate = Decimal("0")
+    settings_row.audit_sample_floor_rate = Decimal("0")
+    settings_row.save(update_fields=["audit_sample_start_rate", "audit_sample_floor_rate"])
 
 
 @pytest.fixture

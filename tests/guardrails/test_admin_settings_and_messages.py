@@ -7,6 +7,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from guardrails.backtest import shadow_start
+from guardrails.forms import GuardrailSettingsForm
 from guardrails.models import AuditEntry, Breaker, BreakerScope, BreakerState, GuardrailSettings
 
 from .backtest_fixtures import live_version, version_copy
@@ -28,18 +29,7 @@ def draft(default_policies):
 
 
 def settings_post(row: GuardrailSettings, **changes) -> dict:
-    data = {
-        "breaker_window_minutes": row.breaker_window_minutes,
-        "breaker_min_decisions": row.breaker_min_decisions,
-        "breaker_error_rate": row.breaker_error_rate,
-        "breaker_cool_down_minutes": row.breaker_cool_down_minutes,
-        "breaker_trial_decisions": row.breaker_trial_decisions,
-        "mix_baseline_days": row.mix_baseline_days,
-        "mix_drift_factor": row.mix_drift_factor,
-        "confidence_collapse_drop": row.confidence_collapse_drop,
-        "autonomy_window_days": row.autonomy_window_days,
-        "autonomy_max_error_rate": row.autonomy_max_error_rate,
-    }
+    data = {name: getattr(row, name) for name in GuardrailSettingsForm.Meta.fields}
     data.update(changes)
     return {key: str(value) for key, value in data.items()}
 
@@ -71,6 +61,13 @@ def messages_of(response) -> list[str]:
         ("autonomy_max_error_rate", "0"),
         ("autonomy_window_days", "0"),
         ("mix_baseline_days", "0"),
+        ("audit_sample_start_rate", "1.5"),
+        ("audit_sample_floor_rate", "-0.1"),
+        ("audit_sample_floor_rate", "0.5"),
+        ("audit_sample_target_disagreement", "0"),
+        ("claim_minutes", "0"),
+        ("review_default_sla_minutes", "0"),
+        ("address_confirmation_hours", "0"),
     ],
 )
 def test_settings_nonsense_is_a_field_error(client, ops, settings_row, field, value):

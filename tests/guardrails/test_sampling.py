@@ -35,6 +35,12 @@ from tests.guardrails.conftest_decisions import (  # noqa: F401
 )
 
 
+@pytest.fixture(autouse=True)
+def _shipped_start_rate(default_policies):
+    """Sampling starts at the shipped 10 % here; the shared fixture turns it off elsewhere."""
+    settings_set(audit_sample_start_rate=Decimal("0.10"), audit_sample_floor_rate=Decimal("0.01"))
+
+
 def settings_set(**values) -> GuardrailSettings:
     GuardrailSettings.objects.filter(pk=1).update(**values)
     return GuardrailSettings.objects.get(pk=1)
@@ -166,11 +172,12 @@ def test_seeded_rng_rate_one_samples(order):
 
 def test_seeded_rng_draw_decides(order):
     """At 30 %, a decision is sampled exactly when the rng's draw is under 0.30."""
-    SamplingState.objects.create(
-        action=ActionType.objects.get(code="substitute_sku"), rate=Decimal("0.3")
-    )
+    # No sampling while proposing, so only the draws below decide.
+    settings_set(audit_sample_start_rate=Decimal("0"))
     decision = propose_substitution(order, confidence="0.99")
-    # Whatever the module's own draw did, start each try from an unlinked decision.
+    SamplingState.objects.update_or_create(
+        action=ActionType.objects.get(code="substitute_sku"), defaults={"rate": Decimal("0.3")}
+    )
     expected_draws = random.Random(7)
     rng = random.Random(7)
     outcomes = []

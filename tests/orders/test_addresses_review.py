@@ -36,6 +36,12 @@ BOUNDARY_ADDRESS = {
 
 
 @pytest.fixture
+def agent(db):
+    """A CS manager: the default policy lets only that role decide address corrections."""
+    return make_user("carol", "cs_manager")
+
+
+@pytest.fixture
 def agent_client(agent) -> Client:
     client = Client()
     client.force_login(agent)
@@ -162,7 +168,7 @@ def test_htmx_accept_applies_correction_and_releases(
 def test_api_accept_of_address_item(channel, catalog, post_webhook):
     order = held_for_address(post_webhook, WRONG_ZIP_ADDRESS)
     item = ReviewItem.objects.get()
-    agent = make_user("api-agent", "cs_agent")
+    agent = make_user("api-agent", "cs_manager")
     client = Client(headers={"Authorization": f"Token {Token.objects.create(user=agent).key}"})
 
     response = client.post(f"/api/v1/review-items/{item.pk}/accept/", {"note": "checked"})
@@ -177,7 +183,7 @@ def test_api_accept_of_address_item(channel, catalog, post_webhook):
 def test_api_rejects_service_id_for_address_item(channel, catalog, post_webhook):
     held_for_address(post_webhook, WRONG_ZIP_ADDRESS)
     item = ReviewItem.objects.get()
-    agent = make_user("api-agent", "cs_agent")
+    agent = make_user("api-agent", "cs_manager")
     client = Client(headers={"Authorization": f"Token {Token.objects.create(user=agent).key}"})
 
     response = client.post(f"/api/v1/review-items/{item.pk}/accept/", {"service_id": 1})
