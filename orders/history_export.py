@@ -83,7 +83,10 @@ def history_range_parse(params) -> HistoryRange:
     export_format = params.get("format", "csv")
     if export_format not in EXPORT_FORMATS:
         errors["format"] = [f"{export_format!r} is not a supported format; use csv or json."]
-    if first and last and last < first:
+    if last and last >= date.max - timedelta(days=1):
+        # The range ends at midnight after `to`, which must still be a date.
+        errors["to"] = [f"Must be before {date.max.isoformat()}."]
+    elif first and last and last < first:
         errors["to"] = [f"Must be on or after from ({first.isoformat()})."]
     elif first and last and (last - first).days + 1 > EXPORT_MAX_DAYS:
         days = (last - first).days + 1

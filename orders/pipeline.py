@@ -216,6 +216,8 @@ def order_check_hygiene(*, order: Order) -> None:
         data={"codes": [finding["code"] for finding in findings]},
     )
 
+    # Open AI proposals keep holding the order; hygiene knows nothing of them.
+    holds = [*_open_proposal_holds(order), *holds]
     if flags:
         order_flag(order=order, flags=flags)
     if holds:
@@ -278,6 +280,21 @@ def order_apply_update(*, delivery: Delivery, canonical: CanonicalOrder) -> tupl
     return DeliveryOutcome.PROCESSED, ""
 
 
+def _open_proposal_holds(order: Order) -> list[dict]:
+    """The order's hold reasons that belong to AI proposals still waiting for review."""
+    from reviews.models import ReviewItem, ReviewStatus
+
+    reasons = [r for r in order.hold_reasons if r.get("code") == "ai_decision"]
+    if not reasons:
+        return []
+    open_ids = set(
+        ReviewItem.objects.filter(
+            pk__in=[r.get("review_item") for r in reasons], status=ReviewStatus.OPEN
+        ).values_list("pk", flat=True)
+    )
+    return [r for r in reasons if r.get("review_item") in open_ids]
+
+
 def _is_create_topic(topic: str) -> bool:
     return topic.endswith("create") or topic.endswith("created")
 
@@ -288,15 +305,18 @@ def _order_replace(*, order: Order, delivery: Delivery, canonical: CanonicalOrde
         f"Order updated by the channel (delivery {delivery.delivery_id}); "
         "the checks ran again on the new version"
     )
-    order_resolve_open_review_items(order=order, note=note, data={"delivery": delivery.pk})
+    order_resolve_open_review_items(
+        order=order, note=note, data={"delivery": delivery.pk}, keep_ai_proposals=True
+    )
     order_release_reservations(order=order, reason=note)
+    proposal_holds = _open_proposal_holds(order)
 
     before = _order_summary(order)
     for name, value in order_fields(canonical).items():
         setattr(order, name, value)
     # Hygiene sets these again from the new version.
     order.flags = []
-    order.hold_reasons = []
+    order.hold_reasons = proposal_holds
     order.carrier_service = None
     order.address_score = None
     order.address_reasons = []

@@ -355,12 +355,25 @@ def order_cancel(*, order: Order, delivery: Delivery) -> Order:
     return order
 
 
+def _is_ai_proposal(item) -> bool:
+    from guardrails.models import Decision
+
+    return Decision.objects.filter(review_item=item).exists()
+
+
 def order_resolve_open_review_items(
-    *, order: Order, note: str, data: dict, exclude_item_id: int | None = None
+    *,
+    order: Order,
+    note: str,
+    data: dict,
+    exclude_item_id: int | None = None,
+    keep_ai_proposals: bool = False,
 ) -> list[int]:
     """Close the order's open review items as resolved (no person decided); return their ids.
 
     `exclude_item_id` is the item a person is deciding right now, which they close themselves.
+    With `keep_ai_proposals`, items of queued AI proposals stay open: after a channel update
+    they go stale (the order version moved on) and a reviewer rejects them.
     """
     from reviews.models import ReviewItem, ReviewStatus
 
@@ -370,6 +383,8 @@ def order_resolve_open_review_items(
         .exclude(pk=exclude_item_id)
         .order_by("pk")
     )
+    if keep_ai_proposals:
+        items = [item for item in items if not _is_ai_proposal(item)]
     for item in items:
         item.status = ReviewStatus.RESOLVED
         item.decided_by = None

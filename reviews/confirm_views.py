@@ -14,7 +14,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from . import confirmations
-from .confirmations import ConfirmationClosed, ConfirmationInvalid, ConfirmationState
+from .confirmations import (
+    ConfirmationClosed,
+    ConfirmationInvalid,
+    ConfirmationNeedsCorrection,
+    ConfirmationState,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +93,11 @@ def _confirm(request: HttpRequest, token: str, confirmation) -> HttpResponse:
         return render(request, f"{TEMPLATES}/invalid.html", status=404)
     except ConfirmationClosed as closed:
         return _closed(request, confirmation, closed.state)
+    except ConfirmationNeedsCorrection:
+        form = AddressCorrectionForm(
+            initial=AddressCorrectionForm.initial_from(confirmation.proposed_address)
+        )
+        return _page(request, confirmation, form, correcting=True, status=400)
     return render(
         request,
         f"{TEMPLATES}/done.html",
@@ -125,12 +135,15 @@ def _page(
     item = confirmation.review_item
     proposed = confirmations.address_lines(confirmation.proposed_address)
     entered = confirmations.address_lines(confirmations.entered_address_for(item))
+    proposal_valid = confirmations.proposal_is_valid(confirmation)
     context = {
+        "proposal_valid": proposal_valid,
         "order_number": confirmation.order.order_number or confirmation.order_id,
         "proposed": proposed,
         "entered": entered if entered != proposed else [],
         "form": form,
-        "correcting": correcting,
+        # An address that fails validation can only be corrected, not confirmed.
+        "correcting": correcting or not proposal_valid,
         "expires_at": confirmation.expires_at,
     }
     return render(request, f"{TEMPLATES}/page.html", context, status=status)

@@ -67,6 +67,15 @@ class ConfirmationInvalid(Exception):
     """The token is tampered with, malformed or names no confirmation."""
 
 
+class ConfirmationNeedsCorrection(Exception):
+    """The proposed address fails validation, so only a correction is accepted."""
+
+
+def proposal_is_valid(confirmation: AddressConfirmation) -> bool:
+    """Whether the proposed address scores at least the threshold, so confirming it helps."""
+    return address_validate(confirmation.proposed_address).score >= address_min_score()
+
+
 class ConfirmationClosed(Exception):
     """The confirmation can no longer be answered; `state` says why."""
 
@@ -328,10 +337,14 @@ def confirmation_state(confirmation: AddressConfirmation, *, now: datetime | Non
 def address_confirmation_confirm(*, token: str) -> AddressConfirmation:
     """Apply the proposed address, resolve the item as decided by the customer, release the hold.
 
-    Raises ConfirmationInvalid or ConfirmationClosed (answered, expired or settled).
+    Raises ConfirmationInvalid, ConfirmationClosed (answered, expired or settled), or
+    ConfirmationNeedsCorrection when the proposed address itself fails validation.
     """
     with transaction.atomic():
         confirmation, item, order = _lock_open(token)
+        if not proposal_is_valid(confirmation):
+            # Confirming an address known to fail validation would ship to it; ask for the fix.
+            raise ConfirmationNeedsCorrection()
         label = customer_label(confirmation)
         order_address_set(
             order=order,

@@ -234,6 +234,11 @@ def item_revise(request: HttpRequest, item_id: int) -> HttpResponse:
     item = selectors.review_item_for_page(item_id=item_id)
     if item is None:
         return _flash(request, 404, f"Review item #{item_id} does not exist.", code="not_found")
+    # The role check comes before the form, so a refused user never sees field errors.
+    try:
+        services.review_item_check_may_decide(item, request.user)
+    except services.ReviewError as error:
+        return _flash(request, error.status, error.message, code=error.code)
     form = revise_form_for(item, data=request.POST)
     if form is None:
         return _flash(

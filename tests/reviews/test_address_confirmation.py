@@ -88,6 +88,25 @@ def held_order_fixture(channel, catalog, post_webhook) -> Order:
     return Order.objects.get()
 
 
+# Four warnings (no name, "USA", "Calif.", a ZIP+4 without hyphen): 0.80. The normalised
+# proposal scores 0.95, so with a threshold of 0.85 the order is held and the proposal is valid.
+FIXABLE_ADDRESS = {
+    "address1": "1 Market Street",
+    "city": "San Francisco",
+    "province": "Calif.",
+    "zip": "941051234",
+    "country": "USA",
+}
+
+
+@pytest.fixture(name="fixable_order")
+def fixable_order_fixture(channel, catalog, post_webhook, settings) -> Order:
+    """An order held for its address whose proposed correction passes validation."""
+    settings.OMSGUARD_ADDRESS_MIN_SCORE = "0.85"
+    post_webhook(as_body(order_payload(shipping_address=FIXABLE_ADDRESS)))
+    return Order.objects.get()
+
+
 @pytest.fixture(name="customer")
 def customer_fixture() -> Client:
     """The customer's phone: no login, CSRF checked as in production."""
@@ -137,19 +156,37 @@ def test_no_email_no_confirmation(channel, catalog, post_webhook, mailoutbox):
     assert mailoutbox == []
 
 
-def test_page_shows_proposed_address(held_order, mailoutbox, customer):
+def test_page_shows_proposed_address(fixable_order, mailoutbox, customer):
     response = customer.get(link_path(mailoutbox[0]))
 
     html = response.content.decode()
     assert response.status_code == 200
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
-    assert "12 Birch Lane" in html
+    assert "1 Market St" in html
     assert 'value="confirm"' in html
     assert "csrfmiddlewaretoken" in html
     assert "no-cache" in response["Cache-Control"]
 
 
-def test_confirm_applies_and_releases(held_order, mailoutbox, customer):
+def test_invalid_proposal_asks_for_correction(held_order, mailoutbox, customer):
+    path = link_path(mailoutbox[0])
+
+    page = customer.get(path)
+    posted = post_form(customer, path, {"action": "confirm"})
+
+    html = page.content.decode()
+    assert 'value="confirm"' not in html
+    assert 'value="correct"' in html
+    assert "cannot ship to it as it" in html
+    assert posted.status_code == 400
+    held_order.refresh_from_db()
+    assert held_order.shipping_address["zip"] == "94105"
+    assert AddressConfirmation.objects.get().answered_at is None
+    assert ReviewItem.objects.get().status == ReviewStatus.OPEN
+
+
+def test_confirm_applies_and_releases(fixable_order, mailoutbox, customer):
+    held_order = fixable_order
     path = link_path(mailoutbox[0])
     confirmation = AddressConfirmation.objects.get()
 
@@ -290,7 +327,7 @@ def test_tampered_and_unknown_tokens(held_order, mailoutbox, customer):
     assert ReviewItem.objects.get().status == ReviewStatus.OPEN
 
 
-def test_already_answered(held_order, mailoutbox, customer):
+def test_already_answered(fixable_order, mailoutbox, customer):
     path = link_path(mailoutbox[0])
     post_form(customer, path, {"action": "confirm"})
 
