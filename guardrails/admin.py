@@ -35,6 +35,7 @@ from .policies import (
     policy_version_create,
     policy_version_publish,
 )
+from .sampling import sampling_rates_recompute
 from .services import audit_record
 
 PUBLISH_PERMISSION = "guardrails.publish_policyversion"
@@ -492,6 +493,9 @@ class GuardrailSettingsAdmin(admin.ModelAdmin):
                 before={name: _json_value(form.initial.get(name)) for name in changed},
                 after={name: _json_value(form.cleaned_data[name]) for name in changed},
             )
+        if SAMPLING_FIELDS & set(changed):
+            # The stored rates follow the settings at once, not at the next periodic run.
+            sampling_rates_recompute()
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -505,6 +509,16 @@ class GuardrailSettingsAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(
             reverse("admin:guardrails_guardrailsettings_change", args=[settings_row.pk])
         )
+
+
+# Settings that change the audit sampling rate of every action.
+SAMPLING_FIELDS = {
+    "audit_sample_start_rate",
+    "audit_sample_floor_rate",
+    "audit_sample_target_disagreement",
+    "audit_sample_min_reviews",
+    "disagreement_window_days",
+}
 
 
 def _json_value(value: object) -> object:

@@ -384,10 +384,12 @@ def _check_none_pending(order, action) -> None:
     Without this, an agent retrying a proposal would open one review item (and one hold)
     per retry.
     """
-    from reviews.models import ReviewStatus
+    from reviews.models import ReviewKind, ReviewStatus
 
     pending = (
         Decision.objects.filter(order=order, action=action, review_item__status=ReviewStatus.OPEN)
+        # An audit sample reviews a change already applied; it does not wait for a decision.
+        .exclude(review_item__kind=ReviewKind.AUDIT_SAMPLE)
         .values_list("pk", "review_item_id")
         .first()
     )

@@ -42,6 +42,20 @@ def _eager_celery():
     celery_app.conf.task_always_eager = previous
 
 
+class _CertainOnlyDraw:
+    """Stands in for `random` in audit sampling: every draw is 0.999999, so only a rate of
+    1 samples. Without it, any test that applies a decision would get an audit-sample item
+    at random; tests of sampling itself pass their own seeded generator."""
+
+    def random(self) -> float:
+        return 0.999999
+
+
+@pytest.fixture(autouse=True)
+def _audit_sampling_deterministic(monkeypatch):
+    monkeypatch.setattr("guardrails.sampling.random", _CertainOnlyDraw())
+
+
 @pytest.fixture
 def channel(db) -> Channel:
     return Channel.objects.create(kind=ChannelKind.SHOPIFY, code="shop", webhook_secret=SECRET)
@@ -101,6 +115,7 @@ ROLE_MIGRATIONS = [
     ("monitoring.migrations.0002_alert_roles", "grant_alert_view"),
     ("guardrails.migrations.0003_guardrail_roles", "grant_guardrail_permissions"),
     ("orders.migrations.0011_history_roles", "grant_history_permissions"),
+    ("guardrails.migrations.0006_sampling_and_confirmation_roles", "grant_sampling_views"),
 ]
 
 

@@ -233,3 +233,36 @@ def test_agent_cannot_accept_address_correction(bot_api, order):
 
     with pytest.raises(ReviewForbidden):
         review_item_accept(item_id=item_id, user=agent)
+
+
+def test_open_audit_sample_does_not_block_proposals(bot_api, order):
+    from guardrails.models import ActionType, SamplingState
+
+    SamplingState.objects.update_or_create(
+        action=ActionType.objects.get(code="select_carrier"), defaults={"rate": "1"}
+    )
+    first = post(
+        bot_api,
+        proposal(
+            order,
+            "select_carrier",
+            {"carrier_service": "ups/ground"},
+            {"carrier_service": "fedex/ground"},
+        ),
+    )
+
+    second = post(
+        bot_api,
+        proposal(
+            order,
+            "select_carrier",
+            {"carrier_service": "fedex/ground"},
+            {"carrier_service": "ups/ground"},
+        ),
+    )
+
+    sample = ReviewItem.objects.get(pk=first.json()["review_item"])
+    assert sample.kind == ReviewKind.AUDIT_SAMPLE
+    assert sample.status == ReviewStatus.OPEN
+    assert second.status_code == 201
+    assert second.json()["verdict"] == Verdict.APPLIED
