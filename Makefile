@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: export DEBUG ?= 1
+demo: export OMSGUARD_PUBLIC_URL ?= http://$(HOST):$(PORT)
 demo: install
 	$(BIN)/python manage.py migrate --noinput
 	@# With REDIS_URL the worker starts first: seed_demo's deliveries go through it. Its -B

@@ -91,7 +91,7 @@ def demo_decisions_replay(*, token: Token, path: Path = PROPOSALS_FILE) -> list[
 
 
 def _current_state(order: Order, action_code: str) -> dict:
-    """The order's state in the action's proposal shape, as an agent reads it first."""
+    """Read the order's state in the action's proposal shape, as an agent does first."""
     applier = applier_for(action_code)
     if applier is None:
         return {}

@@ -36,7 +36,9 @@ class ReviewItemQueueFilter(django_filters.FilterSet):
     """
 
     kind = django_filters.ChoiceFilter(choices=ReviewKind.choices)
-    channel = django_filters.CharFilter(method="filter_channel", max_length=100)
+    channel = django_filters.CharFilter(
+        method="filter_channel", max_length=100, label="Channel code"
+    )
     action = django_filters.CharFilter(field_name="action_code", max_length=64)
     confidence_min = django_filters.NumberFilter(
         field_name="confidence",
@@ -52,13 +54,18 @@ class ReviewItemQueueFilter(django_filters.FilterSet):
     )
     older_than = django_filters.NumberFilter(
         method="filter_older_than",
+        label="Older than (minutes)",
         min_value=0,
         max_value=60 * 24 * 365,
         decimal_places=0,
         help_text="Minutes since the item opened.",
     )
-    assignee = django_filters.CharFilter(method="filter_assignee", max_length=150)
-    sort = django_filters.ChoiceFilter(choices=SORT_CHOICES, method="filter_sort", empty_label=None)
+    assignee = django_filters.CharFilter(
+        method="filter_assignee", max_length=150, label="Claimed by (me, none or a user name)"
+    )
+    sort = django_filters.ChoiceFilter(
+        choices=SORT_CHOICES, method="filter_sort", empty_label=None, label="Sort by"
+    )
 
     class Meta:
         model = ReviewItem
