@@ -8,6 +8,7 @@ from rest_framework.authtoken.models import Token
 
 from catalog.models import ChannelKind
 from catalog.services import channel_upsert
+from omsguard.celery import app as celery_app
 from orders.demo import (
     DEMO_LOCATIONS,
     demo_catalog_load,
@@ -114,7 +115,7 @@ class Command(BaseCommand):
         The demo proposals need the orders those deliveries create. With tasks run in-process
         there is nothing to wait for.
         """
-        if settings.CELERY_TASK_ALWAYS_EAGER:
+        if celery_app.conf.task_always_eager:
             return
         self.stdout.write("Waiting for the Celery worker to process the deliveries...")
         deadline = time.monotonic() + timeout_seconds
