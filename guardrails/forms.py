@@ -34,6 +34,8 @@ class SimulateForm(forms.Form):
     customer_tier = forms.ChoiceField(
         choices=[(CustomerTier.STANDARD, "Standard"), (CustomerTier.PRIORITY, "Priority")],
         initial=CustomerTier.STANDARD,
+        required=False,
+        help_text="Standard when left out.",
     )
     margin_rate = forms.DecimalField(
         min_value=0,
@@ -54,6 +56,8 @@ class SimulateForm(forms.Form):
             (STOCK_NONE, "No snapshot"),
         ],
         initial=STOCK_FRESH,
+        required=False,
+        help_text="A fresh snapshot when left out.",
     )
     version = forms.IntegerField(
         required=False,
@@ -95,11 +99,12 @@ class SimulateForm(forms.Form):
             currency=data["currency"],
             confidence=data["confidence"],
             item_price=data.get("item_price"),
-            customer_tier=data["customer_tier"],
+            # A link may leave these out, as the command line may; the form's defaults apply.
+            customer_tier=data["customer_tier"] or CustomerTier.STANDARD,
             margin_rate=data.get("margin_rate"),
             pickup_to_ship=data["pickup_to_ship"],
             listing_forbids=data["listing_forbids"],
-            stock=data["stock"],
+            stock=data["stock"] or STOCK_FRESH,
         )
 
 

@@ -349,3 +349,20 @@ def test_simulate_command_unknown_order(channel):
         call_command(
             "simulate_decision", "--action=substitute_sku", "--order=424242", "--confidence=0.9"
         )
+
+
+def test_simulate_link_without_optional_fields(viewer):
+    response = viewer.get(
+        "/guardrails/simulate/",
+        {
+            "action": "substitute_sku",
+            "channel": "",
+            "order_value": "40",
+            "currency": "USD",
+            "item_price": "24.99",
+            "confidence": "0.93",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.context["result"].evaluation.verdict == "applied"
