@@ -355,12 +355,6 @@ def order_cancel(*, order: Order, delivery: Delivery) -> Order:
     return order
 
 
-def _is_ai_proposal(item) -> bool:
-    from guardrails.models import Decision
-
-    return Decision.objects.filter(review_item=item).exists()
-
-
 def order_resolve_open_review_items(
     *,
     order: Order,
@@ -377,14 +371,16 @@ def order_resolve_open_review_items(
     """
     from reviews.models import ReviewItem, ReviewStatus
 
-    items = list(
-        ReviewItem.objects.select_for_update()
+    items = (
+        ReviewItem.objects.select_for_update(of=("self",))
         .filter(order=order, status=ReviewStatus.OPEN)
         .exclude(pk=exclude_item_id)
         .order_by("pk")
     )
     if keep_ai_proposals:
-        items = [item for item in items if not _is_ai_proposal(item)]
+        # One query for all items: those a Decision links to are AI proposals.
+        items = items.filter(ai_decision__isnull=True)
+    items = list(items)
     for item in items:
         item.status = ReviewStatus.RESOLVED
         item.decided_by = None
