@@ -436,7 +436,7 @@ BASELINE = "/healthz (baseline)"
 
 
 def _pages(requests: int) -> dict[str, list[str]]:
-    """The URLs of each measured page; items and orders rotate through open items of all kinds."""
+    """List the URLs of each measured page; items and orders rotate through all open kinds."""
     from reviews.models import ReviewItem, ReviewStatus
 
     open_items = list(
@@ -506,7 +506,7 @@ def _report(results: dict) -> None:
         for failure in result["failures"][:3]:
             print(f"    failed: {failure}")
         sql, durations = result["slowest"]
-        # The column list says little; the tables, conditions and order say which query it is.
+        # The column list tells little; the tables, conditions and order identify the query.
         tail = sql[max(sql.find(" FROM "), 0) :][:220]
         print(f"    slowest query, p50 {statistics.median(durations) * 1000:.1f} ms: ...{tail}")
 

@@ -53,7 +53,7 @@ class Applier:
 
 
 def _actor(user: AbstractBaseUser | None, actor_label: str) -> dict:
-    """The actor keywords of the order services: a person, else the automation's label."""
+    """Build the actor keywords of the order services: a person, else the automation's label."""
     if user is not None:
         return {"actor": user, "system_label": ""}
     return {"actor": None, "system_label": actor_label}
@@ -120,8 +120,8 @@ class SubstituteSkuApplier(Applier):
                 "sku_missing", f"The original SKU {decision.before['sku']!r} no longer exists."
             )
         line, reserved = _line_switch_sku(order, decision.before["line"], sku, user, "")
-        # NOTE: the original SKU was usually short, so the line may stay unreserved; the
-        # result says so and a person restocks or substitutes again.
+        # NOTE: the original SKU was usually short, so the line may stay unreserved. The
+        # result reports it, and a person restocks or substitutes again.
         return {"line": line.position, "sku": sku.code, "reserved": reserved}
 
 
@@ -309,7 +309,7 @@ def _is_downgrade(current: CarrierService | None, proposed: CarrierService) -> b
 
 
 def carrier_service_by_code(code: Any) -> CarrierService | None:
-    """The service for "carrier/service" codes, e.g. "ups/ground"; None when unknown."""
+    """Find the service for "carrier/service" codes, e.g. "ups/ground"; None when unknown."""
     if not isinstance(code, str) or code.count("/") != 1:
         return None
     carrier_code, service_code = code.split("/")
@@ -433,7 +433,7 @@ def _reservations_move(
 
 class CancelOrderApplier(Applier):
     action_code = "cancel_order"
-    # Queuing holds the order, so its status differs from `before` by the time it is accepted.
+    # Queuing puts the order on hold, so its status differs from `before` when it is accepted.
     checks_before_on_accept = False
 
     def validate(self, order: Order, before: dict, after: dict) -> None:

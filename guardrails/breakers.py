@@ -236,7 +236,7 @@ def breaker_report_recovery(
     """Move a breaker opened on upstream degradation to half-open, starting a trial.
 
     Breakers in any other state or open for another cause (by hand, on errors) are left as
-    they are, because the recovery of an upstream system says nothing about them.
+    they are, because the recovery of an upstream system tells nothing about them.
     """
     _validate_scope(scope, key)
     breaker = _breaker_get_or_create(scope=scope, key=key)
@@ -430,7 +430,7 @@ def _check_scopes(decision: Decision) -> None:
 def _trip_for_scope(
     scope: _Scope, decision: Decision, breaker: Breaker | None, config, now: datetime
 ) -> tuple[str, str, dict] | None:
-    """The first check that trips for a closed breaker: (cause, detail, figures), or None."""
+    """Return the first check that trips for a closed breaker: (cause, detail, figures), or None."""
     window_start = _window_start(breaker, config, now)
     baseline_end = now - timedelta(minutes=config.breaker_window_minutes)
     baseline_start = baseline_end - timedelta(days=config.mix_baseline_days)

@@ -93,7 +93,7 @@ class DecisionConflict(DecisionError):
 
 
 def ai_actor_label(model_name: str, model_version: str) -> str:
-    """The audit actor of an automated change, e.g. "ai:gpt-sub/2024-06"."""
+    """Return the audit actor of an automated change, e.g. "ai:gpt-sub/2024-06"."""
     return f"ai:{model_name}/{model_version}"
 
 
@@ -595,7 +595,7 @@ def _breakers_check_enqueue(decision_id: int) -> None:
     try:
         breakers_check_after_decision.delay(decision_id)
     except Exception:
-        # The decision stands; the next decision or the periodic sweep checks the breakers.
+        # The decision is kept; the next decision or the periodic sweep checks the breakers.
         logger.exception("could not queue the breaker check", extra={"decision": decision_id})
 
 
@@ -661,7 +661,7 @@ def _decision_lock_for_item(item) -> Decision:
 
 
 def decision_approver_groups(decision: Decision) -> list[str]:
-    """The groups whose members may decide the decision's review item."""
+    """Return the groups whose members may decide the decision's review item."""
     version = decision.policy_version
     if version is None:
         return [FALLBACK_APPROVER]
@@ -672,7 +672,7 @@ def decision_approver_groups(decision: Decision) -> list[str]:
 
 
 def _check_may_approve(user: AbstractBaseUser, decision: Decision) -> None:
-    """One rule decides who may decide a review item: the one in reviews.services."""
+    """Raise ReviewForbidden unless `user` may decide the item, by the rule in reviews.services."""
     from reviews.services import review_item_check_may_decide
 
     review_item_check_may_decide(decision.review_item, user)

@@ -278,7 +278,7 @@ OMSGUARD_SKU_CANDIDATE_MIN_SCORE = env_int("OMSGUARD_SKU_CANDIDATE_MIN_SCORE", 5
 OMSGUARD_ADDRESS_MIN_SCORE = os.environ.get("OMSGUARD_ADDRESS_MIN_SCORE", "0.80")
 
 # Customer address confirmation emails. EMAIL_BACKEND defaults to the console (the message is
-# printed) under DEBUG and to SMTP otherwise; the SMTP server comes from EMAIL_HOST, EMAIL_PORT,
+# printed) under DEBUG and to SMTP otherwise. The SMTP server comes from EMAIL_HOST, EMAIL_PORT,
 # EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS or EMAIL_USE_SSL. OMSGUARD_PUBLIC_URL is
 # the address customers reach this site at, for the links in those emails. A periodic job
 # tries a failed send again, up to OMSGUARD_ADDRESS_CONFIRMATION_MAX_ATTEMPTS attempts in all.

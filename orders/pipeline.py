@@ -216,7 +216,7 @@ def order_check_hygiene(*, order: Order) -> None:
         data={"codes": [finding["code"] for finding in findings]},
     )
 
-    # Open AI proposals keep holding the order; hygiene knows nothing of them.
+    # Open AI proposals keep the order on hold, and the hygiene checks do not see them.
     holds = [*_open_proposal_holds(order), *holds]
     if flags:
         order_flag(order=order, flags=flags)
@@ -281,7 +281,7 @@ def order_apply_update(*, delivery: Delivery, canonical: CanonicalOrder) -> tupl
 
 
 def _open_proposal_holds(order: Order) -> list[dict]:
-    """The order's hold reasons that belong to AI proposals still waiting for review."""
+    """Return the order's hold reasons that belong to AI proposals still waiting for review."""
     from reviews.models import ReviewItem, ReviewStatus
 
     reasons = [r for r in order.hold_reasons if r.get("code") == "ai_decision"]

@@ -72,7 +72,7 @@ class ConfirmationNeedsCorrection(Exception):
 
 
 def proposal_is_valid(confirmation: AddressConfirmation) -> bool:
-    """Whether the proposed address scores at least the threshold, so confirming it helps."""
+    """Return whether the proposed address scores at least the threshold, so it may be confirmed."""
     return address_validate(confirmation.proposed_address).score >= address_min_score()
 
 

@@ -31,7 +31,7 @@ CARRIER_SERVICE_ACTIONS = {"select_carrier", "downgrade_shipping_service"}
 
 class ReviseForm(forms.Form):
     def revision(self) -> dict:
-        """The cleaned value as the revision dict of `review_item_revise`."""
+        """Return the cleaned value as the revision dict of `review_item_revise`."""
         raise NotImplementedError
 
 
@@ -54,7 +54,7 @@ class AddressReviseForm(ReviseForm):
         return value
 
     def revision(self) -> dict:
-        """The whole address; empty fields are left out rather than stored as blanks."""
+        """Return the whole address; empty fields are left out rather than stored as blanks."""
         address = {name: self.cleaned_data[name].strip() for name in ADDRESS_FIELDS}
         return {name: value for name, value in address.items() if value}
 
@@ -119,7 +119,7 @@ class CarrierCodeReviseForm(ReviseForm):
 
 
 def revise_form_for(item: ReviewItem, data=None) -> ReviseForm | None:
-    """The revise form of the item's kind, filled with the AI's proposal; None if not revisable.
+    """Build the revise form of the item's kind, filled with the proposal; None if not revisable.
 
     Field ids carry the item id, so a list page can hold one form per item. Building a form
     runs no query.

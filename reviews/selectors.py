@@ -154,7 +154,7 @@ def review_open_count(*, kind: str | None = None) -> int:
 def review_queue_items(
     *, params: QueryDict, user
 ) -> tuple[ReviewItemQueueFilter, QuerySet[ReviewItem]]:
-    """The filtered, sorted open items and the FilterSet (its form holds any errors).
+    """Return the filtered, sorted open items and the FilterSet, whose form contains any errors.
 
     Invalid parameters never raise: the form reports them and the whole queue is returned
     in the default order.
@@ -196,7 +196,7 @@ def review_queue_summary(*, now: datetime | None = None) -> list[KindSummary]:
 
 
 def review_item_for_page(*, item_id: int) -> ReviewItem | None:
-    """One item, open or decided, with what its page shows joined in; None when unknown."""
+    """Return one item, open or decided, with what its page shows joined in; None when unknown."""
     return review_items_base().filter(pk=item_id).first()
 
 
@@ -232,7 +232,7 @@ def review_item_is_stale(item: ReviewItem) -> bool:
 
 
 def review_item_diff(item: ReviewItem) -> list[DiffRow]:
-    """The proposal against its source, field by field; nested objects become "a.b" fields."""
+    """Compare the proposal with its source field by field; nested objects become "a.b" fields."""
     proposal = item.proposal or {}
     if "before" in proposal and "after" in proposal:
         return _diff_rows(_flatten(proposal["before"]), _flatten(proposal["after"]))
@@ -354,7 +354,7 @@ def _why_hygiene(item: ReviewItem) -> WhyHere:
 
 
 def _decision_threshold(decision) -> tuple[Decimal | None, str]:
-    """The confidence limit that judged the decision: its value band's, else the version's."""
+    """Return the confidence limit that judged the decision: the band's, else the version's."""
     for reason in decision.reasons:
         if reason.get("rule") == "band":
             data = reason.get("data") or {}
@@ -398,7 +398,7 @@ def _last_events(order) -> list:
 
 
 def _lines_with_stock(order) -> list[LineStock]:
-    """The order's lines with stock summed over active locations, in two queries."""
+    """Return the order's lines with stock summed over active locations, in two queries."""
     from inventory.models import StockLevel
     from inventory.selectors import snapshot_is_stale
 

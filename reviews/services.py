@@ -536,7 +536,7 @@ def _items_rebase_after_decision(order: Order | None, item: ReviewItem) -> None:
 def _order_release_item(order: Order | None, item: ReviewItem, user: AbstractBaseUser) -> None:
     """Remove the item's hold reason; the order is released when no other reason holds it."""
     if item.kind == ReviewKind.AUDIT_SAMPLE:
-        # An audit sample never holds its order, so deciding it must not touch the status.
+        # An audit sample puts no hold on its order, so deciding it must not touch the status.
         return
     # An accepted cancellation leaves the order cancelled, not released.
     if order is not None and order.status != OrderStatus.CANCELLED:

@@ -49,12 +49,12 @@ class Sla:
     policy: str = ""
 
     def due_at(self, opened_at: datetime) -> datetime:
-        """The deadline: `minutes` real minutes after `opened_at`, in UTC."""
+        """Return the deadline: `minutes` real minutes after `opened_at`, in UTC."""
         return opened_at.astimezone(UTC) + timedelta(minutes=self.minutes)
 
 
 def review_sla_for(*, kind: str, action_code: str = "", channel=None) -> Sla:
-    """The SLA of an item of `kind` (and `action_code` for AI proposals) on `channel`."""
+    """Return the SLA of an item of `kind` (and `action_code` for AI proposals) on `channel`."""
     code = action_code or HYGIENE_POLICY_ACTIONS.get(kind, "")
     version = _live_version(code, channel) if code else None
     if version is None:
@@ -78,7 +78,7 @@ def sla_from_version(version) -> Sla:
 
 
 def default_sla() -> Sla:
-    """The SLA of items no policy covers: the settings' default, then the order stays held."""
+    """Return the SLA of items no policy covers: the settings' default, then the order is held."""
     from guardrails.selectors import guardrail_settings
 
     return Sla(

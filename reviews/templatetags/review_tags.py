@@ -18,7 +18,7 @@ def as_json(value: object) -> str:
 
 @register.filter
 def iso_utc(value: datetime | None) -> str:
-    """The time in ISO 8601 UTC with a Z suffix, for `<time datetime>` and the page's scripts."""
+    """Format the time as ISO 8601 UTC with a Z suffix, for `<time datetime>` and scripts."""
     if value is None:
         return ""
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -42,7 +42,7 @@ def is_past(value: datetime | None) -> bool:
 
 @register.filter
 def percent(value: object) -> str:
-    """A 0-1 rate as a percentage with one decimal, e.g. 0.0234 as 2.3 %."""
+    """Format a 0-1 rate as a percentage with one decimal, e.g. 0.0234 as 2.3 %."""
     if value is None:
         return "-"
     return f"{float(value) * 100:.1f} %"
@@ -57,7 +57,7 @@ def _duration(minutes: int) -> str:
 
 @register.filter
 def ai_decision_outcome(item) -> str:
-    """What deciding an AI proposal's review item did, as the decided card says it.
+    """Describe what deciding an AI proposal's review item did, for the decided card.
 
     Returns "" for items that are not AI proposals; the card then uses its other sentences.
     """

@@ -49,7 +49,7 @@ def test_claim_assigns_for_the_settings_minutes(address_item, cs_manager):
     assert item.claimed_until == now + timedelta(minutes=10)
 
 
-def test_someone_elses_claim_is_a_conflict_until_it_runs_out(address_item, cs_manager):
+def test_foreign_claim_conflicts_until_expiry(address_item, cs_manager):
     other = make_user("maria", "cs_manager")
     start = timezone.now()
     with time_machine.travel(start, tick=False):
@@ -145,7 +145,7 @@ def test_revise_address_applies_the_reviewers_address(address_item, address_orde
     assert entry.actor == cs_manager
 
 
-def test_revise_address_with_an_invalid_zip_names_the_field(address_item, cs_manager):
+def test_revise_invalid_zip_names_field(address_item, cs_manager):
     with pytest.raises(ReviewError) as raised:
         review_item_revise(
             item_id=address_item.pk, user=cs_manager, revision={**GOOD_ADDRESS, "zip": "94105"}

@@ -138,7 +138,7 @@ def test_decided_items_are_not_in_the_queue(address_item):
     assert address_item.pk not in ids(queue("")[1])
 
 
-def test_a_page_of_items_costs_a_fixed_number_of_queries(order, django_assert_num_queries):
+def test_queue_page_query_count_fixed(order, django_assert_num_queries):
     manager = make_user("morgan", "cs_manager")
     for number in range(50):
         item = item_on(order, ReviewKind.ROUTING, action_code="select_carrier")
@@ -271,9 +271,7 @@ def _context_queries(item_id: int) -> int:
     return len(captured.captured_queries)
 
 
-def test_context_query_count_does_not_grow_with_the_order(
-    order, locations, django_assert_num_queries
-):
+def test_item_context_query_count_fixed(order, locations, django_assert_num_queries):
     small = propose(order, "substitute_sku", *SUBSTITUTION, confidence=Decimal("0.5"))
     small_queries = _context_queries(small.review_item_id)
 

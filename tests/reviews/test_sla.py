@@ -106,7 +106,7 @@ def test_deadline_across_spring_forward_is_thirty_real_minutes(
     with timezone.override(NEW_YORK):
         local = timezone.localtime(item.due_at)
         rendered = Template('{{ due|date:"Y-m-d H:i T" }}').render(Context({"due": item.due_at}))
-    # A naive local sum would say 02:20, a time that does not exist that night.
+    # A naive local sum would give 02:20, a time that does not exist that night.
     assert (local.hour, local.minute) == (3, 20)
     assert rendered == "2026-03-08 03:20 EDT"
 
@@ -114,7 +114,7 @@ def test_deadline_across_spring_forward_is_thirty_real_minutes(
 # --- The sweep ------------------------------------------------------------------------------
 
 
-def test_address_order_held_after_thirty_minutes_not_at_twenty_nine(address_item, address_order):
+def test_address_sla_holds_after_thirty_minutes(address_item, address_order):
     opened = address_item.created_at
 
     assert review_items_sla_sweep(now=opened + timedelta(minutes=29)) == []
@@ -141,7 +141,8 @@ def test_sweep_holds_a_ready_order_and_runs_once(order):
     item = ReviewItem.objects.create(
         kind=ReviewKind.HIGH_VALUE, order=order, reason="Order over the limit.", source_data={}
     )
-    assert item.sla_minutes == 240 and item.on_sla_breach == "hold_order"
+    assert item.sla_minutes == 240
+    assert item.on_sla_breach == "hold_order"
     assert order.status == OrderStatus.READY
 
     with time_machine.travel(item.due_at + timedelta(seconds=1), tick=False):
@@ -161,7 +162,7 @@ def test_sweep_holds_a_ready_order_and_runs_once(order):
     assert OrderEvent.objects.filter(order=order, kind="review.sla_passed").count() == 1
 
 
-def test_sweep_adds_its_reason_to_an_order_held_for_something_else(order):
+def test_sweep_adds_reason_to_held_order(order):
     from orders.services import order_hold
 
     order_hold(order=order, reasons=[{"severity": "hold", "code": "other", "message": "Other"}])
