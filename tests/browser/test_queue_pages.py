@@ -170,6 +170,11 @@ def test_revise_with_keyboard_only(
     page.keyboard.press("Enter")
     expect(form).to_contain_text("No active SKU has the code 'NO-SUCH-SKU'.")
     expect(page.locator('#flash [data-code="invalid_revision"]')).to_be_visible()
+    # The returned form is swapped in; htmx must bind it before Enter submits it, or the
+    # browser would submit it as a plain GET form.
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+    )
 
     page.locator(f"#revise-{item.pk}-sku").focus()
     page.keyboard.press("Control+A")
