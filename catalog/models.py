@@ -64,6 +64,17 @@ class Channel(models.Model):
         help_text="When and why the last webhook signature check failed, for setup problems.",
     )
     is_active = models.BooleanField(default=True)
+    orders_held = models.BooleanField(
+        default=False,
+        help_text=(
+            "Hold every new or updated order from this channel for a person, e.g. while an "
+            "alert about the channel is investigated. Orders already held stay held."
+        ),
+    )
+    orders_held_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why the channel's orders are held."
+    )
+    orders_held_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

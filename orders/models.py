@@ -429,7 +429,11 @@ class OrderEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["order", "created_at"])]
+        indexes = [
+            models.Index(fields=["order", "created_at"]),
+            # KPI rollups count events of one kind per hour.
+            models.Index(fields=["kind", "created_at"], name="order_event_kind_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.order_id}"
@@ -497,3 +501,217 @@ class PriorityCustomer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel.code} {self.customer_id or self.email}"
+
+
+class ShipmentStatus(models.TextChoices):
+    SHIPPED = "shipped", "Shipped"
+    DELIVERED = "delivered", "Delivered"
+    DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+    RETURNED_TO_SENDER = "returned_to_sender", "Returned to sender"
+
+
+# Statuses that count as a shipping error, e.g. for orders whose address was corrected.
+SHIPPING_ERROR_STATUSES = frozenset(
+    {ShipmentStatus.DELIVERY_FAILED, ShipmentStatus.RETURNED_TO_SENDER}
+)
+
+
+class Shipment(models.Model):
+    """A parcel a warehouse or 3PL reported as shipped, through POST /api/v1/shipments/."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="shipments")
+    # Copied from the order so KPI rollups group by channel without a join.
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="shipments")
+    shipment_id = models.CharField(
+        max_length=100, help_text="The sender's own id for the parcel; unique per order."
+    )
+    carrier_service = models.ForeignKey(
+        CarrierService,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="shipments",
+        help_text="Resolved from carrier_code when it maps to a known service.",
+    )
+    carrier_code = models.CharField(
+        max_length=64, blank=True, help_text="The carrier as the sender named it, e.g. ups."
+    )
+    tracking_number = models.CharField(max_length=100, blank=True)
+    lines = models.JSONField(
+        default=list, help_text='What the parcel holds: [{"sku": "MUG-1", "quantity": 2}].'
+    )
+    shipped_at = models.DateTimeField(db_index=True)
+    status = models.CharField(
+        max_length=32, choices=ShipmentStatus.choices, default=ShipmentStatus.SHIPPED
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    is_duplicate = models.BooleanField(
+        default=False,
+        help_text="The order's earlier shipments already held these lines: shipped twice.",
+    )
+    duplicate_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    address_corrected = models.BooleanField(
+        default=False,
+        help_text="The order's address was corrected (by the AI or a person) before it shipped.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-shipped_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "shipment_id"], name="shipment_unique_per_order"
+            )
+        ]
+        indexes = [models.Index(fields=["channel", "shipped_at"], name="shipment_channel_time")]
+
+    def __str__(self) -> str:
+        return f"shipment {self.shipment_id} of order {self.order_id}"
+
+
+class FulfilmentStage(models.TextChoices):
+    PICK = "pick", "Pick"
+    PACK = "pack", "Pack"
+    SHIP = "ship", "Ship"
+
+
+class FulfilmentExceptionReason(models.TextChoices):
+    WRONG_ITEM = "wrong_item", "Wrong item"
+    WRONG_QUANTITY = "wrong_quantity", "Wrong quantity"
+    MISSING_ITEM = "missing_item", "Missing item"
+    DAMAGED = "damaged", "Damaged"
+    WRONG_ADDRESS = "wrong_address", "Wrong address"
+    WRONG_CARRIER = "wrong_carrier", "Wrong carrier or service"
+    LATE = "late", "Shipped late"
+    OTHER = "other", "Other"
+
+
+class FulfilmentException(models.Model):
+    """A pick, pack or ship mistake the warehouse reported."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fulfilment_exceptions")
+    channel = models.ForeignKey(
+        Channel, on_delete=models.PROTECT, related_name="fulfilment_exceptions"
+    )
+    shipment = models.ForeignKey(
+        Shipment, on_delete=models.PROTECT, null=True, blank=True, related_name="exceptions"
+    )
+    stage = models.CharField(max_length=8, choices=FulfilmentStage.choices)
+    reason = models.CharField(max_length=32, choices=FulfilmentExceptionReason.choices)
+    note = models.TextField(blank=True)
+    occurred_at = models.DateTimeField(db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["channel", "occurred_at"], name="fulfil_exc_channel_time")]
+
+    def __str__(self) -> str:
+        return f"{self.stage} exception ({self.reason}) on order {self.order_id}"
+
+
+class ReturnReason(models.TextChoices):
+    WRONG_ITEM = "wrong_item", "Wrong item sent"
+    WRONG_QUANTITY = "wrong_quantity", "Wrong quantity sent"
+    DAMAGED_IN_TRANSIT = "damaged_in_transit", "Damaged in transit"
+    LATE_DELIVERY = "late_delivery", "Arrived too late"
+    SUBSTITUTE_UNWANTED = "substitute_unwanted", "Substitute not wanted"
+    DEFECTIVE = "defective", "Defective product"
+    NOT_AS_DESCRIBED = "not_as_described", "Not as described"
+    SIZE_OR_FIT = "size_or_fit", "Size or fit"
+    CHANGED_MIND = "changed_mind", "Changed mind"
+    OTHER = "other", "Other"
+
+
+class ReturnAttribution(models.TextChoices):
+    FULFILMENT = "fulfilment", "Fulfilment error"
+    SUBSTITUTION = "substitution", "Substitution"
+    PRODUCT = "product", "Product"
+    CUSTOMER = "customer", "Customer"
+
+
+# Reason codes that mean the warehouse or carrier got the order wrong.
+FULFILMENT_RETURN_REASONS = frozenset(
+    {
+        ReturnReason.WRONG_ITEM,
+        ReturnReason.WRONG_QUANTITY,
+        ReturnReason.DAMAGED_IN_TRANSIT,
+        ReturnReason.LATE_DELIVERY,
+    }
+)
+
+
+class OrderReturn(models.Model):
+    """A customer return with its reason code, through POST /api/v1/returns/."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="returns")
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="returns")
+    return_id = models.CharField(
+        max_length=100, help_text="The sender's own id for the return; unique per order."
+    )
+    reason = models.CharField(max_length=32, choices=ReturnReason.choices)
+    attributed_to = models.CharField(
+        max_length=16,
+        choices=ReturnAttribution.choices,
+        help_text="Derived from the reason code and whether a returned line was substituted.",
+    )
+    involves_substitution = models.BooleanField(
+        default=False, help_text="A returned line carries a SKU that replaced the ordered one."
+    )
+    lines = models.JSONField(default=list, help_text='[{"sku": "MUG-1", "quantity": 1}]')
+    note = models.TextField(blank=True)
+    received_at = models.DateTimeField(db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "return_id"], name="return_unique_per_order")
+        ]
+        indexes = [models.Index(fields=["channel", "received_at"], name="return_channel_time")]
+
+    def __str__(self) -> str:
+        return f"return {self.return_id} of order {self.order_id}"
+
+
+class Chargeback(models.Model):
+    """A payment dispute a marketplace or payment provider reported, with its amount."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="chargebacks")
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="chargebacks")
+    chargeback_id = models.CharField(
+        max_length=100, help_text="The sender's own id for the dispute; unique per order."
+    )
+    amount = models.DecimalField(max_digits=14, decimal_places=3)
+    currency = models.CharField(max_length=3, validators=[currency_validator])
+    reason = models.CharField(
+        max_length=100, blank=True, help_text="The provider's reason code, kept as sent."
+    )
+    received_at = models.DateTimeField(db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "chargeback_id"], name="chargeback_unique_per_order"
+            )
+        ]
+        indexes = [models.Index(fields=["channel", "received_at"], name="chargeback_channel_time")]
+
+    def __str__(self) -> str:
+        return f"chargeback {self.chargeback_id} of order {self.order_id}"
