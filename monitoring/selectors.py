@@ -11,9 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import Q
 
-from .kpis import COUNTERS, Kind, Kpi, histogram_merge, histogram_percentile, kpi_get
+from .kpis import (
+    COUNTERS,
+    Kind,
+    Kpi,
+    histogram_empty,
+    histogram_merge,
+    histogram_percentile,
+    kpi_get,
+)
 from .models import Granularity, KpiRollup
 
 HOUR = timedelta(hours=1)
@@ -74,83 +82,124 @@ def period_filter(start: datetime, end: datetime) -> Q:
     return days | head | tail
 
 
-def _scope(counter: str, channel: str | None, dimension: str | None) -> Q:
-    scope = Q(counter=counter)
+def _scope(counters: set[str], channel: str | None) -> Q:
+    scope = Q(counter__in=sorted(counters))
     if channel:
         scope &= Q(channel=channel)
-    if dimension:
-        scope &= Q(dimension=dimension)
     return scope
 
 
-def counter_sums(
-    counter: str,
-    *,
-    start: datetime,
-    end: datetime,
-    channel: str | None = None,
-    dimension: str | None = None,
-    with_histogram: bool = False,
-) -> Sums:
-    """Sum one counter over the period, optionally for one channel and dimension value."""
-    rows = KpiRollup.objects.filter(period_filter(start, end), _scope(counter, channel, dimension))
-    totals = rows.aggregate(count=Sum("count"), total=Sum("total"))
-    histogram = (
-        histogram_merge(list(rows.values_list("histogram", flat=True))) if with_histogram else []
+def kpi_counters(slug: str) -> set[str]:
+    """The counters a KPI reads."""
+    kpi = kpi_get(slug)
+    return {kpi.numerator, kpi.denominator} - {""}
+
+
+RollupRow = tuple[str, str, datetime, int, Decimal, list[int]]
+RollupTable = dict[str, dict[str, Sums]]
+
+
+def rollup_rows(
+    counters: set[str], *, start: datetime, end: datetime, channel: str | None = None
+) -> list[RollupRow]:
+    """The rollup rows of the counters covering [start, end), in one query.
+
+    Each row is (counter, dimension, bucket_start, count, total, histogram); rows of every
+    channel are returned unless `channel` is given.
+    """
+    return list(
+        KpiRollup.objects.filter(period_filter(start, end), _scope(counters, channel))
+        .order_by("bucket_start")
+        .values_list("counter", "dimension", "bucket_start", "count", "total", "histogram")
     )
-    return Sums(
-        count=int(totals["count"] or 0),
-        total=Decimal(totals["total"] or 0),
-        histogram=histogram,
-    )
 
 
-def counter_sums_by(
-    counter: str,
-    *,
-    by: str,
-    start: datetime,
-    end: datetime,
-    channel: str | None = None,
-    dimension: str | None = None,
-) -> dict[str, Sums]:
-    """Sum one counter per channel (`by="channel"`) or per dimension value (`by="dimension"`)."""
-    if by not in {"channel", "dimension"}:
-        raise ValueError(f"Cannot split by {by!r}; use channel or dimension.")
+def rollup_table(rows: list[RollupRow]) -> RollupTable:
+    """Sum rows per counter and dimension value; gauges keep their latest snapshot instead.
 
-    rows = KpiRollup.objects.filter(period_filter(start, end), _scope(counter, channel, dimension))
-    histograms: dict[str, list[list[int]]] = defaultdict(list)
-    if COUNTERS[counter].has_histogram:
-        for key, histogram in rows.values_list(by, "histogram"):
-            histograms[key].append(histogram)
-    return {
-        row[by]: Sums(
-            count=int(row["count"] or 0),
-            total=Decimal(row["total"] or 0),
-            histogram=histogram_merge(histograms[row[by]]),
+    The rows must come ordered by bucket_start (rollup_rows does that).
+    """
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    histograms: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
+    latest: dict[str, datetime] = {}
+
+    for counter, dimension, bucket_start, count, total, histogram in rows:
+        if COUNTERS[counter].is_gauge:
+            # A later snapshot replaces the earlier ones of every dimension value.
+            if latest.get(counter) != bucket_start:
+                for key in [key for key in counts if key[0] == counter]:
+                    del counts[key], totals[key]
+                latest[counter] = bucket_start
+            counts[counter, dimension] += count
+            totals[counter, dimension] = max(totals[counter, dimension], Decimal(total))
+            continue
+        counts[counter, dimension] += count
+        totals[counter, dimension] += Decimal(total)
+        if histogram:
+            histograms[counter, dimension].append(histogram)
+
+    table: RollupTable = defaultdict(dict)
+    for (counter, dimension), count in counts.items():
+        table[counter][dimension] = Sums(
+            count=count,
+            total=totals[counter, dimension],
+            histogram=histogram_merge(histograms[counter, dimension]),
         )
-        for row in rows.values(by).annotate(count=Sum("count"), total=Sum("total")).order_by(by)
-    }
+    return dict(table)
 
 
-def gauge_latest(
-    counter: str, *, start: datetime, end: datetime, dimension: str | None = None
-) -> dict[str, Sums]:
-    """The latest snapshot of a gauge counter in the period, per dimension value."""
-    start, end = hour_floor(start), hour_ceil(end)
-    rows = KpiRollup.objects.filter(
-        _scope(counter, None, dimension),
-        granularity=Granularity.HOUR,
-        bucket_start__gte=start,
-        bucket_start__lt=end,
+def table_sums(table: RollupTable, counter: str, dimension: str | None = None) -> Sums:
+    """One counter's sums, for one dimension value or all of them together."""
+    per_dimension = table.get(counter, {})
+    if dimension:
+        return per_dimension.get(dimension, Sums(0, Decimal("0"), histogram_empty()))
+    return Sums(
+        count=sum(sums.count for sums in per_dimension.values()),
+        total=sum((sums.total for sums in per_dimension.values()), Decimal("0")),
+        histogram=histogram_merge([sums.histogram for sums in per_dimension.values()]),
     )
-    latest_bucket = rows.order_by("-bucket_start").values_list("bucket_start", flat=True).first()
-    if latest_bucket is None:
-        return {}
-    return {
-        row.dimension: Sums(count=row.count, total=row.total, histogram=[])
-        for row in rows.filter(bucket_start=latest_bucket)
-    }
+
+
+def kpi_compute(slug: str, table: RollupTable, *, dimension: str | None = None) -> KpiValue:
+    """The KPI's value from summed rollups: the one place its arithmetic lives."""
+    kpi = kpi_get(slug)
+    numerator = table_sums(table, kpi.numerator, kpi.numerator_dimension or dimension)
+
+    if kpi.kind == Kind.COUNT:
+        count = Decimal(numerator.count)
+        return KpiValue(kpi, count, count, None, numerator.count)
+    if kpi.kind == Kind.MEAN:
+        value = numerator.total / numerator.count if numerator.count else None
+        return KpiValue(kpi, value, numerator.total, Decimal(numerator.count), numerator.count)
+    if kpi.kind == Kind.PERCENTILE:
+        value = histogram_percentile(numerator.histogram, kpi.percentile or Decimal("0.5"))
+        return KpiValue(kpi, value, Decimal(numerator.count), None, numerator.count)
+    if kpi.kind == Kind.GAUGE_SUM:
+        if kpi.numerator not in table:
+            return KpiValue(kpi, None, Decimal("0"), None, 0)
+        return KpiValue(
+            kpi, Decimal(numerator.count), Decimal(numerator.count), None, numerator.count
+        )
+    if kpi.kind == Kind.GAUGE_MAX:
+        snapshot = table.get(kpi.numerator, {})
+        if dimension:
+            snapshot = {key: sums for key, sums in snapshot.items() if key == dimension}
+        if not snapshot:
+            return KpiValue(kpi, None, Decimal("0"), None, 0)
+        oldest = max(sums.total for sums in snapshot.values())
+        return KpiValue(kpi, oldest, oldest, None, numerator.count)
+    if kpi.kind == Kind.MIX:
+        return _mix_value(kpi, table.get(kpi.numerator, {}))
+
+    # A ratio's denominator keeps the caller's dimension only when it splits the same way
+    # (disagreements per action over reviews per action); orders have no dimension.
+    denominator_dimension = dimension if COUNTERS[kpi.denominator].dimension else None
+    denominator = table_sums(table, kpi.denominator, denominator_dimension)
+    value = Decimal(numerator.count) * kpi.scale / denominator.count if denominator.count else None
+    return KpiValue(
+        kpi, value, Decimal(numerator.count), Decimal(denominator.count), denominator.count
+    )
 
 
 def kpi_value(
@@ -162,47 +211,8 @@ def kpi_value(
     dimension: str | None = None,
 ) -> KpiValue:
     """The KPI's value over [start, end), for one channel and dimension value if given."""
-    kpi = kpi_get(slug)
-    numerator_dimension = kpi.numerator_dimension or dimension
-
-    if kpi.kind in {Kind.GAUGE_SUM, Kind.GAUGE_MAX}:
-        return _gauge_value(kpi, start=start, end=end, dimension=dimension)
-    if kpi.kind == Kind.MIX:
-        return _mix_value(kpi, start=start, end=end, channel=channel)
-
-    numerator = counter_sums(
-        kpi.numerator,
-        start=start,
-        end=end,
-        channel=channel,
-        dimension=numerator_dimension,
-        with_histogram=kpi.kind == Kind.PERCENTILE,
-    )
-    if kpi.kind == Kind.COUNT:
-        return KpiValue(
-            kpi, Decimal(numerator.count), Decimal(numerator.count), None, numerator.count
-        )
-    if kpi.kind == Kind.MEAN:
-        value = numerator.total / numerator.count if numerator.count else None
-        return KpiValue(kpi, value, numerator.total, Decimal(numerator.count), numerator.count)
-    if kpi.kind == Kind.PERCENTILE:
-        value = histogram_percentile(numerator.histogram, kpi.percentile or Decimal("0.5"))
-        return KpiValue(kpi, value, Decimal(numerator.count), None, numerator.count)
-
-    # A ratio's denominator keeps the caller's dimension only when it splits the same way
-    # (disagreements per action over reviews per action); orders have no dimension.
-    denominator_dimension = dimension if COUNTERS[kpi.denominator].dimension else None
-    denominator = counter_sums(
-        kpi.denominator,
-        start=start,
-        end=end,
-        channel=channel,
-        dimension=denominator_dimension,
-    )
-    value = Decimal(numerator.count) * kpi.scale / denominator.count if denominator.count else None
-    return KpiValue(
-        kpi, value, Decimal(numerator.count), Decimal(denominator.count), denominator.count
-    )
+    rows = rollup_rows(kpi_counters(slug), start=start, end=end, channel=channel)
+    return kpi_compute(slug, rollup_table(rows), dimension=dimension)
 
 
 def kpi_series(
@@ -216,14 +226,16 @@ def kpi_series(
 ) -> list[tuple[datetime, KpiValue]]:
     """The KPI's value per step (an hour or a day) from `start` to `end`.
 
-    One query per point; a 90-day chart at one point per day is 90 small indexed queries.
+    One query for the whole series; each point is computed from the rows in its step.
     """
+    start = hour_floor(start)
+    rows = rollup_rows(kpi_counters(slug), start=start, end=end, channel=channel)
     points = []
-    moment = hour_floor(start)
+    moment = start
     while moment < end:
         point_end = min(moment + step, end)
-        value = kpi_value(slug, start=moment, end=point_end, channel=channel, dimension=dimension)
-        points.append((moment, value))
+        in_step = [row for row in rows if moment <= row[2] < point_end]
+        points.append((moment, kpi_compute(slug, rollup_table(in_step), dimension=dimension)))
         moment += step
     return points
 
@@ -247,19 +259,7 @@ def mix_deviation(recent: dict[str, Decimal], baseline: dict[str, Decimal]) -> D
     return max(deviations, default=Decimal("0"))
 
 
-def _gauge_value(kpi: Kpi, *, start: datetime, end: datetime, dimension: str | None) -> KpiValue:
-    snapshot = gauge_latest(kpi.numerator, start=start, end=end, dimension=dimension)
-    if not snapshot:
-        return KpiValue(kpi, None, Decimal("0"), None, 0)
-    size = sum(sums.count for sums in snapshot.values())
-    if kpi.kind == Kind.GAUGE_SUM:
-        return KpiValue(kpi, Decimal(size), Decimal(size), None, size)
-    oldest = max(sums.total for sums in snapshot.values())
-    return KpiValue(kpi, oldest, oldest, None, size)
-
-
-def _mix_value(kpi: Kpi, *, start: datetime, end: datetime, channel: str | None) -> KpiValue:
-    per_key = counter_sums_by(kpi.numerator, by="dimension", start=start, end=end, channel=channel)
+def _mix_value(kpi: Kpi, per_key: dict[str, Sums]) -> KpiValue:
     total = sum(sums.count for sums in per_key.values())
     if not total:
         return KpiValue(kpi, None, Decimal("0"), None, 0, shares={})

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "django_prometheus",
     "catalog",
     "orders",
     "guardrails",
@@ -79,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request counts and latencies for /metrics; the pair wraps every other middleware.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -88,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "omsguard.urls"
@@ -430,3 +434,17 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Monitoring. /metrics answers a request that carries "Authorization: Bearer
+# OMSGUARD_METRICS_TOKEN", or one from an address in OMSGUARD_METRICS_ALLOWED_NETWORKS
+# (comma-separated CIDRs); anything else gets a 404. Without a token, only the networks count.
+OMSGUARD_METRICS_TOKEN = os.environ.get("OMSGUARD_METRICS_TOKEN", "")
+OMSGUARD_METRICS_ALLOWED_NETWORKS = env_list(
+    "OMSGUARD_METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"]
+)
+# The KPI rollup job recomputes this many hours back on each run, so facts that arrive late
+# (a return dated yesterday) are counted; `manage.py rollup_kpis --days N` reaches further.
+OMSGUARD_KPI_REFRESH_HOURS = env_int("OMSGUARD_KPI_REFRESH_HOURS", 48)
+# Alert notifications: attempts per message before it is marked failed (backoff doubles).
+OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS = env_int("OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS", 6)
+OMSGUARD_ALERT_NOTIFY_TIMEOUT_SECONDS = env_int("OMSGUARD_ALERT_NOTIFY_TIMEOUT_SECONDS", 10)
