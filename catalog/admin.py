@@ -1,11 +1,15 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+
+from orders.channel_holds import ChannelHoldError, channel_orders_hold, channel_orders_release
 
 from .forms import SkuImportForm
 from .models import (
@@ -74,6 +78,8 @@ class AuditedAdminMixin:
         super().delete_queryset(request, queryset)
 
 
+# Changed only through the hold and release actions, which audit and release the orders.
+ORDER_HOLD_FIELDS = ("orders_held", "orders_held_reason", "orders_held_at")
 VIEW_ONLY_CHANNEL_FIELDS = (
     "kind",
     "code",
@@ -82,15 +88,27 @@ VIEW_ONLY_CHANNEL_FIELDS = (
     "notification_url",
     "last_signature_failure",
     "is_active",
+    *ORDER_HOLD_FIELDS,
 )
+
+
+class ChannelActionForm(helpers.ActionForm):
+    reason = forms.CharField(
+        required=False,
+        max_length=300,
+        label="Reason",
+        help_text="Why the orders are held or released; shown on every held order.",
+    )
 
 
 @admin.register(Channel)
 class ChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = ChannelForm
-    list_display = ["code", "kind", "name", "is_active", "created_at"]
-    list_filter = ["kind", "is_active"]
+    action_form = ChannelActionForm
+    list_display = ["code", "kind", "name", "is_active", "orders_held", "created_at"]
+    list_filter = ["kind", "is_active", "orders_held"]
     search_fields = ["code", "name"]
+    actions = ["hold_orders", "release_orders"]
 
     def get_fields(self, request, obj=None) -> list[str]:
         # A read-only view would print every field's value, the signing secret included, so
@@ -102,11 +120,44 @@ class ChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         if obj is not None and not self.has_change_permission(request, obj):
             return [*VIEW_ONLY_CHANNEL_FIELDS]
-        return [*super().get_readonly_fields(request, obj), "last_signature_failure"]
+        return [
+            *super().get_readonly_fields(request, obj),
+            "last_signature_failure",
+            *ORDER_HOLD_FIELDS,
+        ]
 
     @admin.display(description="Webhook secret")
     def secret_status(self, obj: Channel) -> str:
         return "set (hidden)" if obj.webhook_secret else "not set"
+
+    @admin.action(description="Hold new orders", permissions=["change"])
+    def hold_orders(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        reason = request.POST.get("reason", "").strip()
+        reason = reason or f"Held from the admin by {request.user.get_username()}"
+        for channel in queryset.order_by("pk"):
+            self._hold_change(request, channel_orders_hold, channel=channel, reason=reason)
+
+    @admin.action(description="Release held orders", permissions=["change"])
+    def release_orders(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        note = request.POST.get("reason", "").strip()
+        note = note or f"Released from the admin by {request.user.get_username()}"
+        for channel in queryset.order_by("pk"):
+            self._hold_change(request, channel_orders_release, channel=channel, note=note)
+
+    def _hold_change(self, request: HttpRequest, change, *, channel: Channel, **text) -> None:
+        try:
+            channel = change(channel=channel, user=request.user, **text)
+        except ChannelHoldError as error:
+            self.message_user(request, str(error), messages.WARNING)
+            return
+        if channel.orders_held:
+            message = f"New and updated orders of {channel.code} are now held."
+        else:
+            message = (
+                f"Released {channel.code}. Its orders held only for the channel are ready; "
+                "orders with other hold reasons stay held for those."
+            )
+        self.message_user(request, message, messages.SUCCESS)
 
 
 class ListingConstraintInline(admin.TabularInline):

@@ -6,6 +6,12 @@ from guardrails.breakers_api import BreakerViewSet
 from guardrails.recommenders.api import CarrierRecommendationView, ShortageView
 from inventory.api import DiscrepancyViewSet, StockEventViewSet, StockLevelViewSet
 from orders.api import DeliveryViewSet, MarketplaceOrderIngestView, OrderViewSet
+from orders.fulfilment_api import (
+    ChargebackViewSet,
+    FulfilmentExceptionViewSet,
+    OrderReturnViewSet,
+    ShipmentViewSet,
+)
 from reviews.api import ReviewItemViewSet
 
 router = DefaultRouter()
@@ -17,6 +23,12 @@ router.register("stock-levels", StockLevelViewSet, basename="stock-level")
 router.register("inventory-discrepancies", DiscrepancyViewSet, basename="inventory-discrepancy")
 router.register("breakers", BreakerViewSet, basename="breaker")
 router.register("decisions", DecisionViewSet, basename="decision")
+router.register("shipments", ShipmentViewSet, basename="shipment")
+router.register(
+    "fulfilment-exceptions", FulfilmentExceptionViewSet, basename="fulfilment-exception"
+)
+router.register("returns", OrderReturnViewSet, basename="return")
+router.register("chargebacks", ChargebackViewSet, basename="chargeback")
 
 urlpatterns = [
     path(

@@ -4,6 +4,8 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
+from omsguard.money import money_format
+
 from .carriers import carrier_mapping_delete, carrier_mapping_save
 from .models import (
     Carrier,
@@ -12,12 +14,16 @@ from .models import (
     CarrierRateStatus,
     CarrierService,
     ChannelApiGrant,
+    Chargeback,
     Delivery,
+    FulfilmentException,
     IdempotencyKey,
     Order,
     OrderEvent,
     OrderLine,
+    OrderReturn,
     PriorityCustomer,
+    Shipment,
 )
 from .services import REPLAYABLE_OUTCOMES, DeliveryNotReplayable, delivery_replay
 
@@ -335,3 +341,70 @@ class IdempotencyKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["key", "user", "response_status", "created_at"]
     search_fields = ["key"]
     list_select_related = ["user"]
+
+
+# --- Facts reported after fulfilment: read-only, because the KPIs count them as reported ----
+
+ORDER_SEARCH_FIELDS = ["order__order_number", "order__channel_order_id"]
+
+
+@admin.register(Shipment)
+class ShipmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "shipment_id",
+        "order",
+        "channel",
+        "carrier_code",
+        "carrier_service",
+        "status",
+        "is_duplicate",
+        "address_corrected",
+        "shipped_at",
+    ]
+    list_filter = ["status", "is_duplicate", "address_corrected", "channel"]
+    search_fields = ["shipment_id", "tracking_number", *ORDER_SEARCH_FIELDS]
+    list_select_related = ["order__channel", "channel", "carrier_service"]
+    date_hierarchy = "shipped_at"
+    show_full_result_count = False
+
+
+@admin.register(FulfilmentException)
+class FulfilmentExceptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["order", "channel", "stage", "reason", "shipment", "occurred_at"]
+    list_filter = ["stage", "reason", "channel"]
+    search_fields = ["shipment__shipment_id", "note", *ORDER_SEARCH_FIELDS]
+    list_select_related = ["order__channel", "channel", "shipment"]
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+
+
+@admin.register(OrderReturn)
+class OrderReturnAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "return_id",
+        "order",
+        "channel",
+        "reason",
+        "attributed_to",
+        "involves_substitution",
+        "received_at",
+    ]
+    list_filter = ["attributed_to", "reason", "involves_substitution", "channel"]
+    search_fields = ["return_id", *ORDER_SEARCH_FIELDS]
+    list_select_related = ["order__channel", "channel"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+
+
+@admin.register(Chargeback)
+class ChargebackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["chargeback_id", "order", "channel", "disputed", "reason", "received_at"]
+    list_filter = ["channel", "currency"]
+    search_fields = ["chargeback_id", "reason", *ORDER_SEARCH_FIELDS]
+    list_select_related = ["order__channel", "channel"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+
+    @admin.display(description="Amount", ordering="amount")
+    def disputed(self, obj: Chargeback) -> str:
+        return f"{obj.currency} {money_format(obj.amount, obj.currency)}"

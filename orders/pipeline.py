@@ -16,6 +16,7 @@ from omsguard.money import is_currency, money_round
 from .adapters import adapter_for
 from .adapters.canonical import CATALOG_SKU
 from .canonical import AdapterError, CanonicalOrder, check_order_limits, check_storable_json
+from .channel_holds import channel_hold_reasons, channel_hold_state_read
 from .hygiene import order_run_hygiene
 from .models import Delivery, DeliveryOutcome, Order, OrderLine, OrderStatus
 from .services import (
@@ -72,6 +73,8 @@ def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
             logger.info("delivery already processed", extra={"delivery": delivery.pk})
             return delivery
         delivery.attempts += 1
+        # Before any order row is locked; see channel_hold_state_read.
+        channel_hold_state_read(delivery.channel)
         _slow_down_for_tests()
 
         try:
@@ -217,7 +220,7 @@ def order_check_hygiene(*, order: Order) -> None:
     )
 
     # Open AI proposals keep the order on hold, and the hygiene checks do not see them.
-    holds = [*_open_proposal_holds(order), *holds]
+    holds = [*_open_proposal_holds(order), *holds, *channel_hold_reasons(order.channel)]
     if flags:
         order_flag(order=order, flags=flags)
     if holds:

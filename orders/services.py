@@ -313,6 +313,9 @@ def order_update_hold_reasons(
 
 def order_hold_incomplete(*, order: Order) -> Order:
     """Hold an order the channel has not completed yet; a complete update runs the checks."""
+    # Imported here because orders.channel_holds imports this module.
+    from .channel_holds import channel_hold_reasons
+
     return order_hold(
         order=order,
         reasons=[
@@ -320,7 +323,8 @@ def order_hold_incomplete(*, order: Order) -> Order:
                 "severity": "hold",
                 "code": "incomplete",
                 "message": "The channel has not sent the complete order yet",
-            }
+            },
+            *channel_hold_reasons(order.channel),
         ],
     )
 
