@@ -50,53 +50,66 @@ COUNTERS: dict[str, Counter] = {
         Counter("orders_received", "Orders created, at the time the order was created."),
         Counter(
             "order_errors",
-            "Orders that could not go through untouched: each order's first order.held event "
-            "in the hour, plus deliveries whose processing failed.",
+            "Orders with a data problem: each order once, when its first review item for "
+            "an unmapped SKU, an address, an unknown carrier code or a stock shortage opened "
+            "(AI proposals not included); plus deliveries whose processing failed or went to "
+            "the dead letter queue (they never became orders), at received_at.",
         ),
         Counter(
             "fulfilment_exceptions",
-            "Pick, pack and ship mistakes reported to /api/v1/fulfilment-exceptions/ or with a "
-            "shipment, at occurred_at.",
+            "Pick, pack and ship mistakes the warehouse reported, at occurred_at, by stage.",
             dimension="stage",
         ),
         Counter(
             "shipments",
-            'Shipments at shipped_at, by carrier code ("unknown" when none was given).',
+            "Shipments at shipped_at, by carrier: the canonical carrier's code when the "
+            'carrier code maps to a known service, else the code as sent in lower case, "unknown" '
+            "when none was given.",
             dimension="carrier",
         ),
         Counter("duplicate_shipments", "Shipments marked is_duplicate, at shipped_at."),
         Counter(
             "stock_counts",
-            "Absolute stock events (a counted quantity), at received_at.",
+            "Physical stock counts recorded, matching ones included (every "
+            "InventoryDiscrepancy row), at created_at.",
             per_channel=False,
         ),
         Counter(
             "stock_discrepancies",
-            "Inventory discrepancies (count differed from the expected stock), at created_at.",
+            "Physical stock counts that differed from the stock held (InventoryDiscrepancy "
+            "rows with a difference other than 0), at created_at.",
             per_channel=False,
         ),
-        Counter("returns", "Returns at received_at, by attribution.", dimension="attribution"),
+        Counter(
+            "returns",
+            "Returns at received_at, by attributed_to (fulfilment, substitution, product, "
+            "customer).",
+            dimension="attribution",
+        ),
         Counter(
             "substituted_returns",
             "Returns with a returned line that was substituted, at received_at.",
         ),
         Counter(
             "substitutions_applied",
-            "Substitution decisions applied (on their own or after approval), at applied_at.",
+            "Substitution decisions carried out: applied as proposed (on their own or after "
+            "approval) at applied_at, or applied with a reviewer's revised SKU at reviewed_at.",
         ),
         Counter(
             "substitutions_resolved",
-            "Substitution decisions that reached an outcome (applied, or rejected by a "
-            "reviewer), at the time of that outcome.",
+            "Substitution decisions that reached an outcome: applied as proposed, at "
+            "applied_at, or rejected or revised by a reviewer, at reviewed_at.",
         ),
         Counter(
             "substitutions_accepted",
-            "Substitution decisions applied, on their own or accepted or revised by a reviewer.",
+            "Substitution decisions applied as the AI proposed them, on their own or approved "
+            "by a reviewer, at applied_at. A revision counts as resolved, not accepted.",
         ),
         Counter(
             "ai_errors_detected",
-            "Applied decisions labelled an error, at labelled_at; total is the seconds from "
-            "applied_at to labelled_at.",
+            "Applied decisions labelled an error, at the first audit entry that labelled "
+            "them an error (labelled_at when there is none); total is the seconds from "
+            "applied_at to that time.",
             dimension="action",
         ),
         Counter(
@@ -122,34 +135,39 @@ COUNTERS: dict[str, Counter] = {
         ),
         Counter(
             "decision_latency",
-            "Orders reaching their first fulfilment decision (first order.ready), at that "
-            "time; histogram and total are the seconds since the order's delivery arrived.",
+            "Orders reaching their first fulfilment decision (each order once, at its first "
+            "order.ready event); histogram and total are the seconds since the order's "
+            "delivery arrived.",
             has_histogram=True,
         ),
         Counter(
             "channel_cancellations",
-            "Orders the channel cancelled (order.cancelled events from a delivery).",
+            "Orders the channel cancelled: order.cancelled events a channel delivery caused "
+            "(not cancellations by a decision), at created_at.",
         ),
         Counter("chargebacks", "Chargebacks at received_at."),
         Counter(
             "corrected_address_shipments",
-            "Shipments of orders whose address was corrected, at shipped_at.",
+            "Shipments marked address_corrected (the order's address was corrected before "
+            "it shipped), at shipped_at.",
         ),
         Counter(
             "corrected_address_shipping_errors",
-            "Those shipments that failed delivery or came back, at status_changed_at.",
+            "Those shipments whose status is delivery failed or returned to sender, at "
+            "status_changed_at (shipped_at when it is empty).",
         ),
         Counter(
             "review_decided",
-            "Review items a person decided, at decided_at, by queue kind; histogram and "
-            "total are the seconds from created_at to decided_at.",
+            "Review items a person decided (decided_by set), at decided_at, by queue kind; "
+            "histogram and total are the seconds from created_at to decided_at.",
             dimension="queue",
             has_histogram=True,
         ),
         Counter(
             "queue_open",
-            "Snapshot of open review items per queue kind: count is the number open, total "
-            "the oldest one's age in seconds.",
+            "Snapshot of open review items per queue kind, taken by each rollup refresh into "
+            "the hour it ran: count is the number open, total the oldest one's age in "
+            "seconds. Every queue kind gets a row, 0 when empty.",
             dimension="queue",
             per_channel=False,
             is_gauge=True,
@@ -193,7 +211,7 @@ KPIS: dict[str, Kpi] = {
         Kpi(
             "order_error_rate",
             "Order processing error rate",
-            "Orders held or failed in processing, per 10,000 orders received.",
+            "Orders held for a data problem or failed in processing, per 10,000 orders received.",
             Kind.RATIO,
             Unit.PER_10K_ORDERS,
             numerator="order_errors",
@@ -264,7 +282,8 @@ KPIS: dict[str, Kpi] = {
         Kpi(
             "substitution_acceptance_rate",
             "Substitution acceptance rate",
-            "Substitutions applied (on their own or approved) per 100 that reached an outcome.",
+            "Substitutions applied as proposed (on their own or approved) per 100 that reached "
+            "an outcome: applied, rejected or revised by a reviewer.",
             Kind.RATIO,
             Unit.PERCENT,
             numerator="substitutions_accepted",

@@ -8,10 +8,11 @@ hour rows.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Q
+from django.utils import timezone
 
 from .kpis import (
     COUNTERS,
@@ -52,7 +53,8 @@ class Sums:
 
 
 def hour_floor(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
+    """Round down to the hour in UTC, the time zone the rollup buckets are kept in."""
+    return _utc(moment).replace(minute=0, second=0, microsecond=0)
 
 
 def hour_ceil(moment: datetime) -> datetime:
@@ -61,12 +63,20 @@ def hour_ceil(moment: datetime) -> datetime:
 
 
 def day_floor(moment: datetime) -> datetime:
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    """Round down to midnight UTC."""
+    return _utc(moment).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def day_ceil(moment: datetime) -> datetime:
     floor = day_floor(moment)
     return floor if floor == moment else floor + DAY
+
+
+def _utc(moment: datetime) -> datetime:
+    # An hour in a zone such as +05:30 does not start on a UTC hour, so round in UTC.
+    if timezone.is_naive(moment):
+        raise ValueError(f"Use an aware datetime for KPI periods, got the naive {moment}.")
+    return moment.astimezone(UTC)
 
 
 def period_filter(start: datetime, end: datetime) -> Q:
@@ -109,6 +119,21 @@ def rollup_rows(
     """
     return list(
         KpiRollup.objects.filter(period_filter(start, end), _scope(counters, channel))
+        .order_by("bucket_start")
+        .values_list("counter", "dimension", "bucket_start", "count", "total", "histogram")
+    )
+
+
+def _hour_rows(
+    counters: set[str], *, start: datetime, end: datetime, channel: str | None
+) -> list[RollupRow]:
+    hours = Q(
+        granularity=Granularity.HOUR,
+        bucket_start__gte=hour_floor(start),
+        bucket_start__lt=hour_ceil(end),
+    )
+    return list(
+        KpiRollup.objects.filter(hours, _scope(counters, channel))
         .order_by("bucket_start")
         .values_list("counter", "dimension", "bucket_start", "count", "total", "histogram")
     )
@@ -193,8 +218,10 @@ def kpi_compute(slug: str, table: RollupTable, *, dimension: str | None = None) 
         return _mix_value(kpi, table.get(kpi.numerator, {}))
 
     # A ratio's denominator keeps the caller's dimension only when it splits the same way
-    # (disagreements per action over reviews per action); orders have no dimension.
-    denominator_dimension = dimension if COUNTERS[kpi.denominator].dimension else None
+    # (disagreements per action over reviews per action). Orders have no dimension, and
+    # shipments split by carrier, not by the stage of a fulfilment exception.
+    splits_alike = COUNTERS[kpi.denominator].dimension == COUNTERS[kpi.numerator].dimension
+    denominator_dimension = dimension if splits_alike else None
     denominator = table_sums(table, kpi.denominator, denominator_dimension)
     value = Decimal(numerator.count) * kpi.scale / denominator.count if denominator.count else None
     return KpiValue(
@@ -227,9 +254,15 @@ def kpi_series(
     """The KPI's value per step (an hour or a day) from `start` to `end`.
 
     One query for the whole series; each point is computed from the rows in its step.
+    Day rows are used only when every step starts at midnight and spans whole days;
+    otherwise a day row would land in the one step that contains its midnight.
     """
     start = hour_floor(start)
-    rows = rollup_rows(kpi_counters(slug), start=start, end=end, channel=channel)
+    whole_days = step % DAY == timedelta(0) and start == day_floor(start)
+    if whole_days:
+        rows = rollup_rows(kpi_counters(slug), start=start, end=end, channel=channel)
+    else:
+        rows = _hour_rows(kpi_counters(slug), start=start, end=end, channel=channel)
     points = []
     moment = start
     while moment < end:
