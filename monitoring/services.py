@@ -1,6 +1,12 @@
-"""Raising and resolving alerts. Raising is idempotent per dedup key while the alert is open."""
+"""The alert lifecycle: raise, resolve, acknowledge, silence and remediate.
+
+Raising is idempotent per dedup key while the alert is open. Every step writes an AlertEvent
+to the alert's history and an audit entry. Opening and resolving also queue notifications,
+which monitoring.notifications sends after the transaction commits.
+"""
 
 import logging
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -9,9 +15,31 @@ from django.utils import timezone
 
 from guardrails.services import audit_record
 
-from .models import Alert, AlertStatus, Severity
+from .models import Alert, AlertEvent, AlertEventKind, AlertRule, AlertStatus, Severity
 
 logger = logging.getLogger(__name__)
+
+CHANGE_PERMISSION = "monitoring.change_alert"
+SYSTEM_LABEL = "alerting"
+# A condition raised every minute would fill the history; while an alert stays open, a
+# "raised again" event is written at most this often. `occurrences` still counts every raise.
+RAISED_AGAIN_EVENT_INTERVAL = timedelta(hours=1)
+MAX_SILENCE = timedelta(days=30)
+NOTE_MAX_LENGTH = 2000
+
+
+class AlertError(Exception):
+    """An alert action that cannot be carried out, with a stable `code` and an HTTP `status`."""
+
+    def __init__(self, code: str, message: str, *, status: int = 400, field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.field = field
+
+
+# --- Raising and resolving -------------------------------------------------------------------
 
 
 def alert_raise(
@@ -24,11 +52,14 @@ def alert_raise(
     runbook: str,
     detail: str = "",
     data: dict | None = None,
+    rule: AlertRule | None = None,
+    scope: str = "",
 ) -> Alert:
     """Open an alert, or update the open alert with the same `dedup_key`.
 
     A repeat refreshes title, detail, data and severity and counts the occurrence, so one
-    condition never pages twice. After the alert is resolved, the same key opens a new one.
+    condition never notifies twice. After the alert is resolved, the same key opens a new one.
+    Opening queues a notification to every matching target once the transaction commits.
     """
     if severity not in Severity.values:
         raise ValueError(f"Invalid alert severity {severity!r}; use one of {Severity.values}.")
@@ -41,6 +72,8 @@ def alert_raise(
         "data": data or {},
         "owner_group": owner_group,
         "runbook": runbook,
+        "rule": rule,
+        "scope": scope,
     }
     for _attempt in range(2):
         try:
@@ -54,9 +87,19 @@ def alert_raise(
 
 
 def alert_resolve(
-    *, dedup_key: str, resolution: str = "", user: AbstractBaseUser | None = None
+    *,
+    dedup_key: str,
+    resolution: str = "",
+    user: AbstractBaseUser | None = None,
+    data: dict | None = None,
 ) -> Alert | None:
-    """Resolve the open alert with this key; return None when none is open."""
+    """Resolve the open alert with this key; return None when none is open.
+
+    `data` contains the figures that show the condition cleared. Targets that were told about
+    the opening hear about the resolution too, unless the alert is silenced.
+    """
+    from .notifications import alert_notifications_queue
+
     with transaction.atomic():
         alert = (
             Alert.objects.select_for_update()
@@ -71,40 +114,280 @@ def alert_resolve(
         alert.resolution = resolution
         alert.save(update_fields=["status", "resolved_at", "resolution"])
 
+        _event_add(alert, AlertEventKind.RESOLVED, user=user, note=resolution, data=data)
         audit_record(
             action="alert.resolved",
             target_type="alert",
             target_id=alert.pk,
             actor=user,
-            system_label="" if user else "alerting",
+            system_label="" if user else SYSTEM_LABEL,
             reason=resolution,
             before={"status": AlertStatus.OPEN},
-            after={"status": AlertStatus.RESOLVED},
+            after={"status": AlertStatus.RESOLVED} | ({"data": data} if data else {}),
         )
+        alert_notifications_queue(alert=alert, event=AlertEventKind.RESOLVED)
     logger.info("alert resolved", extra={"alert": alert.pk, "dedup_key": dedup_key})
     return alert
 
 
 def _alert_open_or_update(*, dedup_key: str, fields: dict) -> Alert:
+    from .notifications import alert_notifications_queue
+
     alert = (
         Alert.objects.select_for_update()
         .filter(dedup_key=dedup_key, status=AlertStatus.OPEN)
         .first()
     )
     if alert is not None:
-        Alert.objects.filter(pk=alert.pk).update(
-            **fields, occurrences=F("occurrences") + 1, last_raised_at=timezone.now()
-        )
-        alert.refresh_from_db()
-        logger.info(
-            "alert raised again",
-            extra={"alert": alert.pk, "dedup_key": dedup_key, "occurrences": alert.occurrences},
-        )
-        return alert
+        return _alert_raise_again(alert, fields)
 
     alert = Alert.objects.create(dedup_key=dedup_key, **fields)
+    _event_add(alert, AlertEventKind.OPENED, note=alert.title, data=alert.data)
+    audit_record(
+        action="alert.opened",
+        target_type="alert",
+        target_id=alert.pk,
+        system_label=SYSTEM_LABEL,
+        reason=alert.title,
+        after={"status": AlertStatus.OPEN, "severity": alert.severity, "data": alert.data},
+    )
+    alert_notifications_queue(alert=alert, event=AlertEventKind.OPENED)
     logger.warning(
         "alert opened",
         extra={"alert": alert.pk, "dedup_key": dedup_key, "severity": alert.severity},
     )
     return alert
+
+
+def _alert_raise_again(alert: Alert, fields: dict) -> Alert:
+    now = timezone.now()
+    Alert.objects.filter(pk=alert.pk).update(
+        **fields, occurrences=F("occurrences") + 1, last_raised_at=now
+    )
+    alert.refresh_from_db()
+
+    last_recorded = (
+        alert.events.filter(kind__in=[AlertEventKind.OPENED, AlertEventKind.RAISED_AGAIN])
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if last_recorded is None or now - last_recorded >= RAISED_AGAIN_EVENT_INTERVAL:
+        _event_add(
+            alert,
+            AlertEventKind.RAISED_AGAIN,
+            note=alert.title,
+            data=alert.data | {"occurrences": alert.occurrences},
+        )
+    logger.info(
+        "alert raised again",
+        extra={"alert": alert.pk, "dedup_key": alert.dedup_key, "occurrences": alert.occurrences},
+    )
+    return alert
+
+
+# --- People acting on an alert ---------------------------------------------------------------
+
+
+def alert_may_change(user: AbstractBaseUser) -> bool:
+    """Return whether the user may acknowledge, silence and remediate alerts."""
+    return user.is_authenticated and user.has_perm(CHANGE_PERMISSION)
+
+
+def alert_acknowledge(*, alert_id: int, user: AbstractBaseUser, note: str = "") -> Alert:
+    """Record that someone is on it. Notifications continue; silence the alert to stop them."""
+    _check_may_change(user)
+    with transaction.atomic():
+        alert = _alert_lock_open(alert_id)
+        if alert.acknowledged_at is not None:
+            by = alert.acknowledged_by.get_username() if alert.acknowledged_by else "someone"
+            raise AlertError(
+                "already_acknowledged",
+                f"Alert #{alert.pk} was already acknowledged by {by} at "
+                f"{alert.acknowledged_at:%Y-%m-%d %H:%M} UTC.",
+                status=409,
+            )
+
+        alert.acknowledged_at = timezone.now()
+        alert.acknowledged_by = user
+        alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
+        _event_add(alert, AlertEventKind.ACKNOWLEDGED, user=user, note=_clean_note(note))
+        audit_record(
+            action="alert.acknowledged",
+            target_type="alert",
+            target_id=alert.pk,
+            actor=user,
+            reason=_clean_note(note),
+            before={"acknowledged": False},
+            after={"acknowledged": True},
+        )
+    logger.info("alert acknowledged", extra={"alert": alert.pk, "user": user.pk})
+    return alert
+
+
+def alert_silence(
+    *, alert_id: int, user: AbstractBaseUser, until: datetime, note: str = ""
+) -> Alert:
+    """Send no notifications about the alert until `until`; evaluation and history go on."""
+    _check_may_change(user)
+    now = timezone.now()
+    if until <= now:
+        raise AlertError("invalid", "The silence must end in the future.", field="until")
+    if until - now > MAX_SILENCE:
+        raise AlertError(
+            "invalid",
+            f"A silence may last at most {MAX_SILENCE.days} days; resolve or change the rule "
+            "instead.",
+            field="until",
+        )
+
+    with transaction.atomic():
+        alert = _alert_lock_open(alert_id)
+        before = _iso(alert.silenced_until)
+        alert.silenced_until = until
+        alert.silenced_by = user
+        alert.save(update_fields=["silenced_until", "silenced_by"])
+        _event_add(
+            alert,
+            AlertEventKind.SILENCED,
+            user=user,
+            note=_clean_note(note),
+            data={"until": _iso(until)},
+        )
+        audit_record(
+            action="alert.silenced",
+            target_type="alert",
+            target_id=alert.pk,
+            actor=user,
+            reason=_clean_note(note),
+            before={"silenced_until": before},
+            after={"silenced_until": _iso(until)},
+        )
+    logger.info("alert silenced", extra={"alert": alert.pk, "user": user.pk, "until": _iso(until)})
+    return alert
+
+
+def alert_unsilence(*, alert_id: int, user: AbstractBaseUser, note: str = "") -> Alert:
+    """Lift a silence before it ends, so notifications resume."""
+    _check_may_change(user)
+    with transaction.atomic():
+        alert = _alert_lock_open(alert_id)
+        if not alert_is_silenced(alert):
+            raise AlertError("not_silenced", f"Alert #{alert.pk} is not silenced.", status=409)
+
+        before = _iso(alert.silenced_until)
+        alert.silenced_until = None
+        alert.save(update_fields=["silenced_until"])
+        _event_add(alert, AlertEventKind.UNSILENCED, user=user, note=_clean_note(note))
+        audit_record(
+            action="alert.unsilenced",
+            target_type="alert",
+            target_id=alert.pk,
+            actor=user,
+            reason=_clean_note(note),
+            before={"silenced_until": before},
+            after={"silenced_until": None},
+        )
+    logger.info("alert silence lifted", extra={"alert": alert.pk, "user": user.pk})
+    return alert
+
+
+def alert_remediate(*, alert_id: int, user: AbstractBaseUser) -> Alert:
+    """Run the first runbook step of the alert's rule: open a breaker or hold a channel.
+
+    The alert stays open until its condition clears; remediating also acknowledges it.
+    """
+    from .remediation import remediation_run
+
+    _check_may_change(user)
+    with transaction.atomic():
+        alert = _alert_lock_open(alert_id)
+        if alert.rule is None:
+            raise AlertError(
+                "no_remediation",
+                f"Alert #{alert.pk} was raised by {alert.source}, not by a rule, so it has no "
+                "remediation button; follow its runbook.",
+            )
+
+        outcome = remediation_run(alert=alert, user=user)
+        _event_add(
+            alert, AlertEventKind.REMEDIATED, user=user, note=outcome.summary, data=outcome.data
+        )
+        audit_record(
+            action="alert.remediated",
+            target_type="alert",
+            target_id=alert.pk,
+            actor=user,
+            reason=outcome.summary,
+            before=outcome.before,
+            after=outcome.data,
+        )
+        if alert.acknowledged_at is None:
+            alert.acknowledged_at = timezone.now()
+            alert.acknowledged_by = user
+            alert.save(update_fields=["acknowledged_at", "acknowledged_by"])
+            _event_add(
+                alert, AlertEventKind.ACKNOWLEDGED, user=user, note="Acknowledged by remediating."
+            )
+    logger.warning(
+        "alert remediated",
+        extra={"alert": alert.pk, "user": user.pk, "remediation": outcome.data.get("remediation")},
+    )
+    return alert
+
+
+# --- Helpers ---------------------------------------------------------------------------------
+
+
+def alert_is_silenced(alert: Alert, *, now: datetime | None = None) -> bool:
+    """Return whether notifications about the alert are silenced at `now`."""
+    return alert.silenced_until is not None and alert.silenced_until > (now or timezone.now())
+
+
+def _check_may_change(user: AbstractBaseUser) -> None:
+    if not alert_may_change(user):
+        raise AlertError(
+            "forbidden",
+            "You may view alerts but not act on them; ask an ops manager for the "
+            "monitoring.change_alert permission.",
+            status=403,
+        )
+
+
+def _alert_lock_open(alert_id: int) -> Alert:
+    """Lock the alert's row; call inside a transaction. Resolved alerts cannot be changed."""
+    alert = (
+        Alert.objects.select_for_update(of=("self",))
+        .select_related("rule", "acknowledged_by")
+        .filter(pk=alert_id)
+        .first()
+    )
+    if alert is None:
+        raise AlertError("not_found", f"Alert #{alert_id} does not exist.", status=404)
+    if alert.status != AlertStatus.OPEN:
+        raise AlertError(
+            "resolved",
+            f"Alert #{alert.pk} was resolved at {alert.resolved_at:%Y-%m-%d %H:%M} UTC; "
+            "there is nothing left to act on.",
+            status=409,
+        )
+    return alert
+
+
+def _event_add(
+    alert: Alert,
+    kind: str,
+    *,
+    user: AbstractBaseUser | None = None,
+    note: str = "",
+    data: dict | None = None,
+) -> AlertEvent:
+    return AlertEvent.objects.create(alert=alert, kind=kind, actor=user, note=note, data=data or {})
+
+
+def _clean_note(note: str) -> str:
+    return (note or "").strip()[:NOTE_MAX_LENGTH]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

@@ -1,0 +1,158 @@
+"""The one-button remediations an alert rule offers as the first step of its runbook.
+
+`open_breaker` opens the circuit breaker of an action type, so its AI proposals go to human
+review; the alert's monitoring.change_alert permission is enough for it. `hold_channel` holds
+every new order of a channel for a person, and needs catalog.change_channel as well, like
+holding the channel in the admin. The target is the rule's `remediation_target`, or else
+taken from the scope the alert was raised for.
+"""
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+
+from .models import Alert, AlertRule, Remediation
+
+
+@dataclass(frozen=True)
+class RemediationOutcome:
+    """The outcome of a remediation: a sentence for the history and the figures for the audit."""
+
+    summary: str
+    data: dict
+    before: dict = field(default_factory=dict)
+
+
+def remediation_target(*, rule: AlertRule, alert: Alert | None = None) -> str:
+    """Return the action code or channel code the rule's remediation acts on; "" when unknown."""
+    if rule.remediation_target:
+        return rule.remediation_target
+    if alert is None:
+        return ""
+
+    scope = (alert.data or {}).get("scope") or {}
+    if rule.remediation == Remediation.HOLD_CHANNEL:
+        return scope.get("channel") or ""
+    if scope.get("dimension_label") == "action":
+        return scope.get("dimension") or ""
+    return ""
+
+
+def remediation_label(*, rule: AlertRule, alert: Alert | None = None) -> str:
+    """Return the button's text, e.g. "Open the circuit breaker of select_carrier"."""
+    target = remediation_target(rule=rule, alert=alert) or "(unknown)"
+    if rule.remediation == Remediation.OPEN_BREAKER:
+        return f"Open the circuit breaker of {target}"
+    return f"Hold the orders of channel {target}"
+
+
+def remediation_run(*, alert: Alert, user: AbstractBaseUser) -> RemediationOutcome:
+    """Carry out the remediation of the alert's rule; raise AlertError when it cannot.
+
+    Call inside the transaction that locked the alert.
+    """
+    from .services import AlertError
+
+    rule = alert.rule
+    target = remediation_target(rule=rule, alert=alert)
+    if not target:
+        raise AlertError(
+            "no_target",
+            f"Rule {rule.name!r} names no remediation target and alert #{alert.pk} has none "
+            "in its scope; set the rule's remediation target in the admin.",
+        )
+    if rule.remediation == Remediation.OPEN_BREAKER:
+        return _breaker_open(alert=alert, action_code=target, user=user)
+    if rule.remediation == Remediation.HOLD_CHANNEL:
+        return _channel_hold(alert=alert, channel_code=target, user=user)
+    raise AlertError(
+        "no_remediation",
+        f"Rule {rule.name!r} has an unknown remediation {rule.remediation!r}; use one of "
+        f"{Remediation.values}.",
+    )
+
+
+def _breaker_open(*, alert: Alert, action_code: str, user: AbstractBaseUser) -> RemediationOutcome:
+    from guardrails.breakers import breaker_open
+    from guardrails.models import ActionType, Breaker, BreakerCause, BreakerScope, BreakerState
+
+    from .services import AlertError
+
+    if not ActionType.objects.filter(code=action_code).exists():
+        raise AlertError(
+            "target_not_found",
+            f"There is no action {action_code!r} whose breaker could be opened; fix the rule's "
+            "remediation target.",
+            status=404,
+        )
+    current = (
+        Breaker.objects.filter(scope=BreakerScope.ACTION, key=action_code)
+        .values_list("state", flat=True)
+        .first()
+    ) or BreakerState.CLOSED
+    if current == BreakerState.OPEN:
+        raise AlertError(
+            "already_done",
+            f"The circuit breaker of {action_code} is already open.",
+            status=409,
+        )
+
+    breaker = breaker_open(
+        scope=BreakerScope.ACTION,
+        key=action_code,
+        cause=BreakerCause.MANUAL,
+        detail=f"Opened from alert #{alert.pk}: {alert.title}",
+        user=user,
+        data={"alert": alert.pk},
+    )
+    return RemediationOutcome(
+        summary=f"Opened the circuit breaker of {action_code}.",
+        data={
+            "remediation": Remediation.OPEN_BREAKER,
+            "target": action_code,
+            "breaker": breaker.pk,
+            "state": breaker.state,
+        },
+        before={"state": current},
+    )
+
+
+def _channel_hold(*, alert: Alert, channel_code: str, user: AbstractBaseUser) -> RemediationOutcome:
+    from catalog.models import Channel
+    from orders.channel_holds import ChannelAlreadyHeld, ChannelHoldError, channel_orders_hold
+
+    from .services import AlertError
+
+    channel = Channel.objects.filter(code=channel_code).first()
+    if channel is None:
+        raise AlertError(
+            "target_not_found",
+            f"There is no channel {channel_code!r} to hold; fix the rule's remediation target.",
+            status=404,
+        )
+    if channel.orders_held:
+        raise AlertError(
+            "already_done",
+            f"The orders of channel {channel_code} are already held"
+            + (f": {channel.orders_held_reason}" if channel.orders_held_reason else "."),
+            status=409,
+        )
+
+    try:
+        channel_orders_hold(channel=channel, user=user, reason=f"Alert #{alert.pk}: {alert.title}")
+    except PermissionDenied as error:
+        raise AlertError("forbidden", str(error), status=403) from error
+    except ChannelAlreadyHeld as error:
+        raise AlertError("already_done", str(error), status=409) from error
+    except ChannelHoldError as error:
+        raise AlertError("invalid", str(error)) from error
+    return RemediationOutcome(
+        summary=f"Held the orders of channel {channel_code}.",
+        data={
+            "remediation": Remediation.HOLD_CHANNEL,
+            "target": channel_code,
+            "channel": channel.pk,
+        },
+        before={"orders_held": False},
+    )
