@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import dashboard_views
 
 app_name = "dashboard"
-urlpatterns: list = []
+
+urlpatterns = [
+    path("", dashboard_views.index, name="index"),
+    path("kpi/<slug:slug>/", dashboard_views.kpi_detail, name="kpi"),
+]
