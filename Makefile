@@ -13,7 +13,7 @@ PORT ?= 8000
 
 export DJANGO_SETTINGS_MODULE := omsguard.settings
 
-.PHONY: demo test install lint serve worker clean
+.PHONY: demo test install lint serve worker clean screenshots
 
 install: $(STAMP)
 
@@ -42,6 +42,32 @@ demo: install
 	$(BIN)/python manage.py seed_demo || exit 1; \
 	echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops it)"; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# `make screenshots` seeds its own SQLite demo in var/screenshots/, serves it on
+# SCREENSHOTS_PORT, saves the README's images with Chromium and stops the server again, also
+# on failure. A port that already answers is refused, so no other site gets photographed.
+SCREENSHOTS_PORT ?= 8765
+SCREENSHOTS_VAR := var/screenshots
+screenshots: export OMSGUARD_VAR_DIR := $(SCREENSHOTS_VAR)
+screenshots: export DEBUG := 1
+screenshots: export DATABASE_URL :=
+screenshots: export REDIS_URL :=
+screenshots: install ## Refresh docs/screenshots/ from a throw-away demo (needs Chromium)
+	@$(BIN)/python -c 'import socket, sys; sys.exit(socket.socket().connect_ex(("127.0.0.1", $(SCREENSHOTS_PORT))) == 0)' \
+		|| { echo "Port $(SCREENSHOTS_PORT) is in use; set SCREENSHOTS_PORT to a free one." >&2; exit 1; }
+	rm -rf $(SCREENSHOTS_VAR)
+	mkdir -p $(SCREENSHOTS_VAR) docs/screenshots
+	@echo "Seeding a throw-away demo; its log is $(SCREENSHOTS_VAR)/seed.log"
+	$(BIN)/python manage.py migrate --noinput >$(SCREENSHOTS_VAR)/seed.log 2>&1
+	$(BIN)/python manage.py seed_demo >>$(SCREENSHOTS_VAR)/seed.log 2>&1
+	@server=""; \
+	stop_server() { [ -n "$$server" ] && kill $$server 2>/dev/null; server=""; }; \
+	trap stop_server EXIT INT TERM; \
+	$(BIN)/python manage.py runserver --noreload 127.0.0.1:$(SCREENSHOTS_PORT) \
+		>$(SCREENSHOTS_VAR)/server.log 2>&1 & \
+	server=$$!; \
+	$(BIN)/python manage.py take_screenshots --base-url http://127.0.0.1:$(SCREENSHOTS_PORT) \
+		--out docs/screenshots --username ops --password ops-demo-pass
 
 test: install
 	$(BIN)/ruff check .

@@ -1,4 +1,6 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from .metrics import metrics
 
 app_name = "metrics"
-urlpatterns: list = []
+urlpatterns = [path("metrics", metrics, name="metrics")]

@@ -19,7 +19,7 @@ def seeded(settings, django_capture_on_commit_callbacks) -> str:
     settings.DEBUG = True
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):
-        call_command("seed_demo", stdout=out)
+        call_command("seed_demo", "--no-history", stdout=out)
     return out.getvalue()
 
 

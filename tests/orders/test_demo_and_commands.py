@@ -20,7 +20,7 @@ def seed(settings, django_capture_on_commit_callbacks):
     def run() -> str:
         out = StringIO()
         with django_capture_on_commit_callbacks(execute=True):
-            call_command("seed_demo", stdout=out)
+            call_command("seed_demo", "--no-history", stdout=out)
         return out.getvalue()
 
     return run

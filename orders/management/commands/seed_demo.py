@@ -35,7 +35,8 @@ DEMO_USERS = [
 class Command(BaseCommand):
     help = (
         "Load the demo catalog, a Shopify channel and demo users, then replay the sample "
-        "Shopify deliveries through the real webhook. Safe to run again."
+        "Shopify deliveries through the real webhook. Then add 120 days of invented order "
+        "history and its KPI rollups for the dashboard. Safe to run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -44,8 +45,13 @@ class Command(BaseCommand):
             action="store_true",
             help="Run even with DEBUG off (creates users with known passwords).",
         )
+        parser.add_argument(
+            "--no-history",
+            action="store_true",
+            help="Skip the 120 days of invented order history behind the KPI dashboard.",
+        )
 
-    def handle(self, *args, force: bool, **options) -> None:
+    def handle(self, *args, force: bool, no_history: bool, **options) -> None:
         if not settings.DEBUG and not force:
             raise CommandError(
                 "seed_demo creates users with published passwords; it runs only with DEBUG=1 "
@@ -78,6 +84,10 @@ class Command(BaseCommand):
             self.stdout.write(f"  {result.status_code} {status:<9} {result.file}")
         self._load_other_channels()
         self._propose_demo_decisions()
+        # After the demo proposals, so that the history's decisions cannot change their
+        # verdicts (breakers and the autonomy gate read recent decisions).
+        if not no_history:
+            self._load_history()
 
         self.stdout.write("")
         self.stdout.write("Demo logins:")
@@ -108,6 +118,31 @@ class Command(BaseCommand):
                 f"  {result.status_code} {result.verdict:<19} {result.action} on "
                 f"{result.order_number} ({result.note})"
             )
+
+    def _load_history(self) -> None:
+        from monitoring.demo import HistoryStaff, demo_history_load, demo_history_rolled_up
+        from monitoring.rollups import kpi_rollups_refresh
+
+        users = get_user_model().objects.in_bulk(["agent", "manager", "ops"], field_name="username")
+        staff = HistoryStaff(agent=users["agent"], manager=users["manager"], ops=users["ops"])
+        result = demo_history_load(staff=staff)
+        if result.created:
+            counts = ", ".join(
+                f"{count} {name.replace('_', ' ')}" for name, count in result.counts.items()
+            )
+            self.stdout.write(
+                f"History: {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d %H:%M}, {counts} "
+                f"({result.seconds:.1f} s)."
+            )
+        elif demo_history_rolled_up(start=result.start):
+            self.stdout.write("History: already loaded.")
+            return
+        else:
+            self.stdout.write("History: already loaded, but its KPI rollups are missing.")
+
+        began = time.monotonic()
+        rows = kpi_rollups_refresh(since=result.start, until=result.end)
+        self.stdout.write(f"KPI rollups: {rows} rows ({time.monotonic() - began:.1f} s).")
 
     def _wait_for_worker(self, timeout_seconds: float = 60) -> None:
         """With a real broker, wait until the worker has processed the replayed deliveries.
