@@ -157,6 +157,7 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_IMPORTS = [
     "guardrails.recommenders.tasks",
     "reviews.confirmation_tasks",
+    "monitoring.notification_tasks",
 ]
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("OMSGUARD_CELERY_QUEUE", "omsguard")
 CELERY_TASK_ACKS_LATE = True
@@ -190,32 +191,12 @@ if OMSGUARD_BROKER_VISIBILITY_TIMEOUT > 0:
 CELERY_TASK_PUBLISH_RETRY = False
 # Keep Django's LOGGING (JSON lines) in the worker instead of Celery's own plain format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Periodic guardrail jobs, intervals in seconds. django-celery-beat's DatabaseScheduler writes
-# these entries into its Periodic tasks table each time beat starts, replacing admin edits.
-CELERY_BEAT_SCHEDULE = {
-    "guardrails-breakers-sweep": {
-        "task": "guardrails.tasks.breakers_sweep",
-        "schedule": 60.0,
-    },
-    "guardrails-autonomy-gates-recompute": {
-        "task": "guardrails.tasks.autonomy_gates_recompute",
-        "schedule": 600.0,
-    },
-    "guardrails-sampling-rates-recompute": {
-        "task": "guardrails.tasks.sampling_rates_recompute",
-        "schedule": 600.0,
-    },
-    # Holds the order or escalates each review item whose deadline passed.
-    "reviews-sla-sweep": {
-        "task": "reviews.tasks.review_items_sla_sweep",
-        "schedule": 60.0,
-    },
-    # Sends the address confirmations whose send at commit failed or never ran.
-    "reviews-address-confirmations-send": {
-        "task": "reviews.confirmation_tasks.address_confirmations_send_due",
-        "schedule": 60.0,
-    },
-}
+# Periodic jobs are rows in the admin under Periodic tasks (django-celery-beat), created by
+# the data migration monitoring/migrations/0005_periodic_tasks.py. Beat reads them from the
+# database, so an interval changed in the admin survives restarts. Keep
+# CELERY_BEAT_SCHEDULE empty: beat would write its entries over those rows on every start.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE: dict = {}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -246,7 +227,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG or env_bool("WHITENOISE_USE_FINDERS", False)
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "reviews:queue"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 CSRF_FAILURE_VIEW = "reviews.views.csrf_failure"

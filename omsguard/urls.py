@@ -2,14 +2,14 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring.views import health
 from omsguard.api_errors import api_not_found
+from omsguard.views import home
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="reviews:queue", permanent=False), name="home"),
+    path("", home, name="home"),
     path("healthz", health, name="health"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -116,6 +116,9 @@ ROLE_MIGRATIONS = [
     ("guardrails.migrations.0003_guardrail_roles", "grant_guardrail_permissions"),
     ("orders.migrations.0011_history_roles", "grant_history_permissions"),
     ("guardrails.migrations.0006_sampling_and_confirmation_roles", "grant_sampling_views"),
+    ("orders.migrations.0013_fulfilment_roles", "grant_fulfilment_permissions"),
+    ("monitoring.migrations.0004_alert_defaults_and_roles", "grant_monitoring_permissions"),
+    ("monitoring.migrations.0005_periodic_tasks", "grant_schedule_permissions"),
 ]
 
 

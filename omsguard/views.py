@@ -1,0 +1,14 @@
+"""The landing page: each role starts where its work is."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponseRedirect:
+    """Send people who may only watch the KPIs to the dashboard, everyone else to the queue."""
+    user = request.user
+    if user.has_perm("monitoring.view_dashboard") and not user.has_perm("reviews.view_reviewitem"):
+        return HttpResponseRedirect(reverse("dashboard:index"))
+    return HttpResponseRedirect(reverse("reviews:queue"))
