@@ -131,6 +131,7 @@ class Comparison(models.TextChoices):
 class Remediation(models.TextChoices):
     OPEN_BREAKER = "open_breaker", "Open the action's circuit breaker"
     HOLD_CHANNEL = "hold_channel", "Hold the channel's orders"
+    ESCALATE_QUEUE = "escalate_queue", "Escalate the queue's overdue items to its managers"
 
 
 class AlertScope(models.TextChoices):
@@ -201,7 +202,8 @@ class AlertRule(models.Model):
     remediation_target = models.CharField(
         max_length=100,
         blank=True,
-        help_text="The action code (breaker) or channel code (hold) the button acts on; "
+        help_text="The action code (breaker), channel code (hold) or queue kind (escalate) the "
+        "button acts on; "
         "empty: taken from the alert's scope.",
     )
     is_enabled = models.BooleanField(default=True)
@@ -326,7 +328,11 @@ class KpiRollup(models.Model):
         indexes = [
             models.Index(
                 fields=["granularity", "counter", "bucket_start"], name="kpi_rollup_lookup"
-            )
+            ),
+            # The dashboard's default baseline starts at the first bucket; /metrics reports
+            # the last refresh. Both read one end of these columns.
+            models.Index(fields=["bucket_start"], name="kpi_rollup_bucket"),
+            models.Index(fields=["computed_at"], name="kpi_rollup_computed"),
         ]
 
     def __str__(self) -> str:
