@@ -7,7 +7,9 @@ each KPI from those sums with `kpi_compute`. So the number of queries does not g
 the days, KPIs, channels or rows.
 
 A period of N days is N whole UTC days ending with today so far: on 31 March at 12:30, the
-7-day period runs from 25 March 00:00 to 31 March 12:30.
+7-day period runs from 25 March 00:00 to 31 March 12:30. The trend compares it with the
+previous period of the same length, 18 March 11:00 to 25 March 00:00, so a count does not
+look better in the morning only because today has just begun.
 """
 
 from collections import defaultdict
@@ -28,6 +30,7 @@ from .selectors import (
     KpiValue,
     RollupRow,
     RollupTable,
+    hour_ceil,
     kpi_compute,
     kpi_counters,
     period_filter,
@@ -99,8 +102,13 @@ class Period:
         return [first + index * DAY for index in range(self.days)]
 
     def previous(self) -> "Period":
-        """Return the period of the same length just before this one."""
-        return Period(days=self.days, start=self.start - self.days * DAY, end=self.start)
+        """Return the period of the same length that ends where this one starts.
+
+        The length counts the current hour as a whole hour, because rollups are kept per
+        hour: at 12:30 a 7-day period and its previous period both span 6 days and 13 hours.
+        """
+        length = hour_ceil(self.end) - self.start
+        return Period(days=self.days, start=self.start - length, end=self.start)
 
 
 def period_ending_now(days: int, *, now: datetime | None = None) -> Period:

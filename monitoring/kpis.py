@@ -153,8 +153,8 @@ COUNTERS: dict[str, Counter] = {
         ),
         Counter(
             "corrected_address_shipping_errors",
-            "Those shipments whose status is delivery failed or returned to sender, at "
-            "status_changed_at (shipped_at when it is empty).",
+            "Those shipments whose status is now delivery failed or returned to sender, at "
+            "shipped_at like the shipments they are a share of.",
         ),
         Counter(
             "review_decided",

@@ -3,7 +3,8 @@
 Only a request with the bearer token OMSGUARD_METRICS_TOKEN, or one whose REMOTE_ADDR is in
 OMSGUARD_METRICS_ALLOWED_NETWORKS, gets the metrics. Every other request gets the site's
 ordinary 404, so the endpoint does not reveal that it exists. X-Forwarded-For is never read:
-behind a proxy, REMOTE_ADDR is the proxy's address, so scrape with the token there.
+behind a proxy, REMOTE_ADDR is the proxy's address, so scrape with the token there. For the
+same reason the networks are empty by default unless DEBUG is on (omsguard/settings.py).
 
 One scrape runs METRICS_QUERY_COUNT queries, however many KPIs, rollup rows or review items
 there are; KPI values come from the rollups, never from the raw tables.
@@ -23,6 +24,7 @@ from django.db.models import Count, Max, Min
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -246,6 +248,8 @@ def _request_registry() -> CollectorRegistry:
     return registry
 
 
+# Exempt so a POST gets the 405 below rather than a CSRF 403; the view never writes.
+@csrf_exempt
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     """Serve the metrics in the Prometheus text format 0.0.4, or a 404 to everyone else."""

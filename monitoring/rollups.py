@@ -374,12 +374,15 @@ def counter_sources() -> dict[str, tuple[Source, ...]]:
                 "channel__code",
             ),
         ),
+        # Counted at shipped_at, the time base of its denominator, and not at the status
+        # change: a later change (delivery failed, then returned to sender days later) then
+        # only moves the count inside the shipment's own hour instead of into a second hour.
         "corrected_address_shipping_errors": (
             Source(
                 lambda: Shipment.objects.filter(
                     address_corrected=True, status__in=SHIPPING_ERROR_STATUSES
                 ),
-                Coalesce(F("status_changed_at"), F("shipped_at")),
+                "shipped_at",
                 "channel__code",
             ),
         ),

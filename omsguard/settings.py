@@ -419,9 +419,12 @@ LOGGING = {
 # Monitoring. /metrics answers a request that carries "Authorization: Bearer
 # OMSGUARD_METRICS_TOKEN", or one from an address in OMSGUARD_METRICS_ALLOWED_NETWORKS
 # (comma-separated CIDRs); anything else gets a 404. Without a token, only the networks count.
+# The networks default to the local machine only under DEBUG. In production a reverse proxy
+# on the same host makes every client's REMOTE_ADDR 127.0.0.1, so there the default is none
+# and only the token opens /metrics.
 OMSGUARD_METRICS_TOKEN = os.environ.get("OMSGUARD_METRICS_TOKEN", "")
 OMSGUARD_METRICS_ALLOWED_NETWORKS = env_list(
-    "OMSGUARD_METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"]
+    "OMSGUARD_METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"] if DEBUG else []
 )
 # The KPI rollup job recomputes this many hours back on each run, so facts that arrive late
 # (a return dated yesterday) are counted; `manage.py rollup_kpis --days N` reaches further.

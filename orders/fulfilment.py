@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import Channel, Sku
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 # How far a reported time may lie ahead of this server's clock.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Reports older than this are refused: they are almost always a wrong date (0001-01-01, a
+# swapped year), and one of them would move the dashboard's default baseline to that day.
+MAX_REPORT_AGE = timedelta(days=400)
 # Largest chargeback amount the column holds: 14 digits, 3 of them after the point.
 MAX_AMOUNT = Decimal("99999999999.999")
 # The audit log's actor when no user is given, e.g. a command or a test.
@@ -79,6 +83,7 @@ class FulfilmentErrorCode(StrEnum):
     INVALID_CHOICE = "invalid_choice"
     NAIVE_DATETIME = "naive_datetime"
     IN_FUTURE = "in_future"
+    TOO_OLD = "too_old"
     INVALID_AMOUNT = "invalid_amount"
     INVALID_CURRENCY = "invalid_currency"
     ID_REUSED = "id_reused"
@@ -183,7 +188,9 @@ def shipment_record(
             )
             return existing, False
 
-        duplicate_of = _shipment_repeated(order, lines)
+        duplicate_of = _shipment_repeated(
+            order, lines, carrier_code=carrier_code, tracking_number=tracking_number
+        )
         shipment = Shipment.objects.create(
             order=order,
             channel=order.channel,
@@ -300,20 +307,22 @@ def _carrier_service_find(order: Order, carrier_code: str) -> CarrierService | N
     return CarrierService.objects.filter(carrier__code=carrier, code=service).first()
 
 
-def _shipment_repeated(order: Order, lines: list[dict]) -> Shipment | None:
+def _shipment_repeated(
+    order: Order, lines: list[dict], *, carrier_code: str, tracking_number: str
+) -> Shipment | None:
     """Return the earlier shipment this one repeats, or None when it ships something new.
 
     A shipment repeats the order's earlier (non-duplicate) shipments when, for every one of
     its SKUs, those shipped some of it already and the quantity shipped so far plus this
-    one is more than the order asked for. A shipment without lines repeats any earlier
-    shipment. An earlier shipment without lines adds no quantities, because what it held
-    is unknown.
+    one is more than the order asked for. An earlier shipment without lines adds no
+    quantities, because what it held is unknown. A shipment without lines is judged by its
+    tracking number instead (see _same_parcel_find).
     """
+    if not lines:
+        return _same_parcel_find(order, carrier_code=carrier_code, tracking_number=tracking_number)
     earlier = list(order.shipments.filter(is_duplicate=False).order_by("pk"))
     if not earlier:
         return None
-    if not lines:
-        return earlier[0]
 
     ordered = _ordered_quantities(order)
     shipped: Counter[str] = Counter()
@@ -328,6 +337,30 @@ def _shipment_repeated(order: Order, lines: list[dict]) -> Shipment | None:
         if shipped[sku] == 0 or shipped[sku] + quantity <= ordered[sku]:
             return None
     return min((first_with[sku] for sku in quantities), key=lambda shipment: shipment.pk)
+
+
+def _same_parcel_find(order: Order, *, carrier_code: str, tracking_number: str) -> Shipment | None:
+    """Return the order's earliest shipment with the same tracking number, or None.
+
+    Used for a shipment without lines, whose content is unknown. A second parcel of the
+    same order (a two-box order) has its own tracking number, so only a repeated tracking
+    number marks a duplicate. The carrier codes must match too when both shipments name
+    one. Without a tracking number nothing can be compared, so the shipment is not a
+    duplicate. A match that is itself a duplicate gives the shipment it repeats.
+    """
+    tracking_number = tracking_number.strip()
+    if not tracking_number:
+        return None
+    same_tracking = order.shipments.filter(tracking_number__iexact=tracking_number)
+    carrier_code = carrier_code.strip()
+    if carrier_code:
+        same_tracking = same_tracking.filter(
+            Q(carrier_code__iexact=carrier_code) | Q(carrier_code="")
+        )
+    match = same_tracking.select_related("duplicate_of").order_by("pk").first()
+    if match is None:
+        return None
+    return match.duplicate_of or match
 
 
 def _ordered_quantities(order: Order) -> Counter[str]:
@@ -786,6 +819,13 @@ def _checked_time(value: datetime | None, *, field: str, now: datetime) -> datet
             f"{now.isoformat()}.",
             field,
         )
+    if value < now - MAX_REPORT_AGE:
+        raise FulfilmentError(
+            FulfilmentErrorCode.TOO_OLD,
+            f"{field} ({value.isoformat()}) is more than {MAX_REPORT_AGE.days} days ago; "
+            "check the date.",
+            field,
+        )
     return value
 
 
@@ -815,7 +855,7 @@ def _checked_lines(lines: Iterable[dict], *, field: str) -> list[dict]:
         if line["sku"] not in known:
             raise FulfilmentError(
                 FulfilmentErrorCode.UNKNOWN_SKU,
-                f"Line {index}: no SKU with code {line['sku']!r}; use the canonical SKU code.",
+                f"Line {index + 1}: no SKU with code {line['sku']!r}; use the canonical SKU code.",
                 f"{field}[{index}].sku",
             )
     return checked

@@ -87,6 +87,19 @@ PERIODIC_TASKS = [
     ),
 ]
 
+# (name, task, hour, minute, kwargs, description): once a day at hour:minute UTC.
+DAILY_TASKS = [
+    (
+        "monitoring-kpi-rollups-refresh-daily",
+        "monitoring.tasks.kpi_rollups_refresh_days",
+        3,
+        30,
+        {"days": 35},
+        "Recompute the KPI rollups of the last `days` days, so facts that arrive or change "
+        "later than OMSGUARD_KPI_REFRESH_HOURS are counted within a day.",
+    ),
+]
+
 
 def schedule_periodic_tasks(apps, schema_editor):
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
@@ -108,12 +121,42 @@ def schedule_periodic_tasks(apps, schema_editor):
             kwargs=json.dumps({}),
             description=description,
         )
+    _daily_tasks_schedule(apps)
     _schedule_changed(apps)
+
+
+def _daily_tasks_schedule(apps):
+    CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    for name, task, hour, minute, kwargs, description in DAILY_TASKS:
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        # CrontabSchedule has no unique constraint either, so reuse the first matching row.
+        fields = {
+            "minute": str(minute),
+            "hour": str(hour),
+            "day_of_week": "*",
+            "day_of_month": "*",
+            "month_of_year": "*",
+            "timezone": "UTC",
+        }
+        crontab = CrontabSchedule.objects.filter(**fields).order_by("pk").first()
+        if crontab is None:
+            crontab = CrontabSchedule.objects.create(**fields)
+        PeriodicTask.objects.create(
+            name=name,
+            task=task,
+            crontab=crontab,
+            args=json.dumps([]),
+            kwargs=json.dumps(kwargs),
+            description=description,
+        )
 
 
 def unschedule_periodic_tasks(apps, schema_editor):
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name__in=[entry[0] for entry in PERIODIC_TASKS]).delete()
+    names = [entry[0] for entry in PERIODIC_TASKS + DAILY_TASKS]
+    PeriodicTask.objects.filter(name__in=names).delete()
     _schedule_changed(apps)
 
 

@@ -13,15 +13,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from catalog.models import Channel, ChannelKind
-from monitoring.dashboard import GROUPS, GoalStatus, Trend
+from monitoring.dashboard import GROUPS, GoalStatus, Trend, baseline_read
 from monitoring.kpis import COUNTERS, KPIS, histogram_empty
 from monitoring.models import Granularity, KpiRollup, MonitoringSettings
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
 
-# 31 March 2025, 12:30 UTC. The 30-day period runs from 2 March 00:00 to now, the period
-# before it from 31 January to 2 March, and the last 30 days of the goals are the same days.
+# 31 March 2025, 12:30 UTC. The 30-day period runs from 2 March 00:00 to now (the 12:00 hour
+# counted whole), the period of the same length before it from 31 January 11:00 to 2 March,
+# and the last 30 days of the goals are the same days.
 NOW = datetime(2025, 3, 31, 12, 30, tzinfo=UTC)
 TODAY = NOW.date()
 URL = "/dashboard/"
@@ -189,6 +190,65 @@ def test_trend_up_is_better_for_acceptance_rate(viewer_client):
     assert card.current.value == Decimal("90")
     assert card.trend == Trend.UP
     assert card.trend_is_better is True
+
+
+def steady_exceptions(first: date, last_hour: datetime) -> None:
+    """One fulfilment exception every hour from `first` 00:00 up to `last_hour`.
+
+    Whole days get their day row as well, as the rollup refresh writes them.
+    """
+    rows = []
+    moment = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    while moment <= last_hour:
+        rows.append(
+            KpiRollup(
+                counter="fulfilment_exceptions",
+                granularity=Granularity.HOUR,
+                bucket_start=moment,
+                channel="shop",
+                dimension="pick",
+                count=1,
+            )
+        )
+        if moment.hour == 0 and moment + timedelta(hours=23) <= last_hour:
+            rows.append(
+                KpiRollup(
+                    counter="fulfilment_exceptions",
+                    granularity=Granularity.DAY,
+                    bucket_start=moment,
+                    channel="shop",
+                    dimension="pick",
+                    count=24,
+                )
+            )
+        moment += timedelta(hours=1)
+    KpiRollup.objects.bulk_create(rows)
+
+
+def test_steady_count_trend_is_flat(viewer_client):
+    steady_exceptions(date(2025, 3, 10), NOW.replace(minute=0))
+
+    card = cards(viewer_client.get(URL, {"days": "7"}))["fulfilment_exceptions"]
+
+    # 25 March 00:00 to the 12:00 hour on 31 March: 6 days and 13 hours, the same length
+    # before it from 18 March 11:00.
+    assert card.current.value == Decimal(6 * 24 + 13)
+    assert card.previous.value == Decimal(6 * 24 + 13)
+    assert card.trend == Trend.FLAT
+
+
+def test_previous_period_ends_where_current_starts(viewer_client):
+    rollup("fulfilment_exceptions", date(2025, 3, 18), 7, dimension="pick", hour=10)
+    rollup("fulfilment_exceptions", date(2025, 3, 18), 3, dimension="pick", hour=11)
+    rollup("fulfilment_exceptions", date(2025, 3, 18), 10, dimension="pick")  # their day row
+    rollup("fulfilment_exceptions", date(2025, 3, 24), 5, dimension="pick")
+    rollup("fulfilment_exceptions", date(2025, 3, 25), 2, dimension="pick")
+
+    card = cards(viewer_client.get(URL, {"days": "7"}))["fulfilment_exceptions"]
+
+    # 18 March 11:00 to 25 March 00:00: the 11:00 hour and 24 March, not 10:00.
+    assert card.previous.value == Decimal("8")
+    assert card.current.value == Decimal("2")
 
 
 def test_no_trend_without_previous_value(viewer_client):
@@ -625,6 +685,25 @@ def test_only_get(viewer_client):
 
 
 # --- Query count -----------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_first_rollup_query_reads_bucket_index(viewer_client):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's query planner")
+    KpiRollup.objects.bulk_create(rows_for(30, ["shop", "market"]))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE monitoring_kpirollup")
+
+    with CaptureQueriesContext(connection) as queries:
+        baseline = baseline_read(counters=set(), channel=None, now=NOW)
+
+    assert baseline.start == TODAY - timedelta(days=30)
+    (first,) = [query["sql"] for query in queries.captured_queries if "MIN(" in query["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + first)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Only Scan using kpi_rollup_bucket" in plan, plan
 
 
 def rows_for(days: int, channel_codes: list[str]) -> list[KpiRollup]:

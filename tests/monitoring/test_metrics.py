@@ -1,5 +1,6 @@
 """/metrics: access by token or network, the KPI and queue gauges, and a fixed query count."""
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from guardrails.models import Breaker
-from monitoring.metrics import METRICS_QUERY_COUNT
+from monitoring.metrics import METRICS_QUERY_COUNT, rollup_freshness_metrics
 from monitoring.models import Alert, Granularity, KpiRollup
 from reviews.models import ReviewItem, ReviewStatus
 
@@ -31,6 +32,12 @@ OUTSIDE = "203.0.113.9"  # TEST-NET-3, in no allowed network
 def _frozen_time():
     with time_machine.travel(NOW, tick=False):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _loopback_allowed(settings):
+    """Allow the test client's 127.0.0.1, the network path; production allows no network."""
+    settings.OMSGUARD_METRICS_ALLOWED_NETWORKS = ["127.0.0.1/32"]
 
 
 @pytest.fixture
@@ -130,8 +137,65 @@ def test_forwarded_for_is_ignored(client):
     assert response.status_code == 404
 
 
+def default_networks(debug: str) -> list[str]:
+    """OMSGUARD_METRICS_ALLOWED_NETWORKS as a fresh process computes it with DEBUG=`debug`."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTEST_VERSION", "OMSGUARD_METRICS_ALLOWED_NETWORKS"}
+    }
+    environment |= {
+        "DEBUG": debug,
+        "SECRET_KEY": "x" * 50,
+        "DJANGO_SETTINGS_MODULE": "omsguard.settings",
+    }
+    script = (
+        "import json; from django.conf import settings; "
+        "print(json.dumps(settings.OMSGUARD_METRICS_ALLOWED_NETWORKS))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=django_settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_no_network_allowed_by_default_in_production():
+    assert default_networks("0") == []
+
+
+def test_loopback_allowed_by_default_under_debug():
+    assert default_networks("1") == ["127.0.0.1/32", "::1/128"]
+
+
+def test_proxy_on_same_host_needs_token(client, settings, token):
+    # A reverse proxy on the same host: every client arrives from 127.0.0.1.
+    settings.OMSGUARD_METRICS_ALLOWED_NETWORKS = []
+
+    without_token = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+    with_token = client.get(
+        "/metrics", REMOTE_ADDR="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+
+    assert without_token.status_code == 404
+    assert with_token.status_code == 200
+
+
 def test_post_from_allowed_network_not_allowed(client):
     response = client.post("/metrics")
+
+    assert response.status_code == 405
+
+
+def test_post_with_csrf_checks_on_is_still_405():
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post("/metrics")
 
     assert response.status_code == 405
 
@@ -268,6 +332,38 @@ def test_rollup_freshness_gauge(client):
     rollup("orders_received", 0, 1)
 
     assert scrape(client)[name] == NOW.timestamp()
+
+
+def query_plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.postgres
+def test_freshness_query_reads_computed_at_index():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's query planner")
+    KpiRollup.objects.bulk_create(
+        KpiRollup(
+            counter="orders_received",
+            granularity=Granularity.HOUR,
+            bucket_start=NOW - timedelta(hours=hours_ago),
+            channel=channel,
+            count=1,
+        )
+        for hours_ago in range(1000)
+        for channel in ["shop", "woo", "pos"]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE monitoring_kpirollup")
+
+    with CaptureQueriesContext(connection) as queries:
+        rollup_freshness_metrics()
+
+    (query,) = queries.captured_queries
+    plan = query_plan(query["sql"])
+    assert "Index Only Scan Backward using kpi_rollup_computed" in plan, plan
 
 
 def test_request_metrics_from_django_prometheus(client):

@@ -2,6 +2,7 @@
 the periodic schedules that run them."""
 
 import importlib
+import json
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from monitoring.kpis import COUNTERS, KPIS, histogram_merge
 from monitoring.models import AlertRule, Granularity, KpiRollup
@@ -30,8 +31,13 @@ from monitoring.selectors import (
     period_filter,
     rollup_table,
 )
-from monitoring.tasks import alert_rules_evaluate, kpi_rollups_refresh_recent
-from orders.models import Chargeback, Delivery, DeliveryOutcome, OrderEvent
+from monitoring.tasks import (
+    alert_rules_evaluate,
+    kpi_rollups_refresh_days,
+    kpi_rollups_refresh_recent,
+)
+from orders.fulfilment import shipment_status_set
+from orders.models import Chargeback, Delivery, DeliveryOutcome, OrderEvent, ShipmentStatus
 from reviews.models import ReviewItem, ReviewKind, ReviewStatus
 from tests.guardrails.conftest import make_staff_user
 from tests.monitoring.test_kpi_arithmetic import (
@@ -403,6 +409,98 @@ def test_refresh_task_covers_recent_hours(channel, settings):
     assert list(hours.values_list("bucket_start", flat=True)) == [at(10)]
 
 
+# --- Facts that arrive or change after the refresh window ---------------------------------
+
+
+def refresh_recent_at(moment: datetime) -> None:
+    with time_machine.travel(moment, tick=False):
+        kpi_rollups_refresh_recent.delay().get()
+
+
+def status_set(shipment, status: str, moment: datetime) -> None:
+    with time_machine.travel(moment, tick=False):
+        shipment_status_set(shipment=shipment, status=status, user=None, changed_at=moment)
+
+
+def address_error_rate(days: int) -> Decimal | None:
+    return kpi_value("address_shipping_error_rate", start=DAY, end=DAY + timedelta(days=days)).value
+
+
+def test_shipping_error_counted_once_after_later_change(channel, settings):
+    settings.OMSGUARD_KPI_REFRESH_HOURS = 48
+    shipment = ship(order_at(channel, at(8)), at(9), address_corrected=True)
+    status_set(shipment, ShipmentStatus.DELIVERY_FAILED, at(20))
+    refresh_recent_at(at(21))
+    assert address_error_rate(1) == Decimal("100")
+
+    # Four days later, after day 1 left the 48-hour window, the parcel goes back.
+    status_set(shipment, ShipmentStatus.RETURNED_TO_SENDER, at(10) + timedelta(days=4))
+    refresh_recent_at(at(12) + timedelta(days=4))
+
+    # One failed shipment of one: 100 %, not 200 %.
+    assert address_error_rate(5) == Decimal("100")
+    errors = KpiRollup.objects.filter(
+        counter="corrected_address_shipping_errors", granularity=Granularity.HOUR
+    )
+    assert list(errors.values_list("bucket_start", "count")) == [(at(9), 1)]
+
+
+def test_daily_refresh_counts_late_chargeback(channel):
+    order = order_at(channel, at(8))
+    refresh_recent_at(at(12))
+    Chargeback.objects.create(
+        order=order,
+        channel=channel,
+        chargeback_id="cb-late",
+        amount=Decimal("10"),
+        currency="USD",
+        received_at=at(20),
+    )
+    ten_days_later = at(3, 30) + timedelta(days=10)
+    refresh_recent_at(ten_days_later)
+    assert kpi_value("chargeback_rate", start=DAY, end=NEXT_DAY).numerator == 0
+
+    with time_machine.travel(ten_days_later, tick=False):
+        rows = kpi_rollups_refresh_days.delay(days=35).get()
+
+    assert rows > 0
+    assert kpi_value("chargeback_rate", start=DAY, end=NEXT_DAY).value == Decimal("1000")
+
+
+def test_daily_refresh_clears_stale_shipping_error(channel):
+    shipment = ship(order_at(channel, at(8)), at(9), address_corrected=True)
+    status_set(shipment, ShipmentStatus.DELIVERY_FAILED, at(20))
+    refresh_recent_at(at(21))
+    # Delivered at the second attempt, a week later.
+    status_set(shipment, ShipmentStatus.DELIVERED, at(10) + timedelta(days=7))
+    refresh_recent_at(at(12) + timedelta(days=7))
+    assert address_error_rate(8) == Decimal("100")
+
+    with time_machine.travel(at(3, 30) + timedelta(days=8), tick=False):
+        kpi_rollups_refresh_days.delay().get()
+
+    assert address_error_rate(9) == Decimal("0")
+
+
+def test_daily_refresh_stops_at_its_days(channel):
+    order_at(channel, at(8))
+    order_at(channel, at(8) - timedelta(days=3))
+
+    with time_machine.travel(at(12), tick=False):
+        kpi_rollups_refresh_days.delay(days=2).get()
+
+    rows = KpiRollup.objects.filter(counter="orders_received", granularity=Granularity.DAY)
+    assert list(rows.values_list("bucket_start", flat=True)) == [DAY]
+
+
+@pytest.mark.parametrize("days", [0, -1, "35", 2.5, True, None])
+def test_daily_refresh_rejects_bad_days(days):
+    with pytest.raises(
+        ValueError, match=r'days must be a whole number of 1 or more.*\{"days": 35\}'
+    ):
+        kpi_rollups_refresh_days(days=days)
+
+
 def test_alert_task_returns_counts():
     result = alert_rules_evaluate.delay().get()
 
@@ -428,11 +526,26 @@ SCHEDULED = {
 }
 
 
+DAILY = "monitoring-kpi-rollups-refresh-daily"
+
+
 def test_periodic_tasks_exist_after_migrate():
     for name, (task, minutes) in SCHEDULED.items():
         entry = PeriodicTask.objects.get(name=name)
         assert (entry.task, entry.enabled) == (task, True)
         assert (entry.interval.every, entry.interval.period) == (minutes, "minutes")
+
+
+def test_daily_refresh_scheduled_at_0330_utc():
+    entry = PeriodicTask.objects.get(name=DAILY)
+
+    assert (entry.task, entry.enabled) == ("monitoring.tasks.kpi_rollups_refresh_days", True)
+    assert entry.interval is None
+    crontab = entry.crontab
+    assert (crontab.minute, crontab.hour) == ("30", "3")
+    assert (crontab.day_of_week, crontab.day_of_month, crontab.month_of_year) == ("*", "*", "*")
+    assert str(crontab.timezone) == "UTC"
+    assert json.loads(entry.kwargs) == {"days": 35}
 
 
 def test_beat_reads_schedules_from_database():
@@ -457,15 +570,26 @@ def test_admin_edits_survive_rerun():
     assert PeriodicTask.objects.filter(name__in=SCHEDULED).count() == len(SCHEDULED)
 
 
+def test_daily_refresh_edits_survive_rerun():
+    PeriodicTask.objects.filter(name=DAILY).update(kwargs=json.dumps({"days": 60}))
+    crontabs = CrontabSchedule.objects.count()
+
+    periodic_tasks_migration.schedule_periodic_tasks(django_apps, None)
+
+    assert json.loads(PeriodicTask.objects.get(name=DAILY).kwargs) == {"days": 60}
+    assert CrontabSchedule.objects.count() == crontabs
+
+
 def test_migration_reverse_removes_schedules():
     periodic_tasks_migration.unschedule_periodic_tasks(django_apps, None)
 
-    assert not PeriodicTask.objects.filter(name__in=SCHEDULED).exists()
+    assert not PeriodicTask.objects.filter(name__in=[*SCHEDULED, DAILY]).exists()
     # The delivery sweep belongs to the orders migration and stays.
     assert PeriodicTask.objects.filter(task="orders.tasks.sweep_deliveries").exists()
 
     periodic_tasks_migration.schedule_periodic_tasks(django_apps, None)
     assert PeriodicTask.objects.filter(name__in=SCHEDULED).count() == len(SCHEDULED)
+    assert PeriodicTask.objects.get(name=DAILY).crontab.hour == "3"
 
 
 def test_every_counter_has_source():

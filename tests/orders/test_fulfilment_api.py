@@ -5,6 +5,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.urls import reverse
@@ -65,6 +66,13 @@ def staff_user(username: str, group: str):
     user.is_staff = True
     user.save(update_fields=["is_staff"])
     return user
+
+
+@pytest.fixture(autouse=True)
+def _clock_in_november_2024():
+    """The reports below carry fixed dates in early November 2024, so "now" is just after."""
+    with time_machine.travel("2024-11-06T12:00:00Z", tick=True):
+        yield
 
 
 @pytest.fixture
@@ -227,8 +235,9 @@ def test_same_shipment_id_on_other_order_is_new(api, order, post_webhook):
         # The mug was never shipped, so the second parcel is not a plain repeat.
         ([[(TEE, 2)], [(TEE, 1), (MUG, 1)]], [False, False]),
         ([[(TEE, 2)], [(TEE, 2)], [(TEE, 1)]], [False, True, True]),
-        ([[], []], [False, True]),
-        ([[(TEE, 2)], []], [False, True]),
+        # Without lines and without tracking numbers nothing says the parcels are the same.
+        ([[], []], [False, False]),
+        ([[(TEE, 2)], []], [False, False]),
         ([[], [(TEE, 2)]], [False, False]),
     ],
 )
@@ -240,6 +249,61 @@ def test_duplicate_shipment_by_quantity(api, order, shipments, expected_duplicat
 
     found = list(Shipment.objects.order_by("pk").values_list("is_duplicate", flat=True))
     assert found == expected_duplicates
+
+
+@pytest.mark.parametrize(
+    ("parcels", "expected_duplicates"),
+    [
+        # (carrier_code, tracking_number, lines) per shipment, in the order they arrive.
+        # A two-box order: two tracking numbers, two parcels.
+        ([("UPS", "1Z001", None), ("UPS", "1Z002", None)], [False, False]),
+        ([("UPS", "1Z001", None), ("UPS", "1Z001", None)], [False, True]),
+        ([("UPS", "1Z001", None), ("ups", "1z001", None)], [False, True]),
+        # Both name a carrier and they differ: another carrier's number space.
+        ([("UPS", "1Z001", None), ("FedEx", "1Z001", None)], [False, False]),
+        # Only one names a carrier: the tracking number decides.
+        ([("", "1Z001", None), ("UPS", "1Z001", None)], [False, True]),
+        ([("UPS", "1Z001", None), ("", "1Z001", None)], [False, True]),
+        # The same label sent again without its lines.
+        ([("UPS", "1Z001", [(TEE, 2)]), ("UPS", "1Z001", None)], [False, True]),
+        ([("UPS", "", None), ("UPS", "", None)], [False, False]),
+    ],
+)
+def test_duplicate_without_lines_by_tracking(api, order, parcels, expected_duplicates):
+    for index, (carrier_code, tracking_number, lines) in enumerate(parcels):
+        fields = {"carrier_code": carrier_code, "tracking_number": tracking_number}
+        if lines is not None:
+            fields["lines"] = [{"sku": sku, "quantity": quantity} for sku, quantity in lines]
+        response = ship(api, order, f"S{index}", **fields)
+        assert response.status_code == 201, response.content
+
+    found = list(Shipment.objects.order_by("pk").values_list("is_duplicate", flat=True))
+    assert found == expected_duplicates
+
+
+def test_repeated_tracking_points_at_original(api, order):
+    ship(api, order, "S1", carrier_code="UPS", tracking_number="1Z001")
+    ship(api, order, "S2", carrier_code="UPS", tracking_number="1Z002")
+    ship(api, order, "S3", carrier_code="UPS", tracking_number="1Z001")
+
+    response = ship(api, order, "S4", tracking_number="1Z001")
+
+    first = Shipment.objects.get(shipment_id="S1")
+    assert Shipment.objects.get(shipment_id="S2").is_duplicate is False
+    assert Shipment.objects.get(shipment_id="S3").duplicate_of == first
+    assert response.json()["is_duplicate"] is True
+    assert response.json()["duplicate_of"] == first.pk
+
+
+def test_same_tracking_on_other_order_is_not_duplicate(api, order, post_webhook):
+    body = as_body(order_payload(order_id=5837219471391))
+    post_webhook(body, signed_headers(body, webhook_id="wh-other"))
+    other = Order.objects.exclude(pk=order.pk).get()
+    ship(api, order, "S1", carrier_code="UPS", tracking_number="1Z001")
+
+    response = ship(api, other, "S1", carrier_code="UPS", tracking_number="1Z001")
+
+    assert response.json()["is_duplicate"] is False
 
 
 def test_duplicate_points_at_first_shipment(api, order):
@@ -332,7 +396,7 @@ def test_unknown_sku_names_the_line(api, order):
     error = response.json()["error"]
     assert error["code"] == "unknown_sku"
     assert error["fields"] == {
-        "lines[1].sku": ["Line 1: no SKU with code 'NOPE'; use the canonical SKU code."]
+        "lines[1].sku": ["Line 2: no SKU with code 'NOPE'; use the canonical SKU code."]
     }
     assert Shipment.objects.count() == 0
 
@@ -424,6 +488,21 @@ def test_naive_time_message_asks_for_offset(api, order):
     assert error_fields(response)["shipped_at"] == [
         "Give the time with its timezone offset, e.g. 2024-11-04T15:20:00Z."
     ]
+
+
+@pytest.mark.parametrize("shipped_at", ["0001-01-01T00:00:00Z", "2020-01-01T00:00:00Z"])
+def test_time_long_ago_is_refused(api, order, shipped_at):
+    response = ship(api, order, shipped_at=shipped_at)
+
+    assert response.status_code == 400
+    assert "more than 400 days ago" in error_fields(response)["shipped_at"][0]
+    assert Shipment.objects.count() == 0
+
+
+def test_time_within_the_last_year_is_accepted(api, order):
+    response = ship(api, order, shipped_at=(timezone.now() - timedelta(days=399)).isoformat())
+
+    assert response.status_code == 201
 
 
 def test_future_time_within_clock_skew_is_accepted(api, order):
