@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .alerting import EACH_DIMENSION, RuleConfigError, alert_rule_check
-from .kpis import COUNTERS, kpi_choices, kpi_get
+from .alerting import EACH_DIMENSION, RULE_DISABLED, RuleConfigError, alert_rule_check
+from .kpis import COUNTERS, Unit, kpi_choices, kpi_get
 from .models import (
     Alert,
     AlertEvent,
@@ -28,7 +28,13 @@ from .models import (
     Remediation,
 )
 from .notifications import NotificationSendError, notification_address_error, notification_test_send
-from .services import AlertError, alert_acknowledge, alert_may_change, alert_silence
+from .services import (
+    AlertError,
+    alert_acknowledge,
+    alert_may_change,
+    alert_silence,
+    rule_alerts_resolve,
+)
 
 # --- Alert rules -----------------------------------------------------------------------------
 
@@ -64,6 +70,13 @@ class AlertRuleForm(forms.ModelForm):
             "orders.",
             "dimension": "Only this action, queue or carrier (the KPI says which); empty: all "
             'together; "*": each value on its own, with one alert each.',
+            "comparison": "Threshold rules: fire above or below the threshold. Baseline rules: "
+            "fire on a rise (above) or a drop (below) of more than the threshold; a mix such "
+            "as the carrier mix fires on a change either way.",
+            "min_sample": "Do not judge with fewer events than this in the window: orders for "
+            "a rate per 1,000 orders, the denominator for a ratio (shipments, reviews), "
+            "shipments for the carrier mix. Counts and queue snapshots ignore it, except "
+            "against a baseline of zero.",
         }
 
     def clean(self):
@@ -81,7 +94,21 @@ class AlertRuleForm(forms.ModelForm):
         self._check_dimension(rule)
         self._check_remediation(rule)
         self._check_runbook(rule)
+        self._check_owner(cleaned.get("owner_group"))
         return cleaned
+
+    def _check_owner(self, group) -> None:
+        """The owner must be able to open the alert it owns."""
+        if group is None:
+            return
+        if not group.permissions.filter(
+            content_type__app_label="monitoring", codename="view_alert"
+        ).exists():
+            self.add_error(
+                "owner_group",
+                f"The group {group.name} cannot see alerts; pick a group with the "
+                "monitoring.view_alert permission, e.g. ops_manager or cs_manager.",
+            )
 
     def _check_dimension(self, rule: AlertRule) -> None:
         """Action and queue values must exist; carriers, stages and the like are free text."""
@@ -123,6 +150,28 @@ class AlertRuleForm(forms.ModelForm):
                     "remediation_target",
                     "Name the channel to hold; only a rule per channel can take it from the alert.",
                 )
+        elif rule.remediation == Remediation.ESCALATE_QUEUE:
+            self._check_escalation(rule, target, label)
+
+    def _check_escalation(self, rule: AlertRule, target: str, label: str) -> None:
+        from reviews.models import ReviewKind
+
+        if kpi_get(rule.kpi).unit != Unit.SECONDS:
+            self.add_error(
+                "remediation",
+                "Escalating a queue needs a KPI in seconds, such as the oldest open review "
+                "item: the threshold is the age from which items are escalated.",
+            )
+        if target and target not in ReviewKind.values:
+            self.add_error(
+                "remediation_target",
+                f"There is no queue {target!r}; use one of {', '.join(ReviewKind.values)}.",
+            )
+        if not target and not (label == "queue" and rule.dimension):
+            self.add_error(
+                "remediation_target",
+                "Name the queue to escalate; only a rule on a queue can take it from the alert.",
+            )
 
     def _check_runbook(self, rule: AlertRule) -> None:
         first = next((line.strip() for line in rule.runbook.splitlines() if line.strip()), "")
@@ -173,6 +222,13 @@ class AlertRuleAdmin(admin.ModelAdmin):
             {"fields": ["severity", "owner_group", "remediation", "remediation_target", "runbook"]},
         ),
     ]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_enabled" in form.changed_data and not obj.is_enabled:
+            resolved = rule_alerts_resolve(rule=obj, resolution=RULE_DISABLED, user=request.user)
+            if resolved:
+                self.message_user(request, f"{len(resolved)} open alert(s) of this rule resolved.")
 
     def get_queryset(self, request):
         return (
@@ -236,7 +292,8 @@ class NotificationTargetAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     actions = ["send_test"]
 
-    @admin.action(description="Send a test notification", permissions=["view"])
+    # Sending reaches an outside address, so it needs the right to edit targets, not only to view.
+    @admin.action(description="Send a test notification", permissions=["change"])
     def send_test(self, request, queryset) -> None:
         for target in queryset:
             try:

@@ -134,7 +134,7 @@ def alert_unsilence(request: HttpRequest, alert_id: int) -> HttpResponse:
         request,
         alert_id,
         lambda: services.alert_unsilence(alert_id=alert_id, user=request.user),
-        "Silence lifted; notifications resume.",
+        "Silence lifted.",
     )
 
 

@@ -10,10 +10,12 @@ Windows are whole hours because the rollups are: a 60-minute window evaluated at
 covers 09:00 to 11:00, that is the last full hour and the current one so far. The baseline
 is the `baseline_days` right before the window.
 
-Too little data never changes anything: when the window has fewer events than the rule's
+Too little data changes nothing: when the window has fewer events than the rule's
 `min_sample`, or there is no baseline to compare with, an open alert stays open and a
-closed one stays closed, and nothing is recorded. A channel that goes quiet therefore keeps
-its alert until traffic shows the condition cleared; acknowledge it meanwhile.
+closed one stays closed, and nothing is recorded. A scope with no events in the window at
+all is no longer judged, so its open alert is resolved ("no events in the window"). So is
+an open alert whose scope the rule no longer covers after an edit, and every open alert of
+a disabled rule.
 """
 
 import logging
@@ -36,6 +38,7 @@ from .models import (
 )
 from .selectors import (
     HOUR,
+    MIX_MIN_SHARE,
     KpiValue,
     RollupRow,
     RollupTable,
@@ -43,7 +46,7 @@ from .selectors import (
     hour_floor,
     kpi_compute,
     kpi_counters,
-    mix_deviation,
+    mix_shift,
     period_filter,
     rollup_table,
 )
@@ -59,6 +62,11 @@ GAUGE_KINDS = frozenset({Kind.GAUGE_SUM, Kind.GAUGE_MAX})
 # KPIs whose value is a volume, not a rate: min_sample does not apply, and their baseline is
 # scaled to the window's length.
 VOLUME_KINDS = frozenset({Kind.COUNT}) | GAUGE_KINDS
+# The change from a baseline of zero to any value above it.
+INFINITE_CHANGE = Decimal("Infinity")
+RULE_DISABLED = "Rule disabled."
+SCOPE_DROPPED = "Rule changed: it no longer covers this scope."
+NO_EVENTS = "No events in the window."
 
 
 class RuleConfigError(ValueError):
@@ -131,10 +139,13 @@ class Judgement:
 def alert_rules_evaluate(*, now: datetime | None = None) -> EvaluationSummary:
     """Evaluate every enabled rule at `now`; a broken rule is logged and skipped.
 
-    Running it twice at the same `now` changes nothing the second time.
+    Open alerts of disabled rules are resolved first. Running it twice at the same `now`
+    changes nothing the second time.
     """
     now = now or timezone.now()
     summary = EvaluationSummary(evaluated_at=now)
+    _disabled_rules_resolve(now=now, summary=summary)
+
     rules = AlertRule.objects.filter(is_enabled=True).select_related("owner_group", "channel")
     for rule in rules.order_by("pk"):
         summary.rules += 1
@@ -163,7 +174,11 @@ def alert_rules_evaluate(*, now: datetime | None = None) -> EvaluationSummary:
 def alert_rule_evaluate(
     *, rule: AlertRule, now: datetime, summary: EvaluationSummary | None = None
 ) -> EvaluationSummary:
-    """Evaluate one rule in every scope it covers; raise RuleConfigError when misconfigured."""
+    """Evaluate one rule in every scope it covers; raise RuleConfigError when misconfigured.
+
+    Open alerts of the rule whose scope was not judged this time are resolved: their scope had
+    no events in the window, or the rule no longer covers it.
+    """
     summary = summary or EvaluationSummary(evaluated_at=now)
     alert_rule_check(rule)
     kpi = kpi_get(rule.kpi)
@@ -194,19 +209,67 @@ def alert_rule_evaluate(
     open_alerts = {
         alert.dedup_key: alert for alert in Alert.objects.filter(rule=rule, status=AlertStatus.OPEN)
     }
+    judged: set[str] = set()
     for channel in _channels_for(rule, kpi, window):
         window_table = _table(window, channel)
         for scope in _scopes_for(rule, kpi, channel, window_table):
             summary.scopes += 1
+            judged.add(_dedup_key(rule, scope))
             baseline_table = _table(baseline, channel) if baseline is not None else None
             judgement = _judge(
                 rule, kpi, scope, window_table, baseline_table, elapsed=now - window_start
             )
             _act(rule, kpi, scope, judgement, period, open_alerts, summary)
+
+    for dedup_key, alert in open_alerts.items():
+        if dedup_key not in judged:
+            _unjudged_resolve(rule, kpi, alert, period, summary)
     return summary
 
 
+def _disabled_rules_resolve(*, now: datetime, summary: EvaluationSummary) -> None:
+    stale = Alert.objects.filter(status=AlertStatus.OPEN, rule__is_enabled=False).order_by("pk")
+    for alert in stale.values("dedup_key", "rule_id"):
+        resolved = alert_resolve(
+            dedup_key=alert["dedup_key"],
+            resolution=RULE_DISABLED,
+            data={"rule": alert["rule_id"], "evaluated_at": now.isoformat(), "rule_enabled": False},
+        )
+        if resolved is not None:
+            summary.resolved.append(resolved.pk)
+
+
+def _unjudged_resolve(
+    rule: AlertRule, kpi: Kpi, alert: Alert, period: dict, summary: EvaluationSummary
+) -> None:
+    scope = (alert.data or {}).get("scope") or {}
+    resolution = NO_EVENTS if _covers(rule, scope) else SCOPE_DROPPED
+    data = period | {"scope": scope, "rule": rule.pk, "kpi": kpi.slug, "sample": 0}
+    resolved = alert_resolve(dedup_key=alert.dedup_key, resolution=resolution, data=data)
+    if resolved is not None:
+        summary.resolved.append(resolved.pk)
+
+
+def _covers(rule: AlertRule, scope: dict) -> bool:
+    """Return whether the rule as configured now would judge the scope an alert was raised for."""
+    channel, dimension = scope.get("channel") or "", scope.get("dimension") or ""
+    if rule.channel_id is not None:
+        channel_fits = channel == rule.channel.code
+    elif rule.scope == AlertScope.PER_CHANNEL:
+        channel_fits = bool(channel)
+    else:
+        channel_fits = not channel
+    if rule.dimension == EACH_DIMENSION:
+        return channel_fits and bool(dimension)
+    return channel_fits and dimension == rule.dimension
+
+
 # --- Checking a rule's configuration ---------------------------------------------------------
+
+
+MIN_WINDOW_MINUTES = 60
+MAX_WINDOW_MINUTES = 90 * 24 * 60
+MAX_BASELINE_DAYS = 90
 
 
 def alert_rule_check(rule: AlertRule) -> None:
@@ -224,7 +287,28 @@ def alert_rule_check(rule: AlertRule) -> None:
             f"{kpi.name} is a set of shares with no single value; use a baseline deviation rule.",
             "kind",
         )
-    counts_events = not numerator.is_gauge and kpi.numerator != ORDERS_COUNTER
+    if not MIN_WINDOW_MINUTES <= rule.window_minutes <= MAX_WINDOW_MINUTES:
+        raise RuleConfigError(
+            f"The window must be between {MIN_WINDOW_MINUTES} minutes and "
+            f"{MAX_WINDOW_MINUTES // (24 * 60)} days.",
+            "window_minutes",
+        )
+    if rule.window_minutes % 60:
+        raise RuleConfigError(
+            "KPIs are counted per hour, so the window must be whole hours (60, 120, 1440...).",
+            "window_minutes",
+        )
+    if rule.baseline_days > MAX_BASELINE_DAYS:
+        raise RuleConfigError(
+            f"The baseline can reach back at most {MAX_BASELINE_DAYS} days.", "baseline_days"
+        )
+
+    # A rate per 1,000 orders needs a count of events; means, percentiles and shares have none.
+    counts_events = (
+        not numerator.is_gauge
+        and kpi.numerator != ORDERS_COUNTER
+        and kpi.kind in {Kind.RATIO, Kind.COUNT}
+    )
     if rule.kind == AlertRuleKind.RATE_PER_1000 and not counts_events:
         raise RuleConfigError(
             f"{kpi.name} does not count events, so it has no rate per 1,000 orders; use a "
@@ -406,67 +490,102 @@ def _judge_baseline(
         return Judgement(None)
     if not (_enough(rule, kpi, current.sample) and _enough(rule, kpi, before.sample)):
         return Judgement(None)
-
     if kpi.kind == Kind.MIX:
-        deviation = mix_deviation(current.shares or {}, before.shares or {})
-        return _baseline_judgement(
-            rule,
-            kpi,
-            current,
-            deviation,
-            figures={
-                "shares": _shares_text(current.shares),
-                "baseline_shares": _shares_text(before.shares),
-            },
-        )
+        return _judge_mix(rule, current, before)
 
     reference = before.value
     if kpi.kind == Kind.COUNT:
         # A count grows with the period, so compare with the baseline's count per window.
         reference = before.value * _hours(elapsed) / (rule.baseline_days * 24)
-    if not reference:
-        return Judgement(None)
-    change = (current.value - reference) / reference * 100
-    return _baseline_judgement(
-        rule,
-        kpi,
-        current,
-        abs(change),
+    if reference:
+        change = (current.value - reference) / reference * 100
+    elif not current.value:
+        change = Decimal("0")
+    elif current.sample >= rule.min_sample:
+        # Rare events such as chargebacks often have a baseline of zero; any rate above it is
+        # an unbounded rise.
+        change = INFINITE_CHANGE
+    else:
+        return Judgement(None)  # a zero baseline and a handful of events
+
+    # A baseline rule watches one direction, so a drop in cancellations opens nothing.
+    moved = -change if rule.comparison == Comparison.BELOW else change
+    fires = moved > rule.threshold
+    return Judgement(
+        fires,
+        change,
+        current.sample,
         figures={
             "value": _decimal_text(current.value),
             "unit": kpi.unit.value,
             "baseline": _decimal_text(reference),
             "change_percent": _decimal_text(change),
+            "comparison": rule.comparison,
+            "threshold": _decimal_text(rule.threshold),
+            "sample": current.sample,
         },
+        summary=f"{_change_text(rule, kpi, current.value, reference, change)}, "
+        f"{_limit_text(rule, fires)}",
     )
 
 
-def _baseline_judgement(
-    rule: AlertRule, kpi: Kpi, current: KpiValue, deviation: Decimal | None, *, figures: dict
-) -> Judgement:
-    if deviation is None:
+def _judge_mix(rule: AlertRule, current: KpiValue, before: KpiValue) -> Judgement:
+    """Judge a mix by the share that moved most; a mix has no direction, so both ways count."""
+    shift = mix_shift(current.shares or {}, before.shares or {})
+    if shift is None:
         return Judgement(None)
-    fires = deviation > rule.threshold
-    days = rule.baseline_days
-    moved = f"{_format(deviation, Unit.PERCENT)} off its {days}-day baseline"
-    if "baseline" in figures:
+
+    fires = shift.percent > rule.threshold
+    if shift.key is None:
+        moved = f"no carrier has {_format(MIX_MIN_SHARE, Unit.SHARE)} of the mix"
+    else:
         moved = (
-            f"{_format(current.value, kpi.unit)}, {moved} of "
-            f"{_format(Decimal(figures['baseline']), kpi.unit)}"
+            f"{shift.key} at {_format(shift.now, Unit.SHARE)} against "
+            f"{_format(shift.before, Unit.SHARE)} over its {rule.baseline_days}-day baseline, "
+            f"{_format(shift.percent, Unit.PERCENT)} off"
         )
     limit = f"{'more' if fires else 'not more'} than {_format(rule.threshold, Unit.PERCENT)}"
     return Judgement(
         fires,
-        deviation,
+        shift.percent,
         current.sample,
-        figures=figures
-        | {
-            "deviation_percent": _decimal_text(deviation),
+        figures={
+            "shares": _shares_text(current.shares),
+            "baseline_shares": _shares_text(before.shares),
+            "moved": shift.key or "",
+            "min_share": _decimal_text(MIX_MIN_SHARE),
+            "deviation_percent": _decimal_text(shift.percent),
             "threshold": _decimal_text(rule.threshold),
             "sample": current.sample,
         },
         summary=f"{moved}, {limit}",
     )
+
+
+def _change_text(
+    rule: AlertRule, kpi: Kpi, value: Decimal, reference: Decimal, change: Decimal
+) -> str:
+    """Describe the change, e.g. "20 per 1,000 orders, up 100 % on its 7-day baseline of 10"."""
+    days = rule.baseline_days
+    if change == INFINITE_CHANGE:
+        return f"{_format(value, kpi.unit)}, up from 0 over its {days}-day baseline"
+    if change > 0:
+        direction = f"up {_format(change, Unit.PERCENT)}"
+    elif change < 0:
+        direction = f"down {_format(-change, Unit.PERCENT)}"
+    else:
+        direction = "unchanged"
+    return (
+        f"{_format(value, kpi.unit)}, {direction} on its {days}-day baseline of "
+        f"{_format(reference, kpi.unit)}"
+    )
+
+
+def _limit_text(rule: AlertRule, fires: bool) -> str:
+    """Return e.g. "a rise of more than 50 %" or "not a drop of more than 50 %"."""
+    movement = "drop" if rule.comparison == Comparison.BELOW else "rise"
+    limit = f"a {movement} of more than {_format(rule.threshold, Unit.PERCENT)}"
+    return limit if fires else f"not {limit}"
 
 
 def _kpi_value(kpi: Kpi, scope: Scope, table: RollupTable) -> KpiValue:
@@ -502,7 +621,7 @@ def _act(
     open_alerts: dict[str, Alert],
     summary: EvaluationSummary,
 ) -> None:
-    dedup_key = f"rule:{rule.pk}:{scope.key()}"
+    dedup_key = _dedup_key(rule, scope)
     current = open_alerts.get(dedup_key)
     if judgement.fires is None:
         summary.too_little_data += 1
@@ -534,6 +653,10 @@ def _act(
         scope=scope.key(),
     )
     (summary.opened if alert.occurrences == 1 else summary.raised_again).append(alert.pk)
+
+
+def _dedup_key(rule: AlertRule, scope: Scope) -> str:
+    return f"rule:{rule.pk}:{scope.key()}"
 
 
 def _detail(rule: AlertRule, period: dict) -> str:
@@ -571,6 +694,8 @@ def _number(value: Decimal, *, places: int = 2) -> str:
 
 
 def _decimal_text(value: Decimal) -> str:
+    if value.is_infinite():
+        return str(value)  # "Infinity", which Decimal() and float() read back
     return _number(value, places=4).replace(",", "")
 
 

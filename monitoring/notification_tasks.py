@@ -14,7 +14,9 @@ def alert_notification_send_task(self, notification_id: int) -> str:
     try:
         outcome = notifications.alert_notification_send(notification_id=notification_id)
     except OperationalError as error:
-        # The database was unreachable and no attempt was counted; try again shortly.
+        # The database was unreachable; try again shortly. When the attempt had already been
+        # claimed, its lease makes this retry skip the row, and the periodic job takes it over
+        # once the lease has ended.
         raise self.retry(exc=error, countdown=notifications.RETRY_BASE_SECONDS) from error
     if outcome.status == "retry":
         raise self.retry(countdown=notifications.notification_retry_countdown(outcome.attempts))

@@ -1,11 +1,19 @@
 """Alert notifications: who gets one, the message, and sending it with retries.
 
 When an alert opens, every enabled target whose minimum severity and owner match gets an
-AlertNotification row; when it resolves, the targets that were told about the opening and
-want resolutions get one too. A silenced alert gets no new rows. Rows are sent by a Celery
-task queued after the transaction commits, so evaluating rules never waits on the network.
-A failed send is retried with exponential backoff up to OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS
-attempts; then the row is marked failed and the alert's history says so.
+AlertNotification row. When it resolves, the targets that were sent the opening and want
+resolutions get one too, even while the alert is silenced, so no chat keeps showing a
+cleared alert as open. Rows are sent by a Celery task queued after the transaction commits,
+so evaluating rules never waits on the network. A failed send is retried with exponential
+backoff up to OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS attempts; then the row is marked failed and
+the alert's history says so.
+
+Delivery is at least once. Each attempt is claimed and counted in a committed UPDATE before
+the message leaves, and its outcome is saved in a second short transaction. While a row is
+pending, `sent_at` holds the start of the attempt in flight: a lease that keeps the periodic
+job and a scheduled retry from sending the row at the same time. A worker that dies after
+sending but before saving the outcome leaves the lease behind, and the row is sent again
+once SEND_LEASE has passed.
 
 Webhooks get a Slack-compatible JSON body ("text" and "attachments") plus an "alert" object
 with the figures, for receivers that parse it.
@@ -24,7 +32,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import URLValidator, validate_email
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -48,6 +56,9 @@ NEVER_TRIED_GRACE = timedelta(minutes=2)
 # ...and a row whose retry did not come after every backoff of its schedule plus this margin.
 RETRY_LOST_MARGIN = timedelta(minutes=5)
 PENDING_BATCH = 200
+# Longer than any one attempt may take: the webhook timeout (OMSGUARD_ALERT_NOTIFY_TIMEOUT_SECONDS)
+# and the SMTP timeout (EMAIL_TIMEOUT) are 10 s by default.
+SEND_LEASE = timedelta(minutes=5)
 ERROR_MAX_LENGTH = 2000
 SEVERITY_COLORS = {"critical": "#d63638", "actionable": "#dba617", "informational": "#2271b1"}
 RESOLVED_COLOR = "#00a32a"
@@ -77,7 +88,9 @@ def alert_notifications_queue(*, alert: Alert, event: str) -> list[AlertNotifica
     """
     from .services import alert_is_silenced
 
-    if alert_is_silenced(alert):
+    # A resolution goes out even during a silence, because its targets were sent the opening
+    # and would otherwise show the alert as open for good.
+    if event != AlertEventKind.RESOLVED and alert_is_silenced(alert):
         logger.info("alert silenced, no notification", extra={"alert": alert.pk, "event": event})
         return []
 
@@ -134,30 +147,58 @@ def _send_enqueue(notification_ids: list[int]) -> None:
 def alert_notification_send(*, notification_id: int) -> SendOutcome:
     """Make one delivery attempt of a pending notification and record its outcome.
 
-    Returns "retry" when the attempt failed and attempts remain; the caller schedules the
-    next one. Two workers never send the same row: the row stays locked during the attempt.
+    Call outside a transaction, so the claim commits before the message leaves. Returns
+    "retry" when the attempt failed and attempts remain (the caller schedules the next one),
+    and "skipped" when the row is not pending or another worker holds its lease.
     """
-    max_attempts = settings.OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS
+    claimed_at = _attempt_claim(notification_id)
+    if claimed_at is None:
+        return SendOutcome("skipped")
+
+    notification = AlertNotification.objects.select_related("alert", "alert__rule", "target").get(
+        pk=notification_id
+    )
+    try:
+        _deliver(notification.target, notification.alert, notification.event)
+    except NotificationSendError as error:
+        return _attempt_failed(notification, error, claimed_at=claimed_at)
+    return _attempt_sent(notification, claimed_at=claimed_at)
+
+
+def _attempt_claim(notification_id: int) -> datetime | None:
+    """Count an attempt and take the row's lease in one conditional UPDATE; None if taken."""
+    now = timezone.now()
     with transaction.atomic():
-        notification = (
-            AlertNotification.objects.select_for_update(of=("self",), skip_locked=True)
-            .select_related("alert", "alert__rule", "target")
-            .filter(pk=notification_id, status=NotificationStatus.PENDING)
-            .first()
+        claimed = AlertNotification.objects.filter(
+            Q(sent_at__isnull=True) | Q(sent_at__lte=now - SEND_LEASE),
+            pk=notification_id,
+            status=NotificationStatus.PENDING,
+        ).update(attempts=F("attempts") + 1, sent_at=now)
+    return now if claimed else None
+
+
+def _holding_lease(notification: AlertNotification, claimed_at: datetime):
+    """Select the row only while the attempt claimed at `claimed_at` still has its lease."""
+    return AlertNotification.objects.filter(
+        pk=notification.pk, status=NotificationStatus.PENDING, sent_at=claimed_at
+    )
+
+
+def _attempt_sent(notification: AlertNotification, *, claimed_at: datetime) -> SendOutcome:
+    extra = {
+        "notification": notification.pk,
+        "alert": notification.alert_id,
+        "target": notification.target_id,
+        "attempt": notification.attempts,
+    }
+    with transaction.atomic():
+        saved = _holding_lease(notification, claimed_at).update(
+            status=NotificationStatus.SENT, sent_at=timezone.now(), last_error=""
         )
-        if notification is None:
-            return SendOutcome("skipped")
-
-        notification.attempts += 1
-        try:
-            _deliver(notification.target, notification.alert, notification.event)
-        except NotificationSendError as error:
-            return _attempt_failed(notification, error, max_attempts=max_attempts)
-
-        notification.status = NotificationStatus.SENT
-        notification.sent_at = timezone.now()
-        notification.last_error = ""
-        notification.save(update_fields=["status", "sent_at", "last_error", "attempts"])
+        if not saved:
+            # The attempt outlasted SEND_LEASE and another worker took the row over.
+            logger.warning("alert notification sent after its lease ended", extra=extra)
+            return SendOutcome("sent", notification.attempts)
         AlertEvent.objects.create(
             alert=notification.alert,
             kind=AlertEventKind.NOTIFIED,
@@ -168,51 +209,50 @@ def alert_notification_send(*, notification_id: int) -> SendOutcome:
                 "attempts": notification.attempts,
             },
         )
-    logger.info(
-        "alert notification sent",
-        extra={
-            "notification": notification.pk,
-            "alert": notification.alert_id,
-            "target": notification.target_id,
-            "attempt": notification.attempts,
-        },
-    )
+    logger.info("alert notification sent", extra=extra)
     return SendOutcome("sent", notification.attempts)
 
 
 def _attempt_failed(
-    notification: AlertNotification, error: NotificationSendError, *, max_attempts: int
+    notification: AlertNotification, error: NotificationSendError, *, claimed_at: datetime
 ) -> SendOutcome:
-    notification.last_error = str(error)[:ERROR_MAX_LENGTH]
+    max_attempts = settings.OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS
+    last_error = str(error)[:ERROR_MAX_LENGTH]
     gives_up = error.permanent or notification.attempts >= max_attempts
-    if gives_up:
-        notification.status = NotificationStatus.FAILED
-    notification.save(update_fields=["status", "attempts", "last_error"])
     extra = {
         "notification": notification.pk,
         "alert": notification.alert_id,
         "target": notification.target_id,
         "attempt": notification.attempts,
         "max_attempts": max_attempts,
-        "error": notification.last_error,
+        "error": last_error,
     }
+    with transaction.atomic():
+        saved = _holding_lease(notification, claimed_at).update(
+            status=NotificationStatus.FAILED if gives_up else NotificationStatus.PENDING,
+            sent_at=None,
+            last_error=last_error,
+        )
+        if not saved:
+            logger.warning("alert notification failed after its lease ended", extra=extra)
+            return SendOutcome("skipped", notification.attempts)
+        if gives_up:
+            AlertEvent.objects.create(
+                alert=notification.alert,
+                kind=AlertEventKind.NOTIFICATION_FAILED,
+                note=(
+                    f"{notification.event.capitalize()} message to {notification.target.name} "
+                    f"failed after {notification.attempts} attempts: {last_error}"
+                ),
+                data={
+                    "notification": notification.pk,
+                    "target": notification.target.name,
+                    "attempts": notification.attempts,
+                },
+            )
     if not gives_up:
         logger.warning("alert notification failed, will retry", extra=extra)
         return SendOutcome("retry", notification.attempts)
-
-    AlertEvent.objects.create(
-        alert=notification.alert,
-        kind=AlertEventKind.NOTIFICATION_FAILED,
-        note=(
-            f"{notification.event.capitalize()} message to {notification.target.name} failed "
-            f"after {notification.attempts} attempts: {notification.last_error}"
-        ),
-        data={
-            "notification": notification.pk,
-            "target": notification.target.name,
-            "attempts": notification.attempts,
-        },
-    )
     logger.error("alert notification failed", extra=extra)
     return SendOutcome("failed", notification.attempts)
 
@@ -226,8 +266,9 @@ def alert_notifications_send_pending(*, now: datetime | None = None) -> list[int
     """Make one attempt for every pending notification whose task was lost; return the ids sent.
 
     A row counts as lost when it had no attempt for NEVER_TRIED_GRACE (the broker was down at
-    commit), or when its retries should all have run by now (the worker died). Scheduling
-    this every few minutes makes every notification go out in the end.
+    commit), or when its retries should all have run by now (the worker died). A row whose
+    attempt is in flight is left to it until its lease ends. Scheduling this every few minutes
+    makes every notification go out in the end.
     """
     now = now or timezone.now()
     max_attempts = settings.OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS
@@ -240,6 +281,7 @@ def alert_notifications_send_pending(*, now: datetime | None = None) -> list[int
             Q(attempts=0, created_at__lte=now - NEVER_TRIED_GRACE)
             | Q(attempts__gt=0, created_at__lte=now - every_backoff - RETRY_LOST_MARGIN)
         )
+        .filter(Q(sent_at__isnull=True) | Q(sent_at__lte=now - SEND_LEASE))
         .order_by("created_at", "pk")
         .values_list("pk", flat=True)[:PENDING_BATCH]
     )

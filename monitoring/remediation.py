@@ -3,11 +3,15 @@
 `open_breaker` opens the circuit breaker of an action type, so its AI proposals go to human
 review; the alert's monitoring.change_alert permission is enough for it. `hold_channel` holds
 every new order of a channel for a person, and needs catalog.change_channel as well, like
-holding the channel in the admin. The target is the rule's `remediation_target`, or else
-taken from the scope the alert was raised for.
+holding the channel in the admin. `escalate_queue` hands every item of a review queue that
+is older than the rule's threshold (in seconds) to the queue's escalation role, as the SLA
+sweep does when a deadline passes; monitoring.change_alert is enough for it too. The target
+is the rule's `remediation_target`, or else taken from the scope the alert was raised for.
 """
 
 from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
@@ -25,7 +29,7 @@ class RemediationOutcome:
 
 
 def remediation_target(*, rule: AlertRule, alert: Alert | None = None) -> str:
-    """Return the action code or channel code the rule's remediation acts on; "" when unknown."""
+    """Return the action code, channel code or queue kind the remediation acts on; "" if unknown."""
     if rule.remediation_target:
         return rule.remediation_target
     if alert is None:
@@ -34,7 +38,8 @@ def remediation_target(*, rule: AlertRule, alert: Alert | None = None) -> str:
     scope = (alert.data or {}).get("scope") or {}
     if rule.remediation == Remediation.HOLD_CHANNEL:
         return scope.get("channel") or ""
-    if scope.get("dimension_label") == "action":
+    target_label = "queue" if rule.remediation == Remediation.ESCALATE_QUEUE else "action"
+    if scope.get("dimension_label") == target_label:
         return scope.get("dimension") or ""
     return ""
 
@@ -44,7 +49,22 @@ def remediation_label(*, rule: AlertRule, alert: Alert | None = None) -> str:
     target = remediation_target(rule=rule, alert=alert) or "(unknown)"
     if rule.remediation == Remediation.OPEN_BREAKER:
         return f"Open the circuit breaker of {target}"
+    if rule.remediation == Remediation.ESCALATE_QUEUE:
+        age = _duration_text(escalation_age(rule))
+        return f"Escalate the {target} queue's items open longer than {age}"
     return f"Hold the orders of channel {target}"
+
+
+def escalation_age(rule: AlertRule) -> timedelta:
+    """Return how old an item must be for `escalate_queue`: the rule's threshold in seconds."""
+    return timedelta(seconds=float(rule.threshold))
+
+
+def _duration_text(span: timedelta) -> str:
+    minutes = Decimal(span.total_seconds()) / 60
+    if minutes >= 120 and minutes % 60 == 0:
+        return f"{minutes / 60:.0f} h"
+    return f"{minutes.quantize(Decimal(1))} min"
 
 
 def remediation_run(*, alert: Alert, user: AbstractBaseUser) -> RemediationOutcome:
@@ -66,6 +86,8 @@ def remediation_run(*, alert: Alert, user: AbstractBaseUser) -> RemediationOutco
         return _breaker_open(alert=alert, action_code=target, user=user)
     if rule.remediation == Remediation.HOLD_CHANNEL:
         return _channel_hold(alert=alert, channel_code=target, user=user)
+    if rule.remediation == Remediation.ESCALATE_QUEUE:
+        return _queue_escalate(alert=alert, kind=target, user=user)
     raise AlertError(
         "no_remediation",
         f"Rule {rule.name!r} has an unknown remediation {rule.remediation!r}; use one of "
@@ -155,4 +177,40 @@ def _channel_hold(*, alert: Alert, channel_code: str, user: AbstractBaseUser) ->
             "channel": channel.pk,
         },
         before={"orders_held": False},
+    )
+
+
+def _queue_escalate(*, alert: Alert, kind: str, user: AbstractBaseUser) -> RemediationOutcome:
+    from reviews.models import ReviewKind
+    from reviews.sla import review_items_escalate_overdue
+
+    from .services import AlertError
+
+    if kind not in ReviewKind.values:
+        raise AlertError(
+            "target_not_found",
+            f"There is no review queue {kind!r} to escalate; fix the rule's remediation target.",
+            status=404,
+        )
+    older_than = escalation_age(alert.rule)
+    escalated = review_items_escalate_overdue(
+        kind=kind, older_than=older_than, user=user, reason=f"Alert #{alert.pk}: {alert.title}"
+    )
+    if not escalated:
+        raise AlertError(
+            "already_done",
+            f"No open item of the {kind} queue is older than {_duration_text(older_than)} "
+            "without being escalated already.",
+            status=409,
+        )
+    return RemediationOutcome(
+        summary=f"Escalated {escalated} item(s) of the {kind} queue open longer than "
+        f"{_duration_text(older_than)}.",
+        data={
+            "remediation": Remediation.ESCALATE_QUEUE,
+            "target": kind,
+            "older_than_seconds": int(older_than.total_seconds()),
+            "escalated": escalated,
+        },
+        before={"escalated": 0},
     )

@@ -273,23 +273,56 @@ def kpi_series(
     return points
 
 
-def mix_deviation(recent: dict[str, Decimal], baseline: dict[str, Decimal]) -> Decimal | None:
-    """How far a mix moved from its baseline: the largest relative change of one share.
+# Only carriers with at least this share of shipments, in the baseline or in the window, are
+# judged, because binomial noise alone moves a small share by a large relative amount. At 500
+# shipments a day, one standard deviation of a 4 % carrier's daily share is 22 % of that
+# share, so a 30 % rule would fire on ordinary days.
+MIX_MIN_SHARE = Decimal("0.10")
+
+
+@dataclass(frozen=True)
+class MixShift:
+    """The largest relative change of one share of a mix, e.g. fedex from 0.20 to 0.54.
+
+    `percent` is the change in percent of the baseline share (170 for 0.20 to 0.54). `key` is
+    None when no value of the mix reaches MIX_MIN_SHARE on either side.
+    """
+
+    key: str | None
+    before: Decimal
+    now: Decimal
+    percent: Decimal
+
+
+def mix_shift(
+    recent: dict[str, Decimal], baseline: dict[str, Decimal], *, min_share: Decimal = MIX_MIN_SHARE
+) -> MixShift | None:
+    """Find the share that moved most from its baseline among the shares of `min_share` or more.
 
     A carrier at 40 % in the baseline and 52 % now has moved 30 %. A carrier absent from the
-    baseline that now has a share counts as a 100 % move. None when the baseline is empty.
+    baseline that now has at least `min_share` counts as a 100 % move. Returns None when the
+    baseline is empty.
     """
     if not baseline:
         return None
-    deviations = []
-    for key in set(recent) | set(baseline):
+    largest = MixShift(None, Decimal("0"), Decimal("0"), Decimal("0"))
+    for key in sorted(set(recent) | set(baseline)):
         before = baseline.get(key, Decimal("0"))
         now = recent.get(key, Decimal("0"))
-        if before:
-            deviations.append(abs(now - before) / before * 100)
-        elif now:
-            deviations.append(Decimal("100"))
-    return max(deviations, default=Decimal("0"))
+        if max(before, now) < min_share:
+            continue
+        percent = abs(now - before) / before * 100 if before else Decimal("100")
+        if largest.key is None or percent > largest.percent:
+            largest = MixShift(key, before, now, percent)
+    return largest
+
+
+def mix_deviation(
+    recent: dict[str, Decimal], baseline: dict[str, Decimal], *, min_share: Decimal = MIX_MIN_SHARE
+) -> Decimal | None:
+    """Return how far a mix moved from its baseline, in percent: see mix_shift."""
+    shift = mix_shift(recent, baseline, min_share=min_share)
+    return None if shift is None else shift.percent
 
 
 def _mix_value(kpi: Kpi, per_key: dict[str, Sums]) -> KpiValue:

@@ -95,8 +95,8 @@ def alert_resolve(
 ) -> Alert | None:
     """Resolve the open alert with this key; return None when none is open.
 
-    `data` contains the figures that show the condition cleared. Targets that were told about
-    the opening hear about the resolution too, unless the alert is silenced.
+    `data` contains the figures that show the condition cleared. Targets that were sent the
+    opening are sent the resolution too, even while the alert is silenced.
     """
     from .notifications import alert_notifications_queue
 
@@ -128,6 +128,23 @@ def alert_resolve(
         alert_notifications_queue(alert=alert, event=AlertEventKind.RESOLVED)
     logger.info("alert resolved", extra={"alert": alert.pk, "dedup_key": dedup_key})
     return alert
+
+
+def rule_alerts_resolve(
+    *, rule: AlertRule, resolution: str, user: AbstractBaseUser | None = None
+) -> list[Alert]:
+    """Resolve every open alert of the rule, e.g. when it is disabled; return them."""
+    keys = Alert.objects.filter(rule=rule, status=AlertStatus.OPEN).order_by("pk")
+    resolved = [
+        alert_resolve(
+            dedup_key=dedup_key,
+            resolution=resolution,
+            user=user,
+            data={"rule": rule.pk, "rule_enabled": rule.is_enabled},
+        )
+        for dedup_key in keys.values_list("dedup_key", flat=True)
+    ]
+    return [alert for alert in resolved if alert is not None]
 
 
 def _alert_open_or_update(*, dedup_key: str, fields: dict) -> Alert:
@@ -293,7 +310,7 @@ def alert_unsilence(*, alert_id: int, user: AbstractBaseUser, note: str = "") ->
 
 
 def alert_remediate(*, alert_id: int, user: AbstractBaseUser) -> Alert:
-    """Run the first runbook step of the alert's rule: open a breaker or hold a channel.
+    """Run the first runbook step of the alert's rule, e.g. open a breaker or hold a channel.
 
     The alert stays open until its condition clears; remediating also acknowledges it.
     """

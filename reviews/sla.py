@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -156,15 +157,100 @@ def _item_breach(*, item_id: int, now: datetime) -> bool:
 
 
 def _item_escalate(item: ReviewItem, now: datetime) -> dict:
+    item.escalated_to = _escalation_group(item)
+    item.escalated_at = now
+    return {"escalated_to": item.escalated_to}
+
+
+def _escalation_group(item: ReviewItem) -> str:
     sla = review_sla_for(
         kind=item.kind,
         action_code=item.action_code,
         channel=item.order.channel if item.order is not None else None,
     )
     # Without an escalation role there is nobody to hand it to, so the approver keeps it.
-    item.escalated_to = sla.escalation_group or item.approver_group
-    item.escalated_at = now
-    return {"escalated_to": item.escalated_to}
+    return sla.escalation_group or item.approver_group
+
+
+def review_items_escalate_overdue(
+    *, kind: str, older_than: timedelta, user: AbstractBaseUser, reason: str = ""
+) -> int:
+    """Escalate every open item of `kind` older than `older_than` that is not escalated yet.
+
+    Each item goes to its SLA's escalation role, or else its approver role, as the SLA sweep
+    would do. An item with neither is left as it is. Every escalation writes an audit entry
+    (with `reason`, e.g. the alert that requested it) and an order event. Returns the number
+    of items escalated.
+    """
+    if kind not in ReviewKind.values:
+        raise ValueError(f"Unknown review queue {kind!r}; use one of {ReviewKind.values}.")
+    now = timezone.now()
+    due = list(
+        ReviewItem.objects.filter(
+            kind=kind,
+            status=ReviewStatus.OPEN,
+            created_at__lte=now - older_than,
+            escalated_at__isnull=True,
+        )
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    escalated = [
+        item_id
+        for item_id in due
+        if _item_escalate_now(item_id, now=now, user=user, older_than=older_than, reason=reason)
+    ]
+    logger.info(
+        "overdue review items escalated",
+        extra={"kind": kind, "review_items": escalated, "count": len(escalated), "user": user.pk},
+    )
+    return len(escalated)
+
+
+def _item_escalate_now(
+    item_id: int, *, now: datetime, user: AbstractBaseUser, older_than: timedelta, reason: str
+) -> bool:
+    from guardrails.services import audit_record
+    from orders.services import order_event_add, order_lock
+
+    # One transaction per item, locked in the order the sweep uses: the item, then its order.
+    with transaction.atomic():
+        item = (
+            ReviewItem.objects.select_for_update(of=("self",))
+            .filter(pk=item_id, status=ReviewStatus.OPEN, escalated_at__isnull=True)
+            .first()
+        )
+        if item is None:
+            return False
+        item.order = order_lock(order_id=item.order_id) if item.order_id else None
+        group = _escalation_group(item)
+        if not group:
+            return False
+
+        before = {"escalated_to": item.escalated_to, "escalated_at": None}
+        item.escalated_to = group
+        item.escalated_at = now
+        item.save(update_fields=["escalated_to", "escalated_at"])
+        minutes = int(older_than.total_seconds() // 60)
+        message = f"Review item #{item.pk} escalated to {group}: open longer than {minutes} min."
+        if item.order is not None:
+            order_event_add(
+                order=item.order,
+                kind="review.escalated",
+                message=message,
+                actor=user,
+                data={"review_item": item.pk, "escalated_to": group},
+            )
+        audit_record(
+            action="review_item.escalated",
+            target_type="review_item",
+            target_id=item.pk,
+            actor=user,
+            reason=f"{reason} {message}".strip(),
+            before=before,
+            after={"escalated_to": group, "escalated_at": now.isoformat()},
+        )
+    return True
 
 
 def _order_keep_held(item: ReviewItem, order) -> dict:

@@ -2,6 +2,10 @@
 
 The rules cover every threshold of the product brief. They are loaded by name with
 get_or_create, so a rule an ops manager already edited is left as it is.
+
+Windows and minimum samples are sized for a mid-size shop of about 100 orders a day per
+channel: each rule is judged at least once a day. A smaller shop gets "too little data" for
+the rate rules until it lowers min_sample or widens the window.
 """
 
 from decimal import Decimal
@@ -44,8 +48,8 @@ DEFAULT_RULES = [
         "kpi": "duplicate_shipment_rate",
         "kind": "rate_per_1000",
         "threshold": Decimal("5"),
-        "window_minutes": 360,
-        "min_sample": 200,
+        "window_minutes": 1440,
+        "min_sample": 100,
         "scope": "per_channel",
         "severity": "critical",
         "owner_group": "ops_manager",
@@ -63,12 +67,13 @@ DEFAULT_RULES = [
     },
     {
         "name": "Carrier mix more than 30 % off its 7-day baseline",
-        "description": "A carrier's share of shipments moved more than 30 % from its share "
-        "over the 7 days before: carrier selection may have gone wrong.",
+        "description": "The share of shipments of a carrier with at least 10 % of them moved "
+        "more than 30 % from its share over the 7 days before: carrier selection may have gone "
+        "wrong.",
         "kpi": "carrier_mix",
         "kind": "baseline_deviation",
         "threshold": Decimal("30"),
-        "window_minutes": 240,
+        "window_minutes": 1440,
         "baseline_days": 7,
         "min_sample": 50,
         "scope": "all",
@@ -92,7 +97,9 @@ DEFAULT_RULES = [
         "kpi": "disagreement_rate",
         "kind": "threshold",
         "threshold": Decimal("2"),
-        "window_minutes": 1440,
+        # A week: one action gets a few reviews a day at a mid-size shop, and 2 % needs 50
+        # reviews or more to mean anything.
+        "window_minutes": 10080,
         "min_sample": 50,
         "dimension": "*",
         "scope": "all",
@@ -114,7 +121,7 @@ DEFAULT_RULES = [
         "kind": "threshold",
         "threshold": Decimal("0.2"),
         "window_minutes": 1440,
-        "min_sample": 500,
+        "min_sample": 100,
         "scope": "per_channel",
         "severity": "actionable",
         "owner_group": "ops_manager",
@@ -140,14 +147,15 @@ DEFAULT_RULES = [
         "scope": "all",
         "severity": "critical",
         "owner_group": "cs_manager",
-        "remediation": "open_breaker",
-        "remediation_target": "correct_shipping_address",
+        "remediation": "escalate_queue",
+        "remediation_target": "address",
         "runbook": (
-            "1. Open the circuit breaker of address corrections with the button on this "
-            "alert.\n"
+            "1. Escalate the address items open longer than 30 minutes to the CS managers "
+            "with the button on this alert.\n"
             "2. Open the address queue and decide the oldest items first.\n"
             "3. Ask more agents to work the queue until it is under 30 minutes.\n"
-            "4. Close the breaker under Guardrails when the queue is back to normal."
+            "4. Look for the cause of the backlog, e.g. a carrier's address validation "
+            "failing for every order."
         ),
     },
     {
@@ -162,59 +170,70 @@ DEFAULT_RULES = [
         "scope": "all",
         "severity": "actionable",
         "owner_group": "cs_manager",
-        "remediation": "open_breaker",
-        "remediation_target": "substitute_sku",
+        "remediation": "escalate_queue",
+        "remediation_target": "substitution",
         "runbook": (
-            "1. Open the circuit breaker of substitutions with the button on this alert.\n"
+            "1. Escalate the substitution items open longer than an hour to the CS managers "
+            "with the button on this alert.\n"
             "2. Open the substitution queue and decide the oldest items first.\n"
             "3. Ask more agents to work the queue until it is under an hour.\n"
-            "4. Close the breaker under Guardrails when the queue is back to normal."
+            "4. Leave the substitution breaker closed: opening it sends every substitution "
+            "to this queue."
         ),
     },
     {
-        "name": "Marketplace cancellations 50 % off their 7-day baseline",
-        "description": "A channel cancels orders at a rate 50 % off its 7-day baseline, an "
-        "early sign of misrouting.",
+        "name": "Marketplace cancellations 50 % above their 7-day baseline",
+        "description": "A channel cancels orders at a rate more than 50 % above its 7-day "
+        "baseline, an early sign of misrouting. A drop does not fire.",
         "kpi": "cancellation_rate",
         "kind": "baseline_deviation",
+        "comparison": "above",
         "threshold": Decimal("50"),
         "window_minutes": 1440,
         "baseline_days": 7,
-        "min_sample": 100,
+        "min_sample": 50,
         "scope": "per_channel",
         "severity": "informational",
         "owner_group": "ops_manager",
-        "remediation": "hold_channel",
-        "remediation_target": "",
+        # Not hold_channel: held orders do not ship, so the marketplace cancels even more.
+        "remediation": "open_breaker",
+        "remediation_target": "select_carrier",
         "runbook": (
-            "1. Hold the channel's orders with the button on this alert.\n"
+            "1. Open the circuit breaker of carrier selection with the button on this alert, "
+            "so every carrier choice goes to a person. Do not hold the channel: held orders "
+            "do not ship, and late orders are cancelled.\n"
             "2. Open the cancelled orders on the dashboard and look for a common carrier, "
             "location or SKU.\n"
             "3. Check the channel's recent routing and carrier decisions.\n"
-            "4. Release the channel's hold in the admin (Channels)."
+            "4. Close the breaker under Guardrails once the cause is fixed."
         ),
     },
     {
-        "name": "Marketplace chargebacks 50 % off their 7-day baseline",
-        "description": "A channel receives chargebacks at a rate 50 % off its 7-day "
-        "baseline, an early sign of misrouting.",
+        "name": "Marketplace chargebacks 50 % above their 7-day baseline",
+        "description": "A channel receives chargebacks at a rate more than 50 % above its "
+        "7-day baseline, or any chargebacks after a week with none: an early sign of "
+        "misrouting.",
         "kpi": "chargeback_rate",
         "kind": "baseline_deviation",
+        "comparison": "above",
         "threshold": Decimal("50"),
         "window_minutes": 1440,
         "baseline_days": 7,
-        "min_sample": 100,
+        "min_sample": 50,
         "scope": "per_channel",
         "severity": "informational",
         "owner_group": "ops_manager",
-        "remediation": "hold_channel",
-        "remediation_target": "",
+        # Not hold_channel: held orders do not ship, which brings more disputes, not fewer.
+        "remediation": "open_breaker",
+        "remediation_target": "select_carrier",
         "runbook": (
-            "1. Hold the channel's orders with the button on this alert.\n"
+            "1. Open the circuit breaker of carrier selection with the button on this alert, "
+            "so every carrier choice goes to a person. Do not hold the channel: held orders "
+            "do not ship.\n"
             "2. Open the chargebacks on the dashboard and read their reason codes.\n"
             "3. Check whether the orders behind them were late, lost or sent to the wrong "
             "address.\n"
-            "4. Release the channel's hold in the admin (Channels)."
+            "4. Close the breaker under Guardrails once the cause is fixed."
         ),
     },
     {
@@ -223,7 +242,7 @@ DEFAULT_RULES = [
         "kpi": "order_error_rate",
         "kind": "threshold",
         "threshold": Decimal("100"),
-        "window_minutes": 360,
+        "window_minutes": 1440,
         "min_sample": 100,
         "scope": "per_channel",
         "severity": "actionable",

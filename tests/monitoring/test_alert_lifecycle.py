@@ -252,16 +252,29 @@ def test_silence_rejects_bad_until(ops, offset, message):
     assert error.value.message.startswith(message)
 
 
-def test_silence_suppresses_resolve_notification(ops):
+def test_silence_still_sends_resolution(ops):
     email_target()
     alert = raise_for(make_rule())
     alert_silence(alert_id=alert.pk, user=ops, until=timezone.now() + timedelta(hours=1))
 
     alert_resolve(dedup_key=alert.dedup_key, resolution="Cleared.")
 
-    assert list(AlertNotification.objects.values_list("event", flat=True)) == ["opened"]
-    # The resolution is still in the history.
+    # The target got the opening, so it hears about the resolution despite the silence.
+    assert sorted(AlertNotification.objects.values_list("event", flat=True)) == [
+        "opened",
+        "resolved",
+    ]
     assert alert.events.filter(kind="resolved").exists()
+
+
+def test_silence_sends_no_resolution_to_untold_targets(ops):
+    alert = raise_for(make_rule())
+    email_target()
+    alert_silence(alert_id=alert.pk, user=ops, until=timezone.now() + timedelta(hours=1))
+
+    alert_resolve(dedup_key=alert.dedup_key, resolution="Cleared.")
+
+    assert not AlertNotification.objects.exists()
 
 
 def test_silence_expires(ops):
@@ -418,6 +431,102 @@ def test_hold_needs_channel_permission(cs_manager):
     shop.refresh_from_db()
     assert not shop.orders_held
     assert not alert.events.filter(kind="remediated").exists()
+
+
+def escalate_rule() -> AlertRule:
+    return make_rule(
+        name="Address queue old",
+        kpi="queue_oldest_age",
+        kind="threshold",
+        threshold=Decimal("1800"),
+        dimension="address",
+        remediation="escalate_queue",
+        remediation_target="",
+    )
+
+
+def review_item(*, age: timedelta, kind: str = "address", **fields):
+    from reviews.models import ReviewItem
+
+    item = ReviewItem.objects.create(
+        kind=kind, reason="Address failed validation.", source_data={}, **fields
+    )
+    ReviewItem.objects.filter(pk=item.pk).update(created_at=timezone.now() - age)
+    return item
+
+
+def test_remediation_escalates_overdue_items(cs_manager):
+    from reviews.models import ReviewItem
+
+    old = review_item(age=timedelta(minutes=45), approver_group="cs_manager")
+    older = review_item(age=timedelta(hours=3), approver_group="cs_manager")
+    young = review_item(age=timedelta(minutes=10), approver_group="cs_manager")
+    other_queue = review_item(age=timedelta(hours=3), kind="substitution", approver_group="x")
+    done = review_item(
+        age=timedelta(hours=3), approver_group="cs_manager", escalated_to="cs_manager"
+    )
+    ReviewItem.objects.filter(pk=done.pk).update(escalated_at=timezone.now())
+    alert = raise_for(
+        escalate_rule(),
+        scope="queue=address",
+        data={"scope": {"channel": "", "dimension_label": "queue", "dimension": "address"}},
+    )
+
+    alert_remediate(alert_id=alert.pk, user=cs_manager)
+
+    escalated = set(ReviewItem.objects.exclude(escalated_at=None).values_list("pk", flat=True))
+    assert escalated == {old.pk, older.pk, done.pk}
+    assert ReviewItem.objects.get(pk=old.pk).escalated_to == "cs_manager"
+    assert young.pk not in escalated
+    assert other_queue.pk not in escalated
+    event = alert.events.get(kind="remediated")
+    assert event.note == "Escalated 2 item(s) of the address queue open longer than 30 min."
+    assert event.data == {
+        "remediation": "escalate_queue",
+        "target": "address",
+        "older_than_seconds": 1800,
+        "escalated": 2,
+    }
+    entries = AuditEntry.objects.filter(action="review_item.escalated", actor=cs_manager)
+    assert sorted(entries.values_list("target_id", flat=True)) == sorted(
+        [str(old.pk), str(older.pk)]
+    )
+    assert entries.first().reason.startswith(f"Alert #{alert.pk}: ")
+
+    with pytest.raises(AlertError) as error:
+        alert_remediate(alert_id=alert.pk, user=cs_manager)
+    assert (error.value.code, error.value.status) == ("already_done", 409)
+    assert error.value.message == (
+        "No open item of the address queue is older than 30 min without being escalated already."
+    )
+
+
+def test_remediation_escalate_unknown_queue(ops):
+    rule = escalate_rule()
+    rule.remediation_target = "nowhere"
+    rule.save(update_fields=["remediation_target"])
+    alert = raise_for(rule, scope="queue=address")
+
+    with pytest.raises(AlertError) as error:
+        alert_remediate(alert_id=alert.pk, user=ops)
+
+    assert (error.value.code, error.value.status) == ("target_not_found", 404)
+
+
+@pytest.mark.django_db
+def test_escalate_label_names_queue_and_age():
+    from monitoring.remediation import remediation_label
+
+    rule = escalate_rule()
+
+    assert remediation_label(rule=rule) == (
+        "Escalate the (unknown) queue's items open longer than 30 min"
+    )
+    rule.remediation_target = "substitution"
+    rule.threshold = Decimal("7200")
+    assert remediation_label(rule=rule) == (
+        "Escalate the substitution queue's items open longer than 2 h"
+    )
 
 
 # --- Who may act -----------------------------------------------------------------------------

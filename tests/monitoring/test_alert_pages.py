@@ -295,6 +295,40 @@ def test_remediate_htmx_opens_breaker(ops):
     assert Breaker.objects.get(key="select_carrier").state == BreakerState.OPEN
 
 
+def test_remediate_htmx_escalates_queue(ops):
+    from reviews.models import ReviewItem
+
+    rule = make_rule(
+        "Address queue old",
+        kpi="queue_oldest_age",
+        kind="threshold",
+        threshold=Decimal("1800"),
+        dimension="address",
+        runbook="1. Escalate the overdue address items.\n2. Work the queue.\n3. Find the cause.",
+        remediation="escalate_queue",
+        remediation_target="address",
+    )
+    item = ReviewItem.objects.create(
+        kind="address", reason="Bad ZIP.", source_data={}, approver_group="cs_manager"
+    )
+    ReviewItem.objects.filter(pk=item.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    alert = raise_alert("queue=address", rule=rule)
+    client = logged_in(ops)
+
+    page = client.get(reverse("alerts:detail", args=[alert.pk]))
+    response = client.post(reverse("alerts:remediate", args=[alert.pk]), **HTMX)
+
+    assert "Escalate the address queue&#x27;s items open longer than 30 min" in (
+        page.content.decode()
+    )
+    assert response.status_code == 200
+    assert "Escalated 1 item(s) of the address queue open longer than 30 min." in (
+        response.content.decode()
+    )
+    item.refresh_from_db()
+    assert item.escalated_to == "cs_manager"
+
+
 def test_remediate_twice_409(ops):
     alert = raise_alert("all")
     client = logged_in(ops)

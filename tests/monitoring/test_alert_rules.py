@@ -1,5 +1,8 @@
 """Alert rule evaluation over hand-made KPI rollups: thresholds, baselines, rates and scopes."""
 
+import functools
+import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,6 +19,8 @@ from monitoring.models import (
     KpiRollup,
     Severity,
 )
+from monitoring.selectors import mix_deviation, mix_shift
+from tests.conftest import ensure_role_groups
 
 pytestmark = pytest.mark.django_db
 
@@ -29,8 +34,8 @@ DEFAULT_RULE_NAMES = {
     "Fulfilment error rate above 0.2 %",
     "Address queue: oldest item older than 30 minutes",
     "Substitution queue: oldest item older than 60 minutes",
-    "Marketplace cancellations 50 % off their 7-day baseline",
-    "Marketplace chargebacks 50 % off their 7-day baseline",
+    "Marketplace cancellations 50 % above their 7-day baseline",
+    "Marketplace chargebacks 50 % above their 7-day baseline",
     "Order processing errors above 100 per 10,000 orders",
 }
 
@@ -71,6 +76,14 @@ def make_rule(**overrides) -> AlertRule:
         "remediation": "hold_channel",
     }
     return AlertRule.objects.create(**(fields | overrides))
+
+
+@pytest.fixture
+def ops_admin_client(client):
+    from tests.guardrails.conftest import make_staff_user
+
+    client.force_login(make_staff_user("olivia", "ops_manager"))
+    return client
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +239,10 @@ def test_carrier_mix_deviation_fires():
     assert alert.data["shares"] == {"dhl": "0.4", "ups": "0.6"}
     assert alert.data["baseline_shares"] == {"dhl": "0.6", "ups": "0.4"}
     assert alert.data["baseline_start"] == "2026-03-03T09:00:00+00:00"
-    assert alert.title == "Carrier mix: 50 % off its 7-day baseline, more than 30 %"
+    assert alert.data["moved"] == "ups"
+    assert alert.title == (
+        "Carrier mix: ups at 60 % against 40 % over its 7-day baseline, 50 % off, more than 30 %"
+    )
 
 
 def test_carrier_mix_deviation_resolves():
@@ -245,7 +261,10 @@ def test_carrier_mix_deviation_resolves():
     assert alert.status == AlertStatus.RESOLVED
     # The baseline now reaches 12:00 and holds the 09:00 hour: UPS 460 of 1,100 shipments
     # (41.8 %) against 42 % now.
-    assert alert.resolution == "Cleared: 0.43 % off its 7-day baseline, not more than 30 %."
+    assert alert.resolution == (
+        "Cleared: ups at 42 % against 41.82 % over its 7-day baseline, 0.43 % off, not more "
+        "than 30 %."
+    )
 
 
 def test_baseline_ratio_deviation_per_channel():
@@ -273,8 +292,8 @@ def test_baseline_ratio_deviation_per_channel():
     assert alert.data["change_percent"] == "100"
     assert alert.data["baseline"] == "10"
     assert alert.title == (
-        "Marketplace cancellations (channel amazon): 20 per 1,000 orders, 100 % off its "
-        "7-day baseline of 10 per 1,000 orders, more than 50 %"
+        "Marketplace cancellations (channel amazon): 20 per 1,000 orders, up 100 % on its "
+        "7-day baseline of 10 per 1,000 orders, a rise of more than 50 %"
     )
 
 
@@ -312,6 +331,284 @@ def test_count_baseline_scaled_to_window():
     alert = Alert.objects.get()
     assert alert.data["baseline"] == "1"
     assert alert.data["change_percent"] == "400"
+
+
+# --- Baseline direction and a baseline of zero ----------------------------------------------
+
+
+def misrouting_rule(kpi: str = "cancellation_rate", **overrides) -> AlertRule:
+    fields = {
+        "name": kpi,
+        "kpi": kpi,
+        "kind": "baseline_deviation",
+        "threshold": Decimal("50"),
+        "comparison": "above",
+        "scope": "per_channel",
+        "min_sample": 50,
+        "remediation": "open_breaker",
+        "remediation_target": "select_carrier",
+    }
+    return make_rule(**(fields | overrides))
+
+
+def misrouting_history(counter: str, *, before: int, now: int, orders: int = 100) -> None:
+    """A week's baseline of 700 orders with `before` events, then `now` events in `orders`."""
+    day = datetime(2026, 3, 5, tzinfo=UTC)
+    rollup("orders_received", day, 700, channel="amazon", granularity=Granularity.DAY)
+    rollup(counter, day, before, channel="amazon", granularity=Granularity.DAY)
+    rollup("orders_received", HOUR_9, orders, channel="amazon")
+    rollup(counter, HOUR_9, now, channel="amazon")
+
+
+def test_baseline_above_ignores_drop():
+    misrouting_rule()
+    misrouting_history("channel_cancellations", before=14, now=0)  # 20 per 1,000 to 0
+
+    summary = alert_rules_evaluate(now=NOW)
+
+    assert (summary.scopes, summary.too_little_data) == (1, 0)
+    assert not Alert.objects.exists()
+
+
+def test_baseline_above_resolves_on_drop():
+    misrouting_rule()
+    misrouting_history("channel_cancellations", before=14, now=5)  # 20 to 50 per 1,000
+    alert_rules_evaluate(now=NOW)
+    assert Alert.objects.get().status == AlertStatus.OPEN
+
+    later = NOW + timedelta(days=1)
+    rollup("orders_received", later.replace(minute=0), 100, channel="amazon")
+    alert_rules_evaluate(now=later)
+
+    alert = Alert.objects.get()
+    assert alert.status == AlertStatus.RESOLVED
+    assert alert.resolution.startswith("Cleared: 0 per 1,000 orders, down 100 % on its 7-day")
+    assert alert.resolution.endswith(", not a rise of more than 50 %.")
+
+
+def test_baseline_below_fires_on_drop():
+    make_rule(
+        name="Acceptance drop",
+        kpi="substitution_acceptance_rate",
+        kind="baseline_deviation",
+        threshold=Decimal("30"),
+        comparison="below",
+        remediation="open_breaker",
+        remediation_target="substitute_sku",
+    )
+    day = datetime(2026, 3, 5, tzinfo=UTC)
+    rollup("substitutions_resolved", day, 200, granularity=Granularity.DAY)
+    rollup("substitutions_accepted", day, 180, granularity=Granularity.DAY)  # 90 %
+    rollup("substitutions_resolved", HOUR_9, 40)
+    rollup("substitutions_accepted", HOUR_9, 20)  # 50 %
+
+    alert_rules_evaluate(now=NOW)
+
+    alert = Alert.objects.get()
+    assert alert.data["change_percent"] == "-44.4444"
+    assert alert.title == (
+        "Substitution acceptance rate: 50 %, down 44.44 % on its 7-day baseline of 90 %, a "
+        "drop of more than 30 %"
+    )
+
+
+def test_zero_baseline_fires_on_rise():
+    rule = misrouting_rule("chargeback_rate")
+    misrouting_history("chargebacks", before=0, now=2)
+
+    alert_rules_evaluate(now=NOW)
+
+    alert = Alert.objects.get()
+    assert alert.dedup_key == f"rule:{rule.pk}:channel=amazon"
+    assert alert.data["change_percent"] == "Infinity"
+    assert alert.data["baseline"] == "0"
+    assert alert.title == (
+        "Chargebacks (channel amazon): 20 per 1,000 orders, up from 0 over its 7-day "
+        "baseline, a rise of more than 50 %"
+    )
+
+
+def test_zero_baseline_needs_min_sample():
+    misrouting_rule("chargeback_rate")
+    misrouting_history("chargebacks", before=0, now=2, orders=30)
+
+    summary = alert_rules_evaluate(now=NOW)
+
+    assert summary.too_little_data == 1
+    assert not Alert.objects.exists()
+
+
+def test_zero_baseline_below_does_not_fire():
+    misrouting_rule("chargeback_rate", comparison="below")
+    misrouting_history("chargebacks", before=0, now=2)
+
+    summary = alert_rules_evaluate(now=NOW)
+
+    assert summary.too_little_data == 0
+    assert not Alert.objects.exists()
+
+
+def test_zero_baseline_count_needs_min_sample():
+    make_rule(
+        name="Exceptions from none",
+        kpi="fulfilment_exceptions",
+        kind="baseline_deviation",
+        threshold=Decimal("100"),
+        min_sample=3,
+    )
+    rollup("orders_received", datetime(2026, 3, 5, tzinfo=UTC), 700, granularity=Granularity.DAY)
+    rollup("fulfilment_exceptions", HOUR_9, 2)
+
+    first = alert_rules_evaluate(now=NOW)
+    rollup("fulfilment_exceptions", HOUR_9 + timedelta(hours=1), 1)
+    second = alert_rules_evaluate(now=NOW + timedelta(minutes=1))
+
+    assert first.too_little_data == 1
+    assert second.opened == [Alert.objects.get().pk]
+
+
+# --- The carrier mix over realistic traffic --------------------------------------------------
+
+CARRIER_MIX = {"usps": 0.40, "ups": 0.30, "fedex": 0.20, "dhl": 0.06, "ontrac": 0.04}
+# FedEx takes most of USPS's volume.
+SHIFTED_MIX = {"usps": 0.06, "ups": 0.30, "fedex": 0.54, "dhl": 0.06, "ontrac": 0.04}
+SIMULATION_START = datetime(2026, 3, 1, tzinfo=UTC)
+MIX_RULE = "Carrier mix more than 30 % off its 7-day baseline"
+
+
+def shipments_simulate(days: int, *, seed: int, shifted_from: datetime | None = None) -> None:
+    """Write hour and day rollups of about 500 shipments a day drawn at random from the mix.
+
+    500 shipments a day is a shop of 100 orders a day on each of 5 channels. Each hour's
+    carriers are drawn one shipment at a time, so the shares carry binomial noise.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for day in range(days):
+        day_start = SIMULATION_START + timedelta(days=day)
+        per_day: Counter[str] = Counter()
+        for hour in range(24):
+            at = day_start + timedelta(hours=hour)
+            mix = SHIFTED_MIX if shifted_from and at >= shifted_from else CARRIER_MIX
+            drawn = Counter(
+                rng.choices(list(mix), weights=list(mix.values()), k=rng.randint(16, 26))
+            )
+            per_day.update(drawn)
+            rows += [
+                KpiRollup(
+                    counter="shipments",
+                    granularity=Granularity.HOUR,
+                    bucket_start=at,
+                    channel="shop",
+                    dimension=carrier,
+                    count=count,
+                )
+                for carrier, count in drawn.items()
+            ]
+        rows += [
+            KpiRollup(
+                counter="shipments",
+                granularity=Granularity.DAY,
+                bucket_start=day_start,
+                channel="shop",
+                dimension=carrier,
+                count=count,
+            )
+            for carrier, count in per_day.items()
+        ]
+    KpiRollup.objects.bulk_create(rows)
+
+
+def evaluations_every(hours: int, *, start: datetime, end: datetime) -> list[datetime]:
+    moments = []
+    moment = start
+    while moment <= end:
+        moments.append(moment)
+        moment += timedelta(hours=hours)
+    return moments
+
+
+def test_mix_ignores_small_carriers():
+    baseline = {"usps": Decimal("0.40"), "ups": Decimal("0.30"), "fedex": Decimal("0.26")}
+    baseline["ontrac"] = Decimal("0.04")
+    # ontrac from 4 % to 5.3 % is 32.5 % of its share; lasership is new with 0.4 %.
+    recent = {
+        "usps": Decimal("0.39"),
+        "ups": Decimal("0.30"),
+        "fedex": Decimal("0.253"),
+        "ontrac": Decimal("0.053"),
+        "lasership": Decimal("0.004"),
+    }
+
+    shift = mix_shift(recent, baseline)
+
+    assert (shift.key, shift.before, shift.now) == ("fedex", Decimal("0.26"), Decimal("0.253"))
+    assert round(shift.percent, 2) == Decimal("2.69")
+    assert mix_deviation(recent, baseline, min_share=Decimal("0")) == Decimal("100")
+
+
+def test_mix_counts_new_large_carrier():
+    baseline = {"usps": Decimal("0.55"), "ups": Decimal("0.45")}
+    recent = {"usps": Decimal("0.50"), "ups": Decimal("0.38"), "newco": Decimal("0.12")}
+
+    assert mix_shift(recent, baseline).key == "newco"
+    assert mix_deviation(recent, baseline) == Decimal("100")
+
+
+def test_mix_judges_carrier_that_shrank():
+    baseline = {"usps": Decimal("0.50"), "ups": Decimal("0.38"), "ontrac": Decimal("0.12")}
+    recent = {"usps": Decimal("0.55"), "ups": Decimal("0.40"), "ontrac": Decimal("0.05")}
+
+    shift = mix_shift(recent, baseline)
+
+    assert shift.key == "ontrac"
+    assert round(shift.percent, 2) == Decimal("58.33")
+
+
+@pytest.mark.parametrize(
+    ("min_share", "fires"),
+    [(None, False), (Decimal("0"), True)],
+    ids=["carriers-of-10-percent", "every-carrier"],
+)
+def test_carrier_mix_quiet_on_noise(monkeypatch, min_share, fires):
+    AlertRule.objects.filter(name=MIX_RULE).update(is_enabled=True)
+    if min_share is not None:
+        # Judging every carrier, as the rule once did, fires on the same noise.
+        monkeypatch.setattr(
+            "monitoring.alerting.mix_shift", functools.partial(mix_shift, min_share=min_share)
+        )
+    shipments_simulate(21, seed=7)
+
+    summaries = [
+        alert_rules_evaluate(now=moment)
+        for moment in evaluations_every(
+            3,
+            start=SIMULATION_START + timedelta(days=8, minutes=5),
+            end=SIMULATION_START + timedelta(days=20, hours=23),
+        )
+    ]
+
+    assert len(summaries) == 104
+    assert all(summary.too_little_data == 0 for summary in summaries)
+    assert Alert.objects.exists() is fires
+
+
+def test_carrier_mix_fires_on_real_shift():
+    rule = AlertRule.objects.get(name=MIX_RULE)
+    rule.is_enabled = True
+    rule.save(update_fields=["is_enabled"])
+    shift_start = SIMULATION_START + timedelta(days=8)
+    shipments_simulate(10, seed=11, shifted_from=shift_start)
+
+    quiet = alert_rules_evaluate(now=shift_start - timedelta(minutes=55))
+    shifted = alert_rules_evaluate(now=shift_start + timedelta(hours=23, minutes=5))
+
+    assert quiet.opened == []
+    alert = Alert.objects.get()
+    assert shifted.opened == [alert.pk]
+    assert alert.data["moved"] == "fedex"
+    assert Decimal(alert.data["deviation_percent"]) > 100
+    assert alert.title.startswith("Carrier mix: fedex at ")
 
 
 # --- Rate per 1,000 orders and scopes --------------------------------------------------------
@@ -470,6 +767,100 @@ def test_disabled_rule_not_evaluated():
     assert not Alert.objects.exists()
 
 
+# --- Alerts nothing judges any more ---------------------------------------------------------
+
+
+def test_disabled_rule_alerts_resolve():
+    rule = make_rule()
+    rollup("orders_received", HOUR_9, 100)
+    rollup("order_errors", HOUR_9, 3)
+    alert_rules_evaluate(now=NOW)
+    rule.is_enabled = False
+    rule.save(update_fields=["is_enabled"])
+
+    summary = alert_rules_evaluate(now=NOW + timedelta(minutes=1))
+
+    alert = Alert.objects.get()
+    assert summary.resolved == [alert.pk]
+    assert (alert.status, alert.resolution) == (AlertStatus.RESOLVED, "Rule disabled.")
+    assert alert.events.get(kind="resolved").data["rule_enabled"] is False
+
+
+def test_channel_without_events_resolves():
+    rule = make_rule(scope="per_channel")
+    for channel in ("shop", "web"):
+        rollup("orders_received", HOUR_9, 100, channel=channel)
+        rollup("order_errors", HOUR_9, 3, channel=channel)
+    alert_rules_evaluate(now=NOW)
+
+    later = NOW + timedelta(hours=3)
+    rollup("orders_received", later.replace(minute=0), 100, channel="shop")
+    rollup("order_errors", later.replace(minute=0), 3, channel="shop")
+    summary = alert_rules_evaluate(now=later)
+
+    web = Alert.objects.get(dedup_key=f"rule:{rule.pk}:channel=web")
+    shop = Alert.objects.get(dedup_key=f"rule:{rule.pk}:channel=shop")
+    assert summary.resolved == [web.pk]
+    assert (web.status, web.resolution) == (AlertStatus.RESOLVED, "No events in the window.")
+    figures = web.events.get(kind="resolved").data
+    assert figures["sample"] == 0
+    assert figures["window_start"] == "2026-03-10T12:00:00+00:00"
+    assert figures["scope"]["channel"] == "web"
+    assert (shop.status, shop.occurrences) == (AlertStatus.OPEN, 2)
+
+
+def test_dimension_value_without_events_resolves():
+    rule = make_rule(
+        name="Disagreement",
+        kpi="disagreement_rate",
+        threshold=Decimal("2"),
+        dimension="*",
+        remediation="open_breaker",
+    )
+    rollup("reviewed_decisions", HOUR_9, 100, dimension="select_carrier")
+    rollup("disagreements", HOUR_9, 10, dimension="select_carrier")
+    alert_rules_evaluate(now=NOW)
+
+    later = NOW + timedelta(hours=3)
+    rollup("reviewed_decisions", later.replace(minute=0), 100, dimension="substitute_sku")
+    alert_rules_evaluate(now=later)
+
+    alert = Alert.objects.get(dedup_key=f"rule:{rule.pk}:action=select_carrier")
+    assert (alert.status, alert.resolution) == (AlertStatus.RESOLVED, "No events in the window.")
+
+
+def test_edited_rule_scope_resolves_old_alert():
+    rule = make_rule()
+    rollup("orders_received", HOUR_9, 100, channel="shop")
+    rollup("order_errors", HOUR_9, 3, channel="shop")
+    alert_rules_evaluate(now=NOW)
+    rule.scope = "per_channel"
+    rule.save(update_fields=["scope"])
+
+    alert_rules_evaluate(now=NOW + timedelta(minutes=1))
+
+    old = Alert.objects.get(dedup_key=f"rule:{rule.pk}:all")
+    assert (old.status, old.resolution) == (
+        AlertStatus.RESOLVED,
+        "Rule changed: it no longer covers this scope.",
+    )
+    assert Alert.objects.get(status=AlertStatus.OPEN).scope == "channel=shop"
+
+
+def test_too_little_data_keeps_channel_alert():
+    rule = make_rule(scope="per_channel")
+    rollup("orders_received", HOUR_9, 100, channel="shop")
+    rollup("order_errors", HOUR_9, 3, channel="shop")
+    alert_rules_evaluate(now=NOW)
+
+    later = NOW + timedelta(hours=3)
+    rollup("orders_received", later.replace(minute=0), 5, channel="shop")
+    summary = alert_rules_evaluate(now=later)
+
+    assert summary.too_little_data == 1
+    assert Alert.objects.get(dedup_key=f"rule:{rule.pk}:channel=shop").status == AlertStatus.OPEN
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [
@@ -541,23 +932,33 @@ def test_default_rules_exist_after_migrate():
         Decimal("1800"),
         "critical",
     )
-    assert address.remediation_target == "correct_shipping_address"
+    assert (address.remediation, address.remediation_target) == ("escalate_queue", "address")
     assert address.owner_group.name == "cs_manager"
+    for name in (
+        "Marketplace cancellations 50 % above their 7-day baseline",
+        "Marketplace chargebacks 50 % above their 7-day baseline",
+    ):
+        rule = rules[name]
+        assert (rule.comparison, rule.window_minutes, rule.min_sample) == ("above", 1440, 50)
+        assert (rule.remediation, rule.remediation_target) == ("open_breaker", "select_carrier")
 
 
-def test_default_rule_targets_are_real_actions():
+def test_default_rule_targets_exist():
     from guardrails.models import ActionType
+    from reviews.models import ReviewKind
 
-    targets = set(
-        AlertRule.objects.exclude(remediation_target="").values_list(
-            "remediation_target", flat=True
-        )
-    )
+    targets = {
+        (rule.remediation, rule.remediation_target)
+        for rule in AlertRule.objects.exclude(remediation_target="")
+    }
 
-    assert targets == {"select_carrier", "correct_shipping_address", "substitute_sku"}
-    assert (
-        set(ActionType.objects.filter(code__in=targets).values_list("code", flat=True)) == targets
-    )
+    assert targets == {
+        ("open_breaker", "select_carrier"),
+        ("escalate_queue", "address"),
+        ("escalate_queue", "substitution"),
+    }
+    assert ActionType.objects.filter(code="select_carrier").exists()
+    assert {"address", "substitution"} <= set(ReviewKind.values)
 
 
 def test_role_grants_after_migrate():
@@ -599,6 +1000,37 @@ def rule_form_data(**overrides) -> dict:
     return data | overrides
 
 
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"window_minutes": "90"}, "window_minutes"),
+        ({"window_minutes": "99999999999"}, "window_minutes"),
+        ({"baseline_days": "400"}, "baseline_days"),
+        ({"kpi": "carrier_mix", "kind": "rate_per_1000", "dimension": ""}, "kind"),
+        ({"kpi": "ai_error_mttd", "kind": "rate_per_1000", "dimension": ""}, "kind"),
+    ],
+)
+def test_rule_form_refuses_values_evaluation_cannot_use(overrides, field):
+    from monitoring.admin import AlertRuleForm
+
+    form = AlertRuleForm(data=rule_form_data(**overrides))
+
+    assert not form.is_valid()
+    assert field in form.errors, form.errors
+
+
+def test_rule_form_refuses_owner_who_cannot_see_alerts():
+    from monitoring.admin import AlertRuleForm
+
+    ensure_role_groups()
+    agents = Group.objects.get(name="cs_agent")
+
+    form = AlertRuleForm(data=rule_form_data(owner_group=str(agents.pk)))
+
+    assert not form.is_valid()
+    assert "cannot see alerts" in form.errors["owner_group"][0]
+
+
 def test_rule_form_accepts_valid_rule():
     from monitoring.admin import AlertRuleForm
 
@@ -606,6 +1038,22 @@ def test_rule_form_accepts_valid_rule():
 
     assert form.is_valid(), form.errors
     assert form.save().dimension == "select_carrier"
+
+
+def test_rule_form_accepts_queue_escalation():
+    from monitoring.admin import AlertRuleForm
+
+    form = AlertRuleForm(
+        data=rule_form_data(
+            kpi="queue_oldest_age",
+            dimension="address",
+            threshold="1800",
+            remediation="escalate_queue",
+            remediation_target="",
+        )
+    )
+
+    assert form.is_valid(), form.errors
 
 
 @pytest.mark.parametrize(
@@ -635,6 +1083,31 @@ def test_rule_form_accepts_valid_rule():
             "Name the channel to hold",
         ),
         ({"runbook": "Open the breaker."}, "runbook", "Number the steps"),
+        (
+            {"remediation": "escalate_queue", "remediation_target": "address"},
+            "remediation",
+            "Escalating a queue needs a KPI in seconds",
+        ),
+        (
+            {
+                "kpi": "queue_oldest_age",
+                "dimension": "address",
+                "remediation": "escalate_queue",
+                "remediation_target": "nowhere",
+            },
+            "remediation_target",
+            "There is no queue 'nowhere'",
+        ),
+        (
+            {
+                "kpi": "queue_oldest_age",
+                "dimension": "",
+                "remediation": "escalate_queue",
+                "remediation_target": "",
+            },
+            "remediation_target",
+            "Name the queue to escalate",
+        ),
     ],
 )
 def test_rule_form_rejects(overrides, field, message):
@@ -659,3 +1132,31 @@ def test_rule_admin_list_shows_last_state(admin_client):
     assert "Firing (1 open)" in content
     assert "Never fired" in content  # the disabled default rules
     assert rule.name in content
+
+
+def test_admin_disable_resolves_alerts(ops_admin_client):
+    rule = make_rule()
+    rollup("orders_received", HOUR_9, 100)
+    rollup("order_errors", HOUR_9, 3)
+    alert_rules_evaluate(now=NOW)
+    data = rule_form_data(
+        name=rule.name,
+        kpi=rule.kpi,
+        threshold="100",
+        dimension="",
+        remediation="hold_channel",
+        remediation_target="",
+        scope="per_channel",
+        runbook=rule.runbook,
+    )
+    del data["is_enabled"]
+
+    response = ops_admin_client.post(
+        f"/admin/monitoring/alertrule/{rule.pk}/change/", data, follow=True
+    )
+
+    assert response.status_code == 200
+    assert "1 open alert(s) of this rule resolved." in response.content.decode()
+    alert = Alert.objects.get()
+    assert (alert.status, alert.resolution) == (AlertStatus.RESOLVED, "Rule disabled.")
+    assert alert.events.get(kind="resolved").actor.username == "olivia"

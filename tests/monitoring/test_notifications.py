@@ -9,13 +9,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Group
 from django.core import mail
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from monitoring.models import (
     Alert,
+    AlertEvent,
     AlertNotification,
     AlertRule,
     NotificationKind,
@@ -24,6 +26,8 @@ from monitoring.models import (
     Severity,
 )
 from monitoring.notifications import (
+    SEND_LEASE,
+    alert_notification_send,
     alert_notifications_send_pending,
     notification_retry_countdown,
     webhook_body,
@@ -47,9 +51,10 @@ def _notification_settings(settings):
 class WebhookServer:
     """A real HTTP server on 127.0.0.1 that responds with the given statuses in turn."""
 
-    def __init__(self, statuses: list[int], *, delay: float = 0):
+    def __init__(self, statuses: list[int], *, delay: float = 0, on_request=None):
         self.statuses = list(statuses)
         self.delay = delay
+        self.on_request = on_request
         self.requests: list[dict] = []
         server = self
 
@@ -63,6 +68,8 @@ class WebhookServer:
                         "body": json.loads(self.rfile.read(length)),
                     }
                 )
+                if server.on_request is not None:
+                    server.on_request()
                 time.sleep(server.delay)
                 status = server.statuses.pop(0) if len(server.statuses) > 1 else server.statuses[0]
                 try:
@@ -390,6 +397,130 @@ def test_pending_with_retry_scheduled_left_alone():
     assert len(alert_notifications_send_pending(now=timezone.now() + timedelta(minutes=9))) == 1
 
 
+# --- Claiming an attempt ----------------------------------------------------------------------
+
+
+def test_lost_outcome_not_resent_within_lease():
+    with WebhookServer([200]) as server:
+        target(NotificationKind.WEBHOOK, server.url())
+        raise_alert()  # the test's transaction never commits, so nothing is sent yet
+        notification = AlertNotification.objects.get()
+        outcome_lost = mock.patch.object(
+            AlertEvent.objects,
+            "create",
+            side_effect=OperationalError("server closed the connection"),
+        )
+        with outcome_lost, pytest.raises(OperationalError):
+            alert_notification_send(notification_id=notification.pk)
+
+        again = alert_notification_send(notification_id=notification.pk)
+        pending_soon = alert_notifications_send_pending(now=timezone.now() + timedelta(minutes=9))
+        assert (again.status, pending_soon, len(server.requests)) == ("skipped", [], 1)
+        notification.refresh_from_db()
+        assert (notification.status, notification.attempts) == (NotificationStatus.PENDING, 1)
+
+        # Once the lease has passed, the periodic job sends it again: delivery is at least once.
+        with time_machine.travel(timezone.now() + SEND_LEASE + timedelta(minutes=5)):
+            sent = alert_notifications_send_pending()
+
+    assert sent == [notification.pk]
+    assert len(server.requests) == 2
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts) == (NotificationStatus.SENT, 2)
+
+
+def test_failed_attempt_releases_lease():
+    with WebhookServer([500, 200]) as server:
+        target(NotificationKind.WEBHOOK, server.url())
+        raise_alert()
+        notification = AlertNotification.objects.get()
+
+        first = alert_notification_send(notification_id=notification.pk)
+        notification.refresh_from_db()
+        assert (first.status, notification.sent_at, notification.attempts) == ("retry", None, 1)
+        second = alert_notification_send(notification_id=notification.pk)
+
+    assert second.status == "sent"
+    assert len(server.requests) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_claim_committed_before_send():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL to read the row from another connection mid-send")
+    seen: list[tuple] = []
+
+    def during_request() -> None:
+        # The server's thread has its own database connection, so it reads committed rows only.
+        row = AlertNotification.objects.values_list("status", "attempts").get()
+        seen.append(row)
+        connection.close()
+
+    with WebhookServer([200], on_request=during_request) as server:
+        target(NotificationKind.WEBHOOK, server.url())
+        with transaction.atomic():
+            raise_alert()
+        # Committed: the on-commit task ran (eagerly) and sent the message.
+
+    assert seen == [(NotificationStatus.PENDING, 1)]
+    assert AlertNotification.objects.get().status == NotificationStatus.SENT
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_pending_job_and_retry_send_once():
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL for real concurrency between connections")
+    with WebhookServer([200], delay=1) as server:
+        target(NotificationKind.WEBHOOK, server.url())
+        broker_down = mock.patch(
+            "monitoring.notification_tasks.alert_notification_send_task.delay",
+            side_effect=ConnectionError("broker down"),
+        )
+        with broker_down, transaction.atomic():
+            raise_alert()
+        notification = AlertNotification.objects.get()
+        AlertNotification.objects.update(attempts=1)  # a retry is scheduled after attempt 1
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+        errors: list[BaseException] = []
+
+        def run(send) -> None:
+            try:
+                barrier.wait(timeout=10)
+                outcomes.append(send())
+            except BaseException as error:  # re-raised in the main thread
+                errors.append(error)
+            finally:
+                connection.close()
+
+        pending_job = threading.Thread(
+            target=run,
+            args=(
+                lambda: (
+                    "sent"
+                    if alert_notifications_send_pending(now=timezone.now() + timedelta(hours=1))
+                    else "skipped"
+                ),
+            ),
+        )
+        retry = threading.Thread(
+            target=run,
+            args=(lambda: alert_notification_send(notification_id=notification.pk).status,),
+        )
+        for thread in (pending_job, retry):
+            thread.start()
+        for thread in (pending_job, retry):
+            thread.join(timeout=60)
+
+    assert errors == []
+    assert sorted(outcomes) == ["sent", "skipped"]
+    assert len(server.requests) == 1
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts) == (NotificationStatus.SENT, 2)
+
+
 # --- Targets in the admin --------------------------------------------------------------------
 
 
@@ -427,6 +558,45 @@ def test_admin_sends_test_notification(admin_client):
     assert f"Test to {webhook.name} failed: Webhook at 127.0.0.1:{server.port} responded" in content
     assert mail.outbox[0].subject == "[OMS Guard] Test notification"
     assert server.requests[0]["body"]["test"] is True
+
+
+def test_test_notification_needs_change_permission(client):
+    from django.contrib.auth.models import Permission
+
+    from tests.guardrails.conftest import make_staff_user
+
+    viewer = make_staff_user("vera", "cs_agent")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_notificationtarget"))
+    client.force_login(viewer)
+    email = target(address="ops@example.com")
+
+    page = client.get("/admin/monitoring/notificationtarget/")
+    response = client.post(
+        "/admin/monitoring/notificationtarget/",
+        {"action": "send_test", "_selected_action": [email.pk]},
+        follow=True,
+    )
+
+    assert page.status_code == 200
+    assert "send_test" not in page.content.decode()
+    assert response.status_code == 200
+    assert mail.outbox == []
+
+
+def test_ops_manager_sends_test_notification(client):
+    from tests.guardrails.conftest import make_staff_user
+
+    client.force_login(make_staff_user("olivia", "ops_manager"))
+    email = target(address="ops@example.com")
+
+    response = client.post(
+        "/admin/monitoring/notificationtarget/",
+        {"action": "send_test", "_selected_action": [email.pk]},
+        follow=True,
+    )
+
+    assert f"Test message sent to {email.name}." in response.content.decode()
+    assert len(mail.outbox) == 1
 
 
 def test_webhook_redirect_is_failure(settings, django_capture_on_commit_callbacks):
