@@ -19,6 +19,8 @@ The facts are a JSON-ready dict; money and rates are decimal strings:
       "stock": {"checked": True, "fresh": True, "as_of": "2024-11-04T10:00:00+00:00"},
       "listing_forbids": False,          # substitution only: a listing forbids it
       "pickup_to_ship": False,           # reroute only: a pickup order would be shipped
+      "channel_orders_held": False,      # True while the channel's orders are held
+      "channel_orders_held_reason": "",  # the reason given for the hold, "" when not held
       "breakers": [{"scope": "action", "key": "substitute_sku", "state": "open",
                     "cause": "error_rate", "trial_allowed": False}],
       "autonomy": {"suspended": False, "error_rate": "0.001", "max_error_rate": "0.002",
@@ -219,7 +221,27 @@ def _safety_rules(facts: dict) -> list[dict]:
             )
         else:
             reasons.append(_reason("listing_constraint", PASS, "No listing forbids it."))
+    # Facts stored before this rule existed have no such key and are judged without it.
+    if "channel_orders_held" in facts:
+        reasons.append(_channel_hold_reason(facts))
     return reasons
+
+
+def _channel_hold_reason(facts: dict) -> dict:
+    """Fail, not block: a held channel sends every proposal to a person instead of applying it.
+
+    A block still wins, and a recommend-only policy still only recommends.
+    """
+    channel = facts.get("channel")
+    if facts["channel_orders_held"]:
+        held_reason = str(facts.get("channel_orders_held_reason") or "no reason given")
+        return _reason(
+            "channel_held",
+            FAIL,
+            f"Channel {channel}'s orders are held: {held_reason.rstrip('.')}. "
+            "No automation applies changes to its orders until a person releases the channel.",
+        )
+    return _reason("channel_held", PASS, f"Channel {channel}'s orders are not held.")
 
 
 def _mode_reason(mode: str, approver: str | None) -> dict:

@@ -56,7 +56,23 @@ def facts_for_order(
     facts["autonomy"] = _autonomy_facts(action.code)
     if extra_facts:
         facts.update(extra_facts)
+    # Set after extra_facts, so that no caller can hide a held channel from the engine.
+    facts.update(channel_hold_facts(order))
     return facts
+
+
+def channel_hold_facts(order: Order) -> dict:
+    """Return whether the order's channel is held, and the reason given for the hold.
+
+    Read without a lock: the caller has locked the order, and locking the channel after it
+    could deadlock with a release, which locks the channel first. A hold that commits while
+    the decision is made counts as coming after the decision.
+    """
+    channel = order.channel
+    return {
+        "channel_orders_held": channel.orders_held,
+        "channel_orders_held_reason": channel.orders_held_reason if channel.orders_held else "",
+    }
 
 
 def order_facts(order: Order) -> dict:

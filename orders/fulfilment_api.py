@@ -47,6 +47,7 @@ from .models import (
     Shipment,
     ShipmentStatus,
 )
+from .services import IDEMPOTENCY_IN_PROGRESS, IdempotencyKeyTaken
 
 logger = logging.getLogger(__name__)
 
@@ -522,7 +523,15 @@ class _FactViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         write: Callable[[Order, dict], tuple[object, bool]],
     ) -> Response:
         """Validate, find the order, check its channel, write once, and return 201 or 200."""
-        replayed = _idempotency_replay(request)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if key and (len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable()):
+            return _error(
+                400,
+                "invalid_idempotency_key",
+                f"Idempotency-Key must be printable and at most {MAX_IDEMPOTENCY_KEY_LENGTH} "
+                "characters.",
+            )
+        replayed = _idempotency_replay(request, key=key)
         if replayed is not None:
             return replayed
 
@@ -542,13 +551,33 @@ class _FactViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
                     "channel_not_allowed",
                     f"This user may not report for channel {order.channel.code!r}.",
                 )
-            record, created = write(order, data)
+            return self._write_once(request, key=key, write=lambda: write(order, data))
         except fulfilment.FulfilmentError as error:
             return _service_error(error)
+        except IdempotencyKeyTaken as taken:
+            return _idempotency_response(taken.existing, request)
 
-        body = self.get_serializer(self.get_queryset().get(pk=record.pk)).data
-        response = Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
-        _idempotency_store(request, response)
+    def _write_once(
+        self, request: Request, *, key: str, write: Callable[[], tuple[object, bool]]
+    ) -> Response:
+        """Write the record and store its response under the Idempotency-Key in one commit.
+
+        The key row is inserted first, so a concurrent request with the same key waits on
+        the unique (user, key) index until this transaction ends. If this one commits, the
+        other gets IntegrityError, writes nothing and replays the stored response. If this
+        one rolls back, the other goes on with its own write.
+        """
+        with transaction.atomic():
+            stored = _idempotency_key_reserve(request, key=key) if key else None
+            record, created = write()
+            body = self.get_serializer(self.get_queryset().get(pk=record.pk)).data
+            response = Response(
+                body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            )
+            if stored is not None:
+                stored.response_status = response.status_code
+                stored.response_body = response.data
+                stored.save(update_fields=["response_status", "response_body"])
         return response
 
     def _with_relations(self, queryset: QuerySet) -> QuerySet:
@@ -741,21 +770,21 @@ def _service_error(error: fulfilment.FulfilmentError) -> Response:
     return _error(error.status, str(error.code), error.message, fields)
 
 
-def _idempotency_replay(request: Request) -> Response | None:
-    """Return the stored response for a repeated Idempotency-Key, or None to go on."""
-    key = request.headers.get("Idempotency-Key", "").strip()
+def _idempotency_replay(request: Request, *, key: str) -> Response | None:
+    """Return the stored response for a repeated Idempotency-Key, or None to go on.
+
+    This early read saves validating a plain retry again. It does not decide a race between
+    concurrent requests with the same key: the unique index does, in _write_once.
+    """
     if not key:
         return None
-    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable():
-        return _error(
-            400,
-            "invalid_idempotency_key",
-            f"Idempotency-Key must be printable and at most {MAX_IDEMPOTENCY_KEY_LENGTH} "
-            "characters.",
-        )
     existing = IdempotencyKey.objects.filter(user=request.user, key=key).first()
     if existing is None:
         return None
+    return _idempotency_response(existing, request)
+
+
+def _idempotency_response(existing: IdempotencyKey, request: Request) -> Response:
     if existing.request_sha256 != _request_sha256(request):
         return _error(
             409,
@@ -765,23 +794,30 @@ def _idempotency_replay(request: Request) -> Response | None:
     return Response(existing.response_body, status=existing.response_status)
 
 
-def _idempotency_store(request: Request, response: Response) -> None:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
-        return
+def _idempotency_key_reserve(request: Request, *, key: str) -> IdempotencyKey:
+    """Insert the key row; raise IdempotencyKeyTaken when another request committed it first.
+
+    Call inside the transaction that writes the record. The row contains no response until the
+    caller stores it before commit, so no other request ever reads it half done.
+    """
     try:
         with transaction.atomic():
-            IdempotencyKey.objects.create(
+            return IdempotencyKey.objects.create(
                 user=request.user,
                 key=key,
                 request_sha256=_request_sha256(request),
-                response_status=response.status_code,
-                response_body=response.data,
+                response_status=IDEMPOTENCY_IN_PROGRESS,
+                response_body={},
             )
     except IntegrityError:
-        # A concurrent request with the same key stored its response first. The record
-        # itself is written once either way, because the services deduplicate by id.
-        logger.info("idempotency key stored concurrently", extra={"user": request.user.pk})
+        existing = IdempotencyKey.objects.filter(user=request.user, key=key).first()
+        if existing is None:
+            raise
+        logger.info(
+            "idempotency key taken by a concurrent request",
+            extra={"user": request.user.pk, "idempotency_key": existing.pk},
+        )
+        raise IdempotencyKeyTaken(existing) from None
 
 
 def _request_sha256(request: Request) -> str:

@@ -36,7 +36,8 @@ class Command(BaseCommand):
     help = (
         "Load the demo catalog, a Shopify channel and demo users, then replay the sample "
         "Shopify deliveries through the real webhook. Then add 120 days of invented order "
-        "history and its KPI rollups for the dashboard. Safe to run again."
+        "history and its KPI rollups for the dashboard, and evaluate the alert rules once. "
+        "Safe to run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -88,6 +89,7 @@ class Command(BaseCommand):
         # verdicts (breakers and the autonomy gate read recent decisions).
         if not no_history:
             self._load_history()
+            self._evaluate_alerts()
 
         self.stdout.write("")
         self.stdout.write("Demo logins:")
@@ -143,6 +145,17 @@ class Command(BaseCommand):
         began = time.monotonic()
         rows = kpi_rollups_refresh(since=result.start, until=result.end)
         self.stdout.write(f"KPI rollups: {rows} rows ({time.monotonic() - began:.1f} s).")
+
+    def _evaluate_alerts(self) -> None:
+        """Evaluate the alert rules once, so /alerts/ shows what the history raised.
+
+        Celery beat does this every minute; the SQLite demo often runs without beat.
+        """
+        from monitoring.alerting import alert_rules_evaluate
+        from monitoring.management.commands.evaluate_alerts import evaluation_report
+
+        for line in evaluation_report(alert_rules_evaluate()):
+            self.stdout.write(line)
 
     def _wait_for_worker(self, timeout_seconds: float = 60) -> None:
         """With a real broker, wait until the worker has processed the replayed deliveries.
