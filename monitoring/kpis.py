@@ -34,7 +34,7 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Counter:
-    """An additive number kept per hour; `source` says which recorded facts it counts."""
+    """An additive number kept per hour; `source` names the recorded facts it counts."""
 
     slug: str
     source: str
@@ -462,7 +462,7 @@ KPIS: dict[str, Kpi] = {
     ]
 }
 
-# Upper bounds in seconds of the latency histogram buckets; one more bucket holds the rest.
+# Upper bounds in seconds of the latency histogram buckets. One more bucket counts the rest.
 LATENCY_BOUNDS_SECONDS: tuple[int, ...] = (
     1,
     5,
@@ -485,7 +485,7 @@ LATENCY_BOUNDS_SECONDS: tuple[int, ...] = (
 
 
 def histogram_empty() -> list[int]:
-    """A histogram with no observations: one zero per bound plus the overflow bucket."""
+    """Return an empty histogram: one zero per bound plus the overflow bucket."""
     return [0] * (len(LATENCY_BOUNDS_SECONDS) + 1)
 
 
@@ -508,7 +508,7 @@ def histogram_merge(histograms: list[list[int]]) -> list[int]:
 
 
 def histogram_percentile(histogram: list[int], fraction: Decimal) -> Decimal | None:
-    """Estimate a percentile by linear interpolation inside the bucket that holds it.
+    """Estimate a percentile by linear interpolation inside the bucket that contains it.
 
     Returns None for an empty histogram. The overflow bucket has no upper bound, so a
     percentile that falls in it is reported as the last bound (an underestimate).
@@ -531,7 +531,7 @@ def histogram_percentile(histogram: list[int], fraction: Decimal) -> Decimal | N
 
 
 def kpi_get(slug: str) -> Kpi:
-    """The KPI named `slug`; KeyError names the known ones."""
+    """Return the KPI named `slug`, or raise KeyError listing the known ones."""
     try:
         return KPIS[slug]
     except KeyError:

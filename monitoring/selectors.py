@@ -100,7 +100,7 @@ def _scope(counters: set[str], channel: str | None) -> Q:
 
 
 def kpi_counters(slug: str) -> set[str]:
-    """The counters a KPI reads."""
+    """Return the counters a KPI reads."""
     kpi = kpi_get(slug)
     return {kpi.numerator, kpi.denominator} - {""}
 
@@ -112,7 +112,7 @@ RollupTable = dict[str, dict[str, Sums]]
 def rollup_rows(
     counters: set[str], *, start: datetime, end: datetime, channel: str | None = None
 ) -> list[RollupRow]:
-    """The rollup rows of the counters covering [start, end), in one query.
+    """Fetch the rollup rows of the counters covering [start, end), in one query.
 
     Each row is (counter, dimension, bucket_start, count, total, histogram); rows of every
     channel are returned unless `channel` is given.
@@ -175,7 +175,7 @@ def rollup_table(rows: list[RollupRow]) -> RollupTable:
 
 
 def table_sums(table: RollupTable, counter: str, dimension: str | None = None) -> Sums:
-    """One counter's sums, for one dimension value or all of them together."""
+    """Sum one counter, for one dimension value or for all of them together."""
     per_dimension = table.get(counter, {})
     if dimension:
         return per_dimension.get(dimension, Sums(0, Decimal("0"), histogram_empty()))
@@ -187,7 +187,7 @@ def table_sums(table: RollupTable, counter: str, dimension: str | None = None) -
 
 
 def kpi_compute(slug: str, table: RollupTable, *, dimension: str | None = None) -> KpiValue:
-    """The KPI's value from summed rollups: the one place its arithmetic lives."""
+    """Compute the KPI's value from summed rollups; all KPI arithmetic lives here."""
     kpi = kpi_get(slug)
     numerator = table_sums(table, kpi.numerator, kpi.numerator_dimension or dimension)
 
@@ -237,7 +237,7 @@ def kpi_value(
     channel: str | None = None,
     dimension: str | None = None,
 ) -> KpiValue:
-    """The KPI's value over [start, end), for one channel and dimension value if given."""
+    """Return the KPI's value over [start, end), for one channel and dimension value if given."""
     rows = rollup_rows(kpi_counters(slug), start=start, end=end, channel=channel)
     return kpi_compute(slug, rollup_table(rows), dimension=dimension)
 
@@ -251,10 +251,10 @@ def kpi_series(
     channel: str | None = None,
     dimension: str | None = None,
 ) -> list[tuple[datetime, KpiValue]]:
-    """The KPI's value per step (an hour or a day) from `start` to `end`.
+    """Return the KPI's value per step (an hour or a day) from `start` to `end`.
 
-    One query for the whole series; each point is computed from the rows in its step.
-    Day rows are used only when every step starts at midnight and spans whole days;
+    One query fetches the whole series, and each point is computed from the rows in its step.
+    Day rows are read only when every step starts at midnight and spans whole days, because
     otherwise a day row would land in the one step that contains its midnight.
     """
     start = hour_floor(start)
