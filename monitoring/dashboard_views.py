@@ -29,7 +29,7 @@ DIMENSION_MAX_LENGTH = 100
 
 
 def dashboard_viewer_required(view: Callable) -> Callable:
-    """Login, then the dashboard permission; without it the page says whom to ask."""
+    """Require a login and the dashboard permission; a user without it sees whom to ask."""
 
     @login_required
     @wraps(view)
@@ -109,7 +109,7 @@ def kpi_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _filters(params: QueryDict) -> dict:
-    """The period and channel asked for, the defaults in place of invalid values, and notices."""
+    """Read the requested period and channel, with defaults for invalid values and notices."""
     notices = []
     raw_days = params.get("days", "")
     days = dashboard.DEFAULT_PERIOD_DAYS
@@ -136,7 +136,7 @@ def _split_rows(kpi: Kpi, values: list[tuple[str, KpiValue]], *, key: str) -> li
 
 
 def _section_page(section: drilldown.Section, params: QueryDict, number: int) -> dict:
-    """One page of a section's records, with the query strings of its previous and next pages.
+    """Return one page of a section's records with the query strings of the pages around it.
 
     The first section pages with `page`, the others with `page2`, `page3`..., so each list
     keeps its place while another one moves.

@@ -143,8 +143,8 @@ class AlertRule(models.Model):
     """When a KPI crosses a line, open an alert with this severity, owner and runbook.
 
     `kpi` names an entry of monitoring.kpis.KPIS. For a threshold rule, `threshold` is in the
-    KPI's own unit; for a baseline rule it is the allowed deviation in percent of the baseline;
-    for a rate rule it is the count per 1,000 orders received in the window.
+    KPI's own unit. For a baseline rule it is the allowed deviation in percent of the
+    baseline, and for a rate rule the count per 1,000 orders received in the window.
     """
 
     name = models.CharField(max_length=200, unique=True)
@@ -223,7 +223,7 @@ class NotificationKind(models.TextChoices):
 
 
 class NotificationTarget(models.Model):
-    """Where alert notifications go: an email address or a webhook URL."""
+    """A destination for alert notifications: an email address or a webhook URL."""
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=16, choices=NotificationKind.choices)

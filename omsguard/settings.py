@@ -416,9 +416,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-# Monitoring. /metrics answers a request that carries "Authorization: Bearer
+# Monitoring. /metrics serves a request that carries "Authorization: Bearer
 # OMSGUARD_METRICS_TOKEN", or one from an address in OMSGUARD_METRICS_ALLOWED_NETWORKS
-# (comma-separated CIDRs); anything else gets a 404. Without a token, only the networks count.
+# (comma-separated CIDRs). Any other request gets a 404. Without a token, only the networks count.
 # The networks default to the local machine only under DEBUG. In production a reverse proxy
 # on the same host makes every client's REMOTE_ADDR 127.0.0.1, so there the default is none
 # and only the token opens /metrics.
@@ -427,7 +427,7 @@ OMSGUARD_METRICS_ALLOWED_NETWORKS = env_list(
     "OMSGUARD_METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"] if DEBUG else []
 )
 # The KPI rollup job recomputes this many hours back on each run, so facts that arrive late
-# (a return dated yesterday) are counted; `manage.py rollup_kpis --days N` reaches further.
+# (a return dated yesterday) are counted. `manage.py rollup_kpis --days N` reaches further.
 OMSGUARD_KPI_REFRESH_HOURS = env_int("OMSGUARD_KPI_REFRESH_HOURS", 48)
 # Alert notifications: attempts per message before it is marked failed (backoff doubles).
 OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS = env_int("OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS", 6)
