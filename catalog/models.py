@@ -131,6 +131,11 @@ class Sku(models.Model):
     width_mm = _dimension_field("Width")
     height_mm = _dimension_field("Height")
     is_active = models.BooleanField(default=True)
+    is_priority = models.BooleanField(
+        default=False,
+        help_text="A SKU that matters most (a best seller, a promise to a customer). Canaries "
+        "can leave orders that contain one on the active version.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -350,11 +350,33 @@ class Decision(models.Model):
         help_text="Whether the person who reviewed it agreed with the AI; empty until then.",
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    canary = models.ForeignKey(
+        "Canary",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="decisions",
+        help_text="The canary whose arms this decision's order was split into, if any.",
+    )
+    canary_arm = models.CharField(
+        max_length=16,
+        choices=[("control", "Control"), ("candidate", "Candidate")],
+        blank=True,
+        help_text="The arm of the canary the order is in; empty outside canaries.",
+    )
+    shadow_verdict = models.CharField(
+        max_length=32,
+        choices=Verdict.choices,
+        blank=True,
+        help_text="For a shadow canary's candidate: the verdict it would have had. The decision "
+        "itself is stored as a recommendation and never applied.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            models.Index(fields=["canary", "canary_arm"], name="decision_canary_arm"),
             models.Index(fields=["review_outcome", "reviewed_at"], name="decision_reviewed"),
             models.Index(fields=["action", "created_at"], name="decision_action_time"),
             models.Index(fields=["channel", "created_at"], name="decision_channel_time"),
@@ -580,6 +602,26 @@ class GuardrailSettings(models.Model):
     address_confirmation_hours = models.PositiveIntegerField(
         default=72, help_text="How long a customer's address confirmation link works."
     )
+    known_answer_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.01"),
+        help_text="Share of new review items that get a known-answer item seeded beside them, "
+        "to measure reviewer accuracy. 0 switches seeding off.",
+    )
+    calibration_target_precision = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.98"),
+        help_text="Threshold calibration looks for the confidence above which at least this "
+        "share of reviewed proposals was accepted.",
+    )
+    calibration_min_reviews = models.PositiveIntegerField(
+        default=50, help_text="Reviewed proposals an action and channel need before calibration."
+    )
+    fix_due_days = models.PositiveIntegerField(
+        default=30, help_text="Days a fix in the weekly review backlog has before it is overdue."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -601,3 +643,235 @@ class SamplingState(models.Model):
 
     def __str__(self) -> str:
         return f"Audit sampling of {self.action.code}: {self.rate}"
+
+
+# --- Safe change: versions of what decides, and canaries -------------------------------------
+
+
+class VersionKind(models.TextChoices):
+    MODEL = "model", "AI model"
+    PROMPT = "prompt", "Prompt"
+    RECOMMENDER = "recommender", "Recommender settings"
+    RULE_SET = "rule_set", "Rule set (policy versions)"
+
+
+class VersionStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    CANARY = "canary", "In a canary"
+    ACTIVE = "active", "Active"
+    RETIRED = "retired", "Retired"
+
+
+class Version(models.Model):
+    """One version of something that decides, with its changelog and the failures it fixed.
+
+    For an AI model, a prompt or a built-in recommender, `subject` is the model name decisions
+    carry (`Decision.model_name`) and `label` the model version they carry. For a rule set,
+    `subject` names the set and `policy_versions` holds its policy versions, at most one per
+    policy; while the set is a canary's candidate they judge the candidate arm's decisions.
+    """
+
+    kind = models.CharField(max_length=16, choices=VersionKind.choices)
+    subject = models.CharField(
+        max_length=200, help_text="The model name decisions carry, or the rule set's name."
+    )
+    label = models.CharField(
+        max_length=100, help_text="The model version decisions carry, or the rule set's version."
+    )
+    action = models.ForeignKey(
+        ActionType,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="versions",
+        help_text="The action this version proposes or judges; empty for several.",
+    )
+    status = models.CharField(
+        max_length=16, choices=VersionStatus.choices, default=VersionStatus.DRAFT
+    )
+    changelog = models.TextField(help_text="What changed and why, for the people who come next.")
+    config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Prompt text or recommender settings, as the agent or recommender reads them.",
+    )
+    policy_versions = models.ManyToManyField(
+        PolicyVersion,
+        blank=True,
+        related_name="rule_sets",
+        help_text="Rule sets only: the policy versions the set publishes, one per policy.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["kind", "subject", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject", "label"], name="version_unique_label"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.label}"
+
+
+class CanaryStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused (inconclusive, or by hand)"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    PROMOTED = "promoted", "Promoted"
+    STOPPED = "stopped", "Stopped"
+
+
+class CanaryArm(models.TextChoices):
+    CONTROL = "control", "Control"
+    CANDIDATE = "candidate", "Candidate"
+
+
+class Canary(models.Model):
+    """A candidate version receiving a share of orders beside the active (control) version.
+
+    Orders are split by a hash of their channel and channel order id with this canary's
+    `salt`; the first split is stored in CanaryAssignment, so an order keeps its arm for
+    life even when `share` changes.
+    """
+
+    name = models.CharField(max_length=200)
+    candidate = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="canaries")
+    control = models.ForeignKey(
+        Version,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The active version it is compared with; empty when none was recorded.",
+    )
+    action = models.ForeignKey(
+        ActionType,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="canaries",
+        help_text="Only decisions on this action take part; empty for the version's action.",
+    )
+    channel = models.ForeignKey(
+        "catalog.Channel",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="canaries",
+        help_text="Only this channel's orders take part; empty for every channel.",
+    )
+    share = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        default=Decimal("0.05"),
+        help_text="Share of orders sent to the candidate, from 0.01 to 0.05 (1 to 5 %).",
+    )
+    shadow = models.BooleanField(
+        default=False,
+        help_text="Record the candidate's decisions without applying them.",
+    )
+    exclude_priority_skus = models.BooleanField(
+        default=False, help_text="Orders with a priority SKU always stay on the control."
+    )
+    salt = models.CharField(max_length=32, editable=False)
+    days = models.PositiveIntegerField(default=14, help_text="How long the canary runs.")
+    min_orders_per_arm = models.PositiveIntegerField(
+        default=1000,
+        help_text="Orders each arm needs before the rollback rule judges; fewer is inconclusive.",
+    )
+    max_exception_increase_pp = models.DecimalField(
+        max_digits=6,
+        decimal_places=3,
+        default=Decimal("0.100"),
+        help_text="Roll back when the candidate's fulfilment exception rate exceeds the "
+        "control's by more than this many percentage points.",
+    )
+    status = models.CharField(
+        max_length=16, choices=CanaryStatus.choices, default=CanaryStatus.RUNNING
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    end_reason = models.TextField(blank=True)
+    result = models.JSONField(
+        default=dict, blank=True, help_text="The comparison when it ended or was promoted."
+    )
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    last_evaluation = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "canaries"
+        indexes = [models.Index(fields=["status"], name="canary_status")]
+        permissions = [("operate_canary", "Can start, pause, promote and stop canaries")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CanaryAssignment(models.Model):
+    """The arm an order was given in a canary, fixed for the order's life."""
+
+    canary = models.ForeignKey(Canary, on_delete=models.CASCADE, related_name="assignments")
+    order = models.ForeignKey(
+        "orders.Order", on_delete=models.CASCADE, related_name="canary_assignments"
+    )
+    arm = models.CharField(max_length=16, choices=CanaryArm.choices)
+    bucket = models.PositiveIntegerField(help_text="The order's hash bucket, 0 to 9,999.")
+    share = models.DecimalField(
+        max_digits=5, decimal_places=4, help_text="The canary's share when the order arrived."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["canary", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["canary", "order"], name="canary_assignment_unique")
+        ]
+        indexes = [models.Index(fields=["canary", "arm"], name="canary_assignment_arm")]
+
+    def __str__(self) -> str:
+        return f"Order {self.order_id} in {self.canary}: {self.arm}"
+
+
+class CanaryEventKind(models.TextChoices):
+    STARTED = "started", "Started"
+    SHARE_CHANGED = "share_changed", "Share changed"
+    PAUSED = "paused", "Paused"
+    RESUMED = "resumed", "Resumed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    PROMOTED = "promoted", "Promoted"
+    STOPPED = "stopped", "Stopped"
+
+
+class CanaryEvent(models.Model):
+    """One change of a canary's state, with the figures behind it. Append-only."""
+
+    canary = models.ForeignKey(Canary, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=CanaryEventKind.choices)
+    detail = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.canary}: {self.kind}"

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from guardrails.api import DecisionViewSet
@@ -42,5 +42,7 @@ urlpatterns = [
         CarrierRecommendationView.as_view(),
         name="order-carrier-recommendation",
     ),
+    path("", include("guardrails.rollout_api_urls")),
+    path("", include("reviews.label_api_urls")),
     *router.urls,
 ]

@@ -107,6 +107,19 @@ class ReviewItem(models.Model):
     )
     claimed_until = models.DateTimeField(null=True, blank=True)
 
+    # Known-answer items test the reviewer: deciding one changes no order.
+    known_answer = models.ForeignKey(
+        "KnownAnswer",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="seeded_items",
+        help_text="Set on a known-answer item seeded to measure reviewer accuracy.",
+    )
+    known_answer_correct = models.BooleanField(
+        null=True, blank=True, help_text="Whether the reviewer gave the known answer."
+    )
+
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [
@@ -158,3 +171,201 @@ class AddressConfirmation(models.Model):
 
     def __str__(self) -> str:
         return f"Address confirmation for order {self.order_id}"
+
+
+# --- The feedback loop: error labels, the fixes backlog, known-answer items ------------------
+
+
+class LabelKind(models.TextChoices):
+    CAUSE = "cause", "Cause"
+    IMPACT = "impact", "Impact"
+    CORRECTIVE_ACTION = "corrective_action", "Corrective action"
+
+
+class LabelTerm(models.Model):
+    """One choice of the error taxonomy: a cause, an impact or a corrective action.
+
+    Ops managers edit the taxonomy in the admin. Terms are switched off rather than deleted,
+    so old labels keep their meaning.
+    """
+
+    kind = models.CharField(max_length=32, choices=LabelKind.choices)
+    code = models.SlugField(max_length=64)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    weight = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Impacts only: how bad it is, 1 (minor) upwards. Ranks the weekly review.",
+    )
+    position = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["kind", "position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "code"], name="label_term_unique_code")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ErrorLabel(models.Model):
+    """A person's classification of an error on a decision or a review item."""
+
+    decision = models.ForeignKey(
+        "guardrails.Decision",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="error_labels",
+    )
+    review_item = models.ForeignKey(
+        ReviewItem,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="error_labels",
+    )
+    cause = models.ForeignKey(LabelTerm, on_delete=models.PROTECT, related_name="+")
+    impact = models.ForeignKey(LabelTerm, on_delete=models.PROTECT, related_name="+")
+    corrective_action = models.ForeignKey(LabelTerm, on_delete=models.PROTECT, related_name="+")
+    note = models.TextField(blank=True)
+    fix = models.ForeignKey(
+        "FixItem",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="labels",
+        help_text="The backlog entry that fixes it.",
+    )
+    fixed_in = models.ForeignKey(
+        "guardrails.Version",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="fixed_labels",
+        help_text="The model or rule-set version that fixed it.",
+    )
+    labelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    labelled_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-labelled_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(decision__isnull=False) | models.Q(review_item__isnull=False),
+                name="error_label_has_target",
+            )
+        ]
+        permissions = [
+            ("export_labelled_examples", "Can export labelled examples for retraining"),
+        ]
+
+    def __str__(self) -> str:
+        if self.decision_id:
+            return f"Error label on decision {self.decision_id}"
+        return f"Error label on review item {self.review_item_id}"
+
+
+class FixStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    IN_PROGRESS = "in_progress", "In progress"
+    DONE = "done", "Done"
+    WONT_FIX = "wont_fix", "Won't fix"
+
+
+class FixItem(models.Model):
+    """One entry of the prioritised fixes backlog the weekly review produces."""
+
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    action = models.ForeignKey(
+        "guardrails.ActionType",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="fix_items",
+    )
+    model_name = models.CharField(max_length=200, blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    cause = models.ForeignKey(
+        LabelTerm, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    priority = models.PositiveIntegerField(
+        default=0, help_text="Higher first: the summed impact weight of its labelled errors."
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="fix_items",
+    )
+    due_on = models.DateField()
+    status = models.CharField(max_length=16, choices=FixStatus.choices, default=FixStatus.OPEN)
+    fixed_by_version = models.ForeignKey(
+        "guardrails.Version",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="fix_items",
+    )
+    resolution = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-priority", "due_on", "id"]
+        permissions = [("view_weekly_review", "Can see the weekly review and its CSV")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class KnownAnswerChoice(models.TextChoices):
+    ACCEPT = "accept", "Accept"
+    REJECT = "reject", "Reject"
+
+
+class KnownAnswer(models.Model):
+    """A review case whose right answer is settled, seeded into queues to check reviewers.
+
+    Usually copied from a decided item a manager confirmed; the seeded items carry the copy's
+    data, never a live order, so deciding one changes nothing.
+    """
+
+    kind = models.CharField(max_length=32, choices=ReviewKind.choices)
+    source_item = models.ForeignKey(
+        ReviewItem,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="known_answers",
+        help_text="The decided item this case was copied from.",
+    )
+    reason = models.TextField()
+    source_data = models.JSONField()
+    proposal = models.JSONField(default=dict, blank=True)
+    action_code = models.CharField(max_length=64, blank=True)
+    confidence = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    expected = models.CharField(max_length=16, choices=KnownAnswerChoice.choices)
+    explanation = models.TextField(
+        help_text="Why this is the right answer; shown to the reviewer after they decide."
+    )
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Known answer ({self.get_kind_display()}): {self.expected}"
