@@ -89,6 +89,7 @@ class DecisionAdmin(admin.ModelAdmin):
         "review_item",
         "reverted_by",
         "labelled_by",
+        "canary",
     ]
     readonly_fields = [field.name for field in Decision._meta.fields]
     date_hierarchy = "created_at"
@@ -526,4 +527,4 @@ def _json_value(value: object) -> object:
     return str(value) if isinstance(value, Decimal) else value
 
 
-from . import breaker_admin, sampling_admin  # noqa: E402, F401
+from . import breaker_admin, rollout_admin, sampling_admin  # noqa: E402, F401

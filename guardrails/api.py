@@ -166,4 +166,8 @@ def _error_response(error: services.DecisionError) -> Response:
     }
     if "current" in error.data:
         body["error"]["current"] = error.data["current"]
+    if error.code == "wrong_arm":
+        # The agent retries with the version of the order's arm.
+        body["error"]["arm"] = error.data.get("arm")
+        body["error"]["model_version"] = error.data.get("model_version")
     return Response(body, status=error.status)

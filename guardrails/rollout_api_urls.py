@@ -1,5 +1,11 @@
 """REST endpoints of versions and canaries, under /api/v1/."""
 
-from django.urls import path  # noqa: F401
+from rest_framework.routers import SimpleRouter
 
-urlpatterns: list = []
+from .rollout_api import CanaryViewSet, VersionViewSet
+
+router = SimpleRouter()
+router.register("versions", VersionViewSet, basename="version")
+router.register("canaries", CanaryViewSet, basename="canary")
+
+urlpatterns = router.urls

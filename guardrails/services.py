@@ -1,7 +1,8 @@
 """Writes to the audit log, and the decisions service: AI proposals judged by the engine.
 
 `decision_propose` validates a proposal, checks it against the order's current state, gathers
-the facts, lets the live policy version judge it and stores the decision with its reasons.
+the facts, lets the live policy version (or a running canary's candidate) judge it and
+stores the decision with its reasons.
 Then it applies the change (verdict "applied"), opens a review item (queued_for_review), or
 changes nothing (recommendation_only, blocked).
 """
@@ -113,7 +114,9 @@ def decision_propose(
     """Judge one proposed action on an order and carry out the verdict; return the decision.
 
     Raises DecisionError (400: unknown action, bad confidence or proposal shape; 404: unknown
-    order; 409: `before` no longer matches the order, with the current state in `data`).
+    order; 409: `before` no longer matches the order, with the current state in `data`, or
+    the model version does not belong to the order's canary arm or may not decide, see
+    guardrails.rollouts).
     """
     from orders.models import Order
     from orders.services import order_lock
@@ -121,6 +124,7 @@ def decision_propose(
     from .appliers import applier_for, proposal_validate
     from .engine import evaluate, rules_from_version
     from .facts import facts_for_order
+    from .rollouts import canary_judge, canary_route
     from .selectors import action_get, policy_version_live_for
 
     started = time.perf_counter()
@@ -144,7 +148,17 @@ def decision_propose(
         applier = applier_for(action.code)
         if applier is not None:
             _check_not_stale(applier.current(order, before), before)
-        _check_none_pending(order, action)
+        # A running canary may pick the version that judges, or record the proposal only.
+        routing = canary_route(
+            order=order,
+            action=action,
+            model_name=model_name,
+            model_version=model_version,
+            policy_version=policy_version_live_for(action=action, channel=order.channel),
+        )
+        if not routing.shadow:
+            # A shadow proposal opens no review item, so it may come beside a pending one.
+            _check_none_pending(order, action)
 
         facts = facts_for_order(
             order=order,
@@ -156,9 +170,10 @@ def decision_propose(
             model_version=model_version,
             extra_facts=extra_facts,
         )
-        version = policy_version_live_for(action=action, channel=order.channel)
+        version = routing.policy_version
         rules = rules_from_version(version) if version is not None else None
         evaluation = evaluate(rules=rules, facts=facts, fallback_approver=FALLBACK_APPROVER)
+        verdict, reasons, shadow_verdict = canary_judge(routing, evaluation=evaluation, facts=facts)
 
         decision = Decision.objects.create(
             action=action,
@@ -171,10 +186,13 @@ def decision_propose(
             after=after,
             confidence=confidence,
             rationale=rationale,
-            verdict=evaluation.verdict,
-            reasons=evaluation.reasons,
+            verdict=verdict,
+            reasons=reasons,
             policy_version=version,
             facts=facts,
+            canary=routing.canary,
+            canary_arm=routing.arm,
+            shadow_verdict=shadow_verdict,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
         _decision_record(decision, order)
@@ -287,6 +305,9 @@ def decision_review_accept(*, item, order, user: AbstractBaseUser) -> dict:
 
     decision = _decision_lock_for_item(item)
     _check_may_approve(user, decision)
+    if decision.applied_at is not None and decision.reverted_at is None:
+        # A canary rollback sent this applied change back to review: accepting keeps it.
+        return _decision_keep_applied(decision, order, item, user)
 
     applier = applier_for(decision.action.code) if decision.action.has_applier else None
     if applier is None:
@@ -333,6 +354,9 @@ def decision_review_reject(*, item, order, user: AbstractBaseUser, note: str) ->
 
     decision = _decision_lock_for_item(item)
     _check_may_approve(user, decision)
+    if decision.applied_at is not None and decision.reverted_at is None:
+        # A canary rollback sent this applied change back to review: rejecting undoes it.
+        return _decision_undo_applied(decision, order, item, user, note)
     audit_record(
         action="decision.rejected",
         target_type="decision",
@@ -348,6 +372,76 @@ def decision_review_reject(*, item, order, user: AbstractBaseUser, note: str) ->
         message=f"{decision.action.name} by decision #{decision.pk} rejected; nothing changed.",
         actor=user,
         data={"decision": decision.pk},
+    )
+    return decision
+
+
+def _decision_keep_applied(decision: Decision, order, item, user: AbstractBaseUser) -> dict:
+    """Record that a reviewer keeps a change that was applied before its review."""
+    from orders.services import order_event_add
+
+    audit_record(
+        action="decision.kept",
+        target_type="decision",
+        target_id=decision.pk,
+        actor=user,
+        reason=f"Kept in review item #{item.pk}",
+        before=decision.before,
+        after=decision.after,
+    )
+    order_event_add(
+        order=order,
+        kind="ai.kept",
+        message=f"{decision.action.name} by decision #{decision.pk} kept after review.",
+        actor=user,
+        data={"decision": decision.pk, "review_item": item.pk},
+    )
+    return {"decision": decision.pk, "applied": True, "kept": True}
+
+
+def _decision_undo_applied(
+    decision: Decision, order, item, user: AbstractBaseUser, note: str
+) -> Decision:
+    """Revert a change that was applied before its review, as the reviewer who rejected it.
+
+    Raises ReviewConflict when the order changed after the decision was applied.
+    """
+    from orders.services import order_event_add
+    from reviews.services import ReviewConflict
+
+    from .appliers import applier_for
+
+    applier = applier_for(decision.action.code)
+    if applier.current(order, decision.before) != decision.after:
+        raise ReviewConflict(
+            "state_changed",
+            "The order changed after the decision was applied; accept the item to keep the "
+            "order as it is and correct it by hand.",
+        )
+    try:
+        with transaction.atomic():
+            result = applier.revert(order, decision, user)
+    except DecisionError as error:
+        raise ReviewConflict(error.code, error.message) from None
+
+    decision.reverted_at = timezone.now()
+    decision.reverted_by = user
+    decision.save(update_fields=["reverted_at", "reverted_by"])
+    audit_record(
+        action="decision.reverted",
+        target_type="decision",
+        target_id=decision.pk,
+        actor=user,
+        reason=note or f"Rejected in review item #{item.pk}",
+        before=decision.after,
+        after=decision.before,
+    )
+    order_event_add(
+        order=order,
+        kind="ai.reverted",
+        message=f"{decision.action.name} by decision #{decision.pk} reverted after review.",
+        actor=user,
+        data={"decision": decision.pk, "review_item": item.pk, "result": result},
     )
     return decision
 

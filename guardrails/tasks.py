@@ -1,11 +1,12 @@
-"""Celery tasks of the guardrail engine: breaker checks, the breaker sweep, the autonomy gates."""
+"""Celery tasks of the guardrail engine: breaker checks, the breaker sweep, the autonomy gates,
+audit sampling rates and canary evaluations."""
 
 import logging
 
 from celery import shared_task
 from django.db import OperationalError
 
-from . import autonomy, breakers, sampling
+from . import autonomy, breakers, rollouts, sampling
 
 logger = logging.getLogger(__name__)
 
@@ -49,3 +50,16 @@ def sampling_rates_recompute() -> int:
 def sampling_rate_recompute_for_action(action_code: str) -> None:
     """Recompute one action's sampling rate; queued when one of its audit samples is decided."""
     sampling.sampling_rate_recompute(action_code=action_code)
+
+
+@shared_task
+def canaries_evaluate() -> int:
+    """Evaluate every running or paused canary: roll back, pause or record; beat runs it."""
+    evaluations = rollouts.canaries_evaluate()
+    acted = [item for item in evaluations if item["action_taken"] != "none"]
+    if acted:
+        logger.info(
+            "canaries acted on",
+            extra={"canaries": [item["canary"] for item in acted], "count": len(acted)},
+        )
+    return len(evaluations)

@@ -243,6 +243,7 @@ class CarrierRecommender:
             recommendation.explanation += " It is already the order's service; nothing proposed."
         else:
             recommendation.decision = _propose(order, shipment, best, candidates)
+            recommendation.model_version = recommendation.decision.model_version
 
         logger.info(
             "carrier recommended",
@@ -268,8 +269,11 @@ def _explain(best: dict, shipment: Shipment) -> str:
 
 
 def _propose(order: Order, shipment: Shipment, best: dict, candidates: list[dict]):
+    from guardrails.rollouts import recommender_version_for
     from guardrails.services import decision_propose
 
+    # NOTE: the version is only stamped: this recommender reads no settings from the
+    # version's config yet, so a canary of a new version changes nothing it proposes.
     return decision_propose(
         order_id=order.pk,
         action_code=ACTION_CODE,
@@ -277,7 +281,12 @@ def _propose(order: Order, shipment: Shipment, best: dict, candidates: list[dict
         after={"carrier_service": best["carrier_service"]},
         confidence=Decimal(str(best["score"])),
         model_name=CARRIER_MODEL_NAME,
-        model_version=CARRIER_MODEL_VERSION,
+        model_version=recommender_version_for(
+            order=order,
+            action_code=ACTION_CODE,
+            model_name=CARRIER_MODEL_NAME,
+            default=CARRIER_MODEL_VERSION,
+        ),
         rationale=_explain(best, shipment),
         extra_facts={
             "recommendation": {

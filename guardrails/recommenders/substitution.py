@@ -108,6 +108,7 @@ class SubstitutionRecommender:
             quantity_short=quantity_short,
             rationale=recommendation.explanation,
         )
+        recommendation.model_version = recommendation.decision.model_version
         _log_outcome(order_line, recommendation)
         return recommendation
 
@@ -293,8 +294,11 @@ def _propose(
     quantity_short: int,
     rationale: str,
 ):
+    from guardrails.rollouts import recommender_version_for
     from guardrails.services import decision_propose
 
+    # NOTE: the version is only stamped: this recommender reads no settings from the
+    # version's config yet, so a canary of a new version changes nothing it proposes.
     calibration = top["calibration"]
     return decision_propose(
         order_id=order_line.order_id,
@@ -303,7 +307,12 @@ def _propose(
         after={"line": order_line.position, "sku": top["sku"]},
         confidence=Decimal(top["confidence"]),
         model_name=SUBSTITUTION_MODEL_NAME,
-        model_version=SUBSTITUTION_MODEL_VERSION,
+        model_version=recommender_version_for(
+            order=order_line.order,
+            action_code=ACTION_CODE,
+            model_name=SUBSTITUTION_MODEL_NAME,
+            default=SUBSTITUTION_MODEL_VERSION,
+        ),
         rationale=rationale,
         extra_facts={
             "recommendation": {

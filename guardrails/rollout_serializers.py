@@ -1,0 +1,307 @@
+"""Serializers of the versions and canaries API.
+
+Input serializers check types only. The rollouts service checks the values, such as the
+share's range, a draft candidate and one policy version per policy, and names the field.
+"""
+
+from rest_framework import serializers
+
+from catalog.models import Channel
+
+from .models import (
+    ActionType,
+    Canary,
+    CanaryEvent,
+    CanaryStatus,
+    PolicyVersion,
+    Version,
+    VersionKind,
+    VersionStatus,
+)
+
+# Decimals go out as strings, exactly as stored; no rounding on the way.
+EXACT = {"max_digits": None, "decimal_places": None}
+
+
+def _one_of(choices) -> str:
+    return "One of: " + ", ".join(choices.values) + "."
+
+
+class VersionSerializer(serializers.ModelSerializer):
+    # Plain text, not enums: several components have a "kind" or "status" with other values,
+    # and the schema would give these enums generated names.
+    kind = serializers.CharField(read_only=True, help_text=_one_of(VersionKind))
+    status = serializers.CharField(read_only=True, help_text=_one_of(VersionStatus))
+    action = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Version
+        fields = [
+            "id",
+            "kind",
+            "subject",
+            "label",
+            "action",
+            "status",
+            "changelog",
+            "config",
+            "policy_versions",
+            "created_by",
+            "created_at",
+            "activated_at",
+            "retired_at",
+        ]
+        read_only_fields = fields
+
+
+class VersionDetailSerializer(VersionSerializer):
+    fixed_labels = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True, help_text="Ids of the labelled errors this version fixed."
+    )
+    fix_items = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True, help_text="Ids of the backlog entries this version fixed."
+    )
+
+    class Meta(VersionSerializer.Meta):
+        fields = [*VersionSerializer.Meta.fields, "fixed_labels", "fix_items"]
+        read_only_fields = fields
+
+
+class VersionCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=VersionKind.choices)
+    subject = serializers.CharField(
+        max_length=200, help_text="The model name decisions carry, or the rule set's name."
+    )
+    label = serializers.CharField(
+        max_length=100, help_text="The model version decisions carry, or the rule set's version."
+    )
+    action = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=ActionType.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Action type code this version proposes or judges; empty for several.",
+    )
+    changelog = serializers.CharField(help_text="What changed and why.")
+    config = serializers.JSONField(
+        required=False, default=dict, help_text="Prompt text or recommender settings."
+    )
+    policy_versions = serializers.PrimaryKeyRelatedField(
+        many=True,
+        queryset=PolicyVersion.objects.all(),
+        required=False,
+        default=list,
+        help_text="Rule sets only: ids of draft policy versions, at most one per policy.",
+    )
+
+
+class NoteSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=2000, help_text="Why; recorded with the change.")
+
+
+class ResumeSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+    days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Run this many more days from now; needed once the run is over.",
+    )
+
+
+class CanaryEventSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = CanaryEvent
+        fields = ["id", "kind", "detail", "data", "actor", "created_at"]
+        read_only_fields = fields
+
+
+class CanarySerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True, help_text=_one_of(CanaryStatus))
+    candidate_label = serializers.CharField(source="candidate.__str__", read_only=True)
+    control_label = serializers.CharField(source="control.__str__", read_only=True, default=None)
+    action = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    channel = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    ended_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Canary
+        fields = [
+            "id",
+            "name",
+            "candidate",
+            "candidate_label",
+            "control",
+            "control_label",
+            "action",
+            "channel",
+            "share",
+            "shadow",
+            "exclude_priority_skus",
+            "days",
+            "min_orders_per_arm",
+            "max_exception_increase_pp",
+            "status",
+            "started_at",
+            "ends_at",
+            "ended_at",
+            "ended_by",
+            "end_reason",
+            "last_evaluated_at",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class CanaryDetailSerializer(CanarySerializer):
+    events = serializers.SerializerMethodField()
+
+    class Meta(CanarySerializer.Meta):
+        fields = [*CanarySerializer.Meta.fields, "result", "last_evaluation", "events"]
+        read_only_fields = fields
+
+    def get_events(self, canary: Canary) -> list[dict]:
+        events = canary.events.select_related("actor").order_by("-created_at", "-id")[:100]
+        return CanaryEventSerializer(events, many=True).data
+
+
+class CanaryStartSerializer(serializers.Serializer):
+    candidate = serializers.IntegerField(help_text="Id of a draft version.")
+    name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    share = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        required=False,
+        default="0.05",
+        help_text="Share of orders sent to the candidate, from 0.01 to 0.05 (1 to 5 %).",
+    )
+    shadow = serializers.BooleanField(
+        required=False, default=False, help_text="Record the candidate's decisions, not apply."
+    )
+    action = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=ActionType.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Action type code; empty for the candidate's action.",
+    )
+    channel = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=Channel.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Channel code; empty for every channel.",
+    )
+    exclude_priority_skus = serializers.BooleanField(
+        required=False, default=False, help_text="Keep orders with a priority SKU on the control."
+    )
+    days = serializers.IntegerField(required=False, default=14, help_text="How long it runs.")
+    min_orders_per_arm = serializers.IntegerField(
+        required=False, default=1000, help_text="Orders per arm before the rollback rule judges."
+    )
+    max_exception_increase_pp = serializers.DecimalField(
+        max_digits=6,
+        decimal_places=3,
+        required=False,
+        default="0.100",
+        help_text="Roll back above this increase of the exception rate, in percentage points.",
+    )
+
+
+class CanaryShareSerializer(serializers.Serializer):
+    share = serializers.DecimalField(
+        max_digits=5, decimal_places=4, help_text="New share, from 0.01 to 0.05."
+    )
+    note = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
+class CanaryPauseSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, help_text="Why the canary pauses.")
+
+
+class ArmSerializer(serializers.Serializer):
+    """One arm's figures. Rates are fractions: 0.0021 is 0.21 %."""
+
+    version = serializers.CharField(
+        allow_null=True, help_text="The arm's version label; null when no control was recorded."
+    )
+    orders = serializers.IntegerField(help_text="Orders assigned to the arm (its sample size).")
+    decisions = serializers.IntegerField()
+    verdicts = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Decisions per verdict."
+    )
+    reviewed = serializers.IntegerField()
+    disagreed = serializers.IntegerField()
+    disagreement_rate = serializers.DecimalField(allow_null=True, **EXACT)
+    orders_with_fulfilment_exceptions = serializers.IntegerField()
+    fulfilment_exception_rate = serializers.DecimalField(allow_null=True, **EXACT)
+    returns = serializers.IntegerField(help_text="Orders with at least one return.")
+    return_rate = serializers.DecimalField(allow_null=True, **EXACT)
+
+
+class ThresholdsSerializer(serializers.Serializer):
+    max_exception_increase_pp = serializers.DecimalField(**EXACT)
+    min_orders_per_arm = serializers.IntegerField()
+    significance_level = serializers.DecimalField(required=False, **EXACT)
+
+
+class ComparisonSerializer(serializers.Serializer):
+    canary = serializers.IntegerField()
+    status = serializers.CharField(help_text="The canary's status when compared.")
+    shadow = serializers.BooleanField()
+    computed_at = serializers.DateTimeField()
+    control = ArmSerializer()
+    candidate = ArmSerializer()
+    difference_pp = serializers.DecimalField(
+        allow_null=True,
+        help_text="Candidate's fulfilment exception rate minus the control's, in pp.",
+        **EXACT,
+    )
+    p_value = serializers.DecimalField(allow_null=True, **EXACT)
+    significant = serializers.BooleanField(help_text="The difference is significant at 95 %.")
+    significance = serializers.CharField(
+        help_text='"significant at 95 %", "not significant" or "too little data (inconclusive)".'
+    )
+    outcome = serializers.ChoiceField(choices=["inconclusive", "healthy", "rollback"])
+    thresholds = ThresholdsSerializer()
+    attached = serializers.BooleanField(
+        help_text="True when this is the comparison stored when the canary ended."
+    )
+
+
+class AssignmentQuerySerializer(serializers.Serializer):
+    order = serializers.IntegerField(help_text="OMS Guard order id.")
+    action = serializers.CharField(max_length=64, help_text="Action type code.")
+    model = serializers.CharField(max_length=200, help_text="The agent's model name.")
+
+
+class AssignmentSerializer(serializers.Serializer):
+    canary = serializers.IntegerField(
+        allow_null=True, help_text="Id of the canary the order is in; null when none covers it."
+    )
+    name = serializers.CharField(required=False, help_text="The canary's name.")
+    kind = serializers.CharField(required=False, help_text="The candidate version's kind.")
+    arm = serializers.CharField(required=False, help_text="control or candidate.")
+    model_version = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="The model version to propose with for this arm; null for rule sets and for "
+        "a control with no recorded active version.",
+    )
+    control_model_version = serializers.CharField(
+        required=False, allow_null=True, help_text="The active version's label."
+    )
+    config = serializers.JSONField(required=False, help_text="The arm's prompt or settings.")
+    shadow = serializers.BooleanField(
+        required=False,
+        help_text="Shadow canary: propose with the active version as usual and, on candidate-arm "
+        "orders, also with model_version; that second decision is recorded, never applied.",
+    )
