@@ -129,12 +129,15 @@ SETTINGS_COUNT_FIELDS = (
     "review_default_sla_minutes",
     "claim_minutes",
     "address_confirmation_hours",
+    "calibration_min_reviews",
+    "fix_due_days",
 )
 # Shares of decisions, 0 to 1 inclusive.
 SETTINGS_SHARE_FIELDS = (
     "audit_sample_start_rate",
     "audit_sample_floor_rate",
     "audit_sample_target_disagreement",
+    "known_answer_rate",
 )
 # Error rates: above 0 (a rate of 0 would trip on the first error) and at most 1.
 SETTINGS_ERROR_RATE_FIELDS = ("breaker_error_rate", "autonomy_max_error_rate")
@@ -164,6 +167,10 @@ class GuardrailSettingsForm(forms.ModelForm):
             "review_default_sla_minutes",
             "claim_minutes",
             "address_confirmation_hours",
+            "known_answer_rate",
+            "calibration_target_precision",
+            "calibration_min_reviews",
+            "fix_due_days",
         ]
 
     def clean(self) -> dict:
@@ -196,6 +203,13 @@ class GuardrailSettingsForm(forms.ModelForm):
         if cleaned.get("audit_sample_target_disagreement") == 0:
             self.add_error(
                 "audit_sample_target_disagreement", "Must be above 0: the rate scales by it."
+            )
+
+        precision = cleaned.get("calibration_target_precision")
+        if precision is not None and not Decimal(0) < precision <= 1:
+            self.add_error(
+                "calibration_target_precision",
+                f"Must be above 0 and at most 1 (0.98 is 98 %), not {precision}.",
             )
 
         factor = cleaned.get("mix_drift_factor")

@@ -207,7 +207,8 @@ def _section(
 
 def _open_items_section(scope: _Scope) -> Section:
     items = (
-        ReviewItem.objects.filter(status=ReviewStatus.OPEN)
+        # Known-answer items test reviewers; the queue-size KPI leaves them out too.
+        ReviewItem.objects.filter(status=ReviewStatus.OPEN, known_answer__isnull=True)
         .annotate(
             channel_code=Coalesce(
                 F("order__channel__code"), F("delivery__channel__code"), Value("")

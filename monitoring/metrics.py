@@ -172,7 +172,7 @@ def queue_metrics(now: datetime) -> list[Metric]:
     )
     per_kind = {
         row["kind"]: row
-        for row in ReviewItem.objects.filter(status=ReviewStatus.OPEN)
+        for row in ReviewItem.objects.filter(status=ReviewStatus.OPEN, known_answer__isnull=True)
         .values("kind")
         .annotate(open=Count("id"), oldest=Min("created_at"))
         .order_by()

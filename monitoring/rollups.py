@@ -388,7 +388,10 @@ def counter_sources() -> dict[str, tuple[Source, ...]]:
         ),
         "review_decided": (
             Source(
-                lambda: ReviewItem.objects.filter(decided_by__isnull=False),
+                # Known-answer items test reviewers; they are no work the queues had to do.
+                lambda: ReviewItem.objects.filter(
+                    decided_by__isnull=False, known_answer__isnull=True
+                ),
                 "decided_at",
                 Coalesce(F("order__channel__code"), F("delivery__channel__code")),
                 "kind",
@@ -483,9 +486,12 @@ def _first_error_label_at() -> Subquery:
 
 
 def _queue_snapshot_write(now: datetime) -> int:
-    """Replace the open-queue snapshot of now's hour: one row per queue kind, 0 when empty."""
+    """Replace the open-queue snapshot of now's hour: one row per queue kind, 0 when empty.
+
+    Known-answer items are left out, so seeding them never moves queue size or age.
+    """
     open_items = (
-        ReviewItem.objects.filter(status=ReviewStatus.OPEN)
+        ReviewItem.objects.filter(status=ReviewStatus.OPEN, known_answer__isnull=True)
         .values("kind")
         .annotate(items=Count("pk"), oldest=Min("created_at"))
         .order_by()

@@ -368,10 +368,12 @@ def _decision_threshold(decision) -> tuple[Decimal | None, str]:
 
 
 def _similar_outcomes(item: ReviewItem, decision) -> SimilarOutcomes:
+    # Known-answer items repeat a few cases many times, so they would skew the counts.
     decided = ReviewItem.objects.filter(
         kind=item.kind,
         action_code=item.action_code,
         status__in=[ReviewStatus.ACCEPTED, ReviewStatus.REJECTED],
+        known_answer__isnull=True,
     ).exclude(pk=item.pk)
     if decision is not None:
         decided = decided.filter(ai_decision__model_name=decision.model_name)

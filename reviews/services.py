@@ -33,6 +33,7 @@ from orders.services import (
     order_version_bump,
 )
 
+from .known_answers import ANSWER_REVISE, known_answer_item_decide
 from .models import ReviewItem, ReviewKind, ReviewStatus
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,10 @@ def review_item_accept(
     with transaction.atomic():
         item, order = _item_and_order_lock(item_id)
         _check_item_may_decide(item, user)
+        if item.known_answer_id is not None:
+            # A known-answer item tests the reviewer: no handler runs and no order changes.
+            _check_choice_applies(accept_handler(item.kind), item, choice)
+            return known_answer_item_decide(item=item, user=user, answer="accept", note=note)
         _check_not_stale(item, order)
         handler = _ai_decision_handler(item) or accept_handler(item.kind)
         if handler is None:
@@ -184,6 +189,10 @@ def review_item_revise(
     with transaction.atomic():
         item, order = _item_and_order_lock(item_id)
         _check_item_may_decide(item, user)
+        if item.known_answer_id is not None:
+            return known_answer_item_decide(
+                item=item, user=user, answer=ANSWER_REVISE, note=note, revision=revision
+            )
         reviser = _reviser_for(item)
         _check_not_stale(item, order)
 
@@ -295,6 +304,8 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
     with transaction.atomic():
         item = _item_lock_open(item_id)
         _check_item_may_decide(item, user)
+        if item.known_answer_id is not None:
+            return known_answer_item_decide(item=item, user=user, answer="reject", note=note)
         if item.order_id is None:
             # An unprocessable delivery: rejecting dismisses it; nothing else changes.
             _item_close(

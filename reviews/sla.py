@@ -111,12 +111,16 @@ def review_items_sla_sweep(*, now: datetime | None = None) -> list[int]:
     """Act on open items whose deadline passed; return their ids.
 
     `hold_order` makes sure the order is held on the item; `escalate` hands the item to the
-    escalation role. Each item is handled once: `sla_breached_at` marks it done.
+    escalation role. Each item is handled once: `sla_breached_at` marks it done. Known-answer
+    items are skipped: they hold no order, and escalating one would show it is a test.
     """
     now = now or timezone.now()
     due = list(
         ReviewItem.objects.filter(
-            status=ReviewStatus.OPEN, due_at__lte=now, sla_breached_at__isnull=True
+            status=ReviewStatus.OPEN,
+            due_at__lte=now,
+            sla_breached_at__isnull=True,
+            known_answer__isnull=True,
         )
         .order_by("due_at", "pk")
         .values_list("pk", flat=True)
@@ -179,8 +183,8 @@ def review_items_escalate_overdue(
 
     Each item goes to its SLA's escalation role, or else its approver role, as the SLA sweep
     would do. An item with neither is left as it is. Every escalation writes an audit entry
-    (with `reason`, e.g. the alert that requested it) and an order event. Returns the number
-    of items escalated.
+    (with `reason`, e.g. the alert that requested it) and an order event. Known-answer items
+    are never escalated. Returns the number of items escalated.
     """
     if kind not in ReviewKind.values:
         raise ValueError(f"Unknown review queue {kind!r}; use one of {ReviewKind.values}.")
@@ -191,6 +195,7 @@ def review_items_escalate_overdue(
             status=ReviewStatus.OPEN,
             created_at__lte=now - older_than,
             escalated_at__isnull=True,
+            known_answer__isnull=True,
         )
         .order_by("created_at", "pk")
         .values_list("pk", flat=True)

@@ -56,6 +56,12 @@ def _audit_sampling_deterministic(monkeypatch):
     monkeypatch.setattr("guardrails.sampling.random", _CertainOnlyDraw())
 
 
+@pytest.fixture(autouse=True)
+def _known_answer_seeding_deterministic(monkeypatch):
+    # Known-answer seeding draws too; only a rate of 1 seeds. Its tests pass their own draws.
+    monkeypatch.setattr("reviews.known_answers.random", _CertainOnlyDraw())
+
+
 @pytest.fixture
 def channel(db) -> Channel:
     return Channel.objects.create(kind=ChannelKind.SHOPIFY, code="shop", webhook_secret=SECRET)
@@ -119,6 +125,8 @@ ROLE_MIGRATIONS = [
     ("orders.migrations.0013_fulfilment_roles", "grant_fulfilment_permissions"),
     ("monitoring.migrations.0004_alert_defaults_and_roles", "grant_monitoring_permissions"),
     ("monitoring.migrations.0005_periodic_tasks", "grant_schedule_permissions"),
+    ("guardrails.migrations.0008_canary_roles_and_schedule", "grant_rollout_permissions"),
+    ("reviews.migrations.0010_label_taxonomy_and_roles", "grant_feedback_permissions"),
 ]
 
 

@@ -965,7 +965,9 @@ def test_role_grants_after_migrate():
     leadership = Group.objects.get(name="leadership")
     codes = set(leadership.permissions.values_list("codename", flat=True))
 
-    assert codes == {"view_dashboard", "view_alert"}
+    # Leadership watches: the dashboard and alerts here, later issues add more pages to view.
+    assert {"view_dashboard", "view_alert"} <= codes
+    assert all(code.startswith("view_") for code in codes)
     assert Group.objects.get(name="cs_manager").permissions.filter(codename="change_alert").exists()
     assert (
         not Group.objects.get(name="cs_agent")

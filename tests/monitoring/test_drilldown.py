@@ -385,6 +385,23 @@ def test_queue_size_lists_open_items_oldest_first(viewer_client, shop):
     assert "10 min" in rows[1]
 
 
+def test_queue_size_leaves_out_known_answer_items(viewer_client, shop):
+    from reviews.models import KnownAnswer
+
+    order = order_create(shop, "#9002")
+    real = review_item(order, ReviewKind.ADDRESS, opened=NOW - timedelta(minutes=10))
+    case = KnownAnswer.objects.create(
+        kind=ReviewKind.ADDRESS, reason="test", source_data={}, expected="reject", explanation="x"
+    )
+    check = review_item(order, ReviewKind.ADDRESS, opened=NOW - timedelta(hours=1))
+    ReviewItem.objects.filter(pk=check.pk).update(order=None, known_answer=case)
+
+    rows = rows_of(viewer_client.get(kpi_url("queue_size")).content.decode(), "Open review items")
+
+    assert len(rows) == 1
+    assert f'href="/queue/items/{real.pk}/"' in rows[0]
+
+
 def test_time_to_approve_lists_decided_items(viewer_client, shop):
     manager = make_user("morgan", "cs_manager")
     order = order_create(shop, "#9101")

@@ -292,6 +292,24 @@ def test_queue_gauges_count_open_items(client):
     assert samples[(oldest, (("queue", "substitution"),))] == 0
 
 
+def test_queue_gauges_leave_out_known_answer_items(client):
+    """Known-answer items test reviewers; they are not work waiting in the queue."""
+    from reviews.models import KnownAnswer
+
+    open_item("address", timedelta(minutes=5))
+    case = KnownAnswer.objects.create(
+        kind="address", reason="test", source_data={}, expected="reject", explanation="test"
+    )
+    check = open_item("address", timedelta(hours=6))
+    ReviewItem.objects.filter(pk=check.pk).update(known_answer=case)
+
+    samples = scrape(client)
+
+    assert samples[("omsguard_review_queue_open", (("queue", "address"),))] == 1
+    oldest = "omsguard_review_queue_oldest_age_seconds"
+    assert samples[(oldest, (("queue", "address"),))] == 5 * 60
+
+
 def test_alert_and_breaker_gauges(client):
     for index, severity in enumerate(["critical", "critical", "informational"]):
         Alert.objects.create(
