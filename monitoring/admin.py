@@ -152,6 +152,14 @@ class AlertRuleForm(forms.ModelForm):
                 )
         elif rule.remediation == Remediation.ESCALATE_QUEUE:
             self._check_escalation(rule, target, label)
+        elif rule.remediation == Remediation.PAUSE_CANARIES and target:
+            from guardrails.models import Canary
+
+            if not target.isdigit() or not Canary.objects.filter(pk=int(target)).exists():
+                self.add_error(
+                    "remediation_target",
+                    f"There is no canary #{target}; leave it empty to pause every running one.",
+                )
 
     def _check_escalation(self, rule: AlertRule, target: str, label: str) -> None:
         from reviews.models import ReviewKind

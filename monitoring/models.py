@@ -132,6 +132,7 @@ class Remediation(models.TextChoices):
     OPEN_BREAKER = "open_breaker", "Open the action's circuit breaker"
     HOLD_CHANNEL = "hold_channel", "Hold the channel's orders"
     ESCALATE_QUEUE = "escalate_queue", "Escalate the queue's overdue items to its managers"
+    PAUSE_CANARIES = "pause_canaries", "Pause the running canaries"
 
 
 class AlertScope(models.TextChoices):
@@ -202,9 +203,9 @@ class AlertRule(models.Model):
     remediation_target = models.CharField(
         max_length=100,
         blank=True,
-        help_text="The action code (breaker), channel code (hold) or queue kind (escalate) the "
-        "button acts on; "
-        "empty: taken from the alert's scope.",
+        help_text="The action code (breaker), channel code (hold), queue kind (escalate) or "
+        "canary id (pause) the button acts on; empty: taken from the alert's scope, or every "
+        "running canary.",
     )
     is_enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -5,10 +5,14 @@ review; the alert's monitoring.change_alert permission is enough for it. `hold_c
 every new order of a channel for a person, and needs catalog.change_channel as well, like
 holding the channel in the admin. `escalate_queue` hands every item of a review queue that
 is older than the rule's threshold (in seconds) to the queue's escalation role, as the SLA
-sweep does when a deadline passes; monitoring.change_alert is enough for it too. The target
-is the rule's `remediation_target`, or else taken from the scope the alert was raised for.
+sweep does when a deadline passes; monitoring.change_alert is enough for it too.
+`pause_canaries` pauses the running canaries (or the one whose id is the target), so every
+order gets the active versions again while someone looks; it needs guardrails.operate_canary
+as well. The target is the rule's `remediation_target`, or else taken from the scope the
+alert was raised for.
 """
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -17,6 +21,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 
 from .models import Alert, AlertRule, Remediation
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,10 +34,16 @@ class RemediationOutcome:
     before: dict = field(default_factory=dict)
 
 
+# The target of a pause_canaries rule that names no canary.
+ALL_CANARIES = "all"
+
+
 def remediation_target(*, rule: AlertRule, alert: Alert | None = None) -> str:
     """Return the action code, channel code or queue kind the remediation acts on; "" if unknown."""
     if rule.remediation_target:
         return rule.remediation_target
+    if rule.remediation == Remediation.PAUSE_CANARIES:
+        return ALL_CANARIES
     if alert is None:
         return ""
 
@@ -52,6 +64,10 @@ def remediation_label(*, rule: AlertRule, alert: Alert | None = None) -> str:
     if rule.remediation == Remediation.ESCALATE_QUEUE:
         age = _duration_text(escalation_age(rule))
         return f"Escalate the {target} queue's items open longer than {age}"
+    if rule.remediation == Remediation.PAUSE_CANARIES:
+        if target == ALL_CANARIES:
+            return "Pause every running canary"
+        return f"Pause canary #{target}"
     return f"Hold the orders of channel {target}"
 
 
@@ -88,6 +104,8 @@ def remediation_run(*, alert: Alert, user: AbstractBaseUser) -> RemediationOutco
         return _channel_hold(alert=alert, channel_code=target, user=user)
     if rule.remediation == Remediation.ESCALATE_QUEUE:
         return _queue_escalate(alert=alert, kind=target, user=user)
+    if rule.remediation == Remediation.PAUSE_CANARIES:
+        return _canaries_pause(alert=alert, target=target, user=user)
     raise AlertError(
         "no_remediation",
         f"Rule {rule.name!r} has an unknown remediation {rule.remediation!r}; use one of "
@@ -213,4 +231,46 @@ def _queue_escalate(*, alert: Alert, kind: str, user: AbstractBaseUser) -> Remed
             "escalated": escalated,
         },
         before={"escalated": 0},
+    )
+
+
+def _canaries_pause(*, alert: Alert, target: str, user: AbstractBaseUser) -> RemediationOutcome:
+    from guardrails.models import Canary, CanaryStatus
+    from guardrails.rollouts import RolloutError, RolloutForbidden, canary_pause
+
+    from .services import AlertError
+
+    canaries = Canary.objects.filter(status=CanaryStatus.RUNNING).order_by("pk")
+    if target != ALL_CANARIES:
+        if not target.isdigit():
+            raise AlertError(
+                "target_not_found",
+                f"{target!r} is not a canary id; fix the rule's remediation target.",
+                status=404,
+            )
+        canaries = canaries.filter(pk=int(target))
+    ids = list(canaries.values_list("pk", flat=True))
+    if not ids:
+        which = "No canary is" if target == ALL_CANARIES else f"Canary #{target} is not"
+        raise AlertError("already_done", f"{which} running; there is nothing to pause.", status=409)
+
+    paused = []
+    for canary_id in ids:
+        try:
+            canary_pause(canary_id=canary_id, user=user, reason=f"Alert #{alert.pk}: {alert.title}")
+        except RolloutForbidden as error:
+            raise AlertError("forbidden", error.message, status=403) from error
+        except RolloutError as error:
+            # Another person or the canary monitor ended it meanwhile; pause the others.
+            logger.info("canary not paused", extra={"canary": canary_id, "code": error.code})
+            continue
+        paused.append(canary_id)
+    if not paused:
+        raise AlertError(
+            "already_done", "The canaries ended meanwhile; there is nothing to pause.", status=409
+        )
+    return RemediationOutcome(
+        summary=f"Paused {len(paused)} canary(ies): " + ", ".join(f"#{pk}" for pk in paused) + ".",
+        data={"remediation": Remediation.PAUSE_CANARIES, "target": target, "canaries": paused},
+        before={"running": ids},
     )

@@ -676,3 +676,83 @@ def test_admin_alert_page_is_read_only(ops):
     assert 'name="_save"' not in content
     assert f'href="/alerts/{alert.pk}/"' in content
     assert "Opened" in content  # the history inline
+
+
+# --- Pausing canaries ------------------------------------------------------------------------
+
+
+def pause_rule(target: str = "") -> AlertRule:
+    return make_rule(
+        name=f"Fulfilment exceptions {target or 'all'}",
+        kpi="fulfilment_exception_rate",
+        kind="threshold",
+        remediation="pause_canaries",
+        remediation_target=target,
+    )
+
+
+def running_canary(ops: User, subject: str):
+    from tests.guardrails.canary_fixtures import canary_of, model_versions
+
+    _control, candidate = model_versions(ops, subject=subject)
+    return canary_of(ops, candidate)
+
+
+def test_remediation_pauses_every_running_canary(ops):
+    from guardrails.models import CanaryStatus
+
+    first = running_canary(ops, "gpt-carrier")
+    second = running_canary(ops, "gpt-address")
+    alert = raise_for(pause_rule())
+
+    alert_remediate(alert_id=alert.pk, user=ops)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == second.status == CanaryStatus.PAUSED
+    pause = first.events.get(kind="paused")
+    assert pause.actor == ops
+    assert pause.detail.startswith(f"Alert #{alert.pk}: ")
+    remediated = alert.events.get(kind="remediated")
+    assert remediated.note == f"Paused 2 canary(ies): #{first.pk}, #{second.pk}."
+
+    with pytest.raises(AlertError) as error:
+        alert_remediate(alert_id=alert.pk, user=ops)
+    assert (error.value.code, error.value.status) == ("already_done", 409)
+
+
+def test_remediation_pauses_only_the_named_canary(ops):
+    from guardrails.models import CanaryStatus
+
+    named = running_canary(ops, "gpt-carrier")
+    other = running_canary(ops, "gpt-address")
+    alert = raise_for(pause_rule(target=str(named.pk)))
+
+    alert_remediate(alert_id=alert.pk, user=ops)
+
+    named.refresh_from_db()
+    other.refresh_from_db()
+    assert (named.status, other.status) == (CanaryStatus.PAUSED, CanaryStatus.RUNNING)
+
+
+def test_pause_canaries_needs_canary_permission(ops, cs_manager):
+    from guardrails.models import CanaryStatus
+
+    canary = running_canary(ops, "gpt-carrier")
+    alert = raise_for(pause_rule())
+
+    with pytest.raises(AlertError) as error:
+        alert_remediate(alert_id=alert.pk, user=cs_manager)
+
+    assert (error.value.code, error.value.status) == ("forbidden", 403)
+    canary.refresh_from_db()
+    assert canary.status == CanaryStatus.RUNNING
+    assert not alert.events.filter(kind="remediated").exists()
+
+
+@pytest.mark.django_db
+def test_pause_canaries_label():
+    from monitoring.remediation import remediation_label
+
+    assert remediation_label(rule=pause_rule()) == "Pause every running canary"
+    assert remediation_label(rule=pause_rule(target="7")) == "Pause canary #7"
