@@ -131,8 +131,10 @@ class Sku(models.Model):
     width_mm = _dimension_field("Width")
     height_mm = _dimension_field("Height")
     is_active = models.BooleanField(default=True)
+    # db_default too: the bulk import inserts SKUs with raw SQL that leaves this column out.
     is_priority = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="A SKU that matters most (a best seller, a promise to a customer). Canaries "
         "can leave orders that contain one on the active version.",
     )

@@ -433,7 +433,13 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             if version.published_at is not None:
                 skipped.append(str(version))
                 continue
-            published.append(str(policy_version_publish(version=version, user=request.user)))
+            try:
+                published.append(str(policy_version_publish(version=version, user=request.user)))
+            except ValidationError as error:
+                # E.g. a rule-set canary holds the draft; its promotion publishes it.
+                self.message_user(
+                    request, f"{version} not published: {' '.join(error.messages)}", messages.ERROR
+                )
 
         if published:
             self.message_user(

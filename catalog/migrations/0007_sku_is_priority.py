@@ -13,6 +13,7 @@ class Migration(migrations.Migration):
             model_name="sku",
             name="is_priority",
             field=models.BooleanField(
+                db_default=False,
                 default=False,
                 help_text="A SKU that matters most (a best seller, a promise to a customer). Canaries can leave orders that contain one on the active version.",
             ),

@@ -162,6 +162,30 @@ def test_publish_drafts_names_published_drafts(client, ops, draft):
     assert messages_of(response) == [f"Published 1 draft: {draft}."]
 
 
+def test_publish_drafts_refuses_draft_held_by_canary(client, ops, draft):
+    from guardrails import rollouts
+
+    rule_set = rollouts.version_create(
+        kind="rule_set",
+        subject="substitution rules",
+        label="2",
+        changelog="Stricter substitutions.",
+        user=ops,
+        policy_versions=[draft],
+    )
+    rollouts.canary_start(candidate_id=rule_set.pk, user=ops, name="Substitution canary")
+    client.force_login(ops)
+
+    response = post_version_action(client, "publish_drafts", draft)
+
+    assert response.status_code == 200
+    draft.refresh_from_db()
+    assert draft.published_at is None
+    [message] = messages_of(response)
+    assert message.startswith(f"{draft} not published: ")
+    assert "canary Substitution canary" in message
+
+
 def test_shadow_messages_keep_the_code_lowercase(client, ops, draft):
     client.force_login(ops)
 
