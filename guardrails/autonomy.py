@@ -6,7 +6,9 @@ default), counted by decision time (`created_at`):
 - autonomous decisions: decisions of the action that the engine let through without a person,
   i.e. verdict `applied`, plus those whose autonomous apply failed (the decision service then
   sets `apply_error` and moves them to review). Other queued, recommended and blocked
-  proposals do not count, and neither do proposals a person approved.
+  proposals do not count, and neither do proposals a person approved, nor a shadow canary's
+  records of its candidate (never applied, but kept out explicitly because they carry the
+  live model's name).
 - errors: those of them with `Decision.is_error`, i.e. labelled an error or failed to apply.
 
 The gate is suspended when the rate is at or over `autonomy_max_error_rate` (0.2 % by
@@ -25,6 +27,7 @@ from django.utils import timezone
 
 from .breakers import ERROR
 from .models import ActionType, AutonomyGate, Decision, Verdict
+from .rollout_selectors import shadow_record_q
 from .selectors import guardrail_settings
 from .services import audit_record
 
@@ -50,6 +53,7 @@ def autonomy_gate_recompute(*, action_code: str) -> AutonomyGate:
     counts = (
         Decision.objects.filter(action=action, created_at__gte=since)
         .filter(AUTONOMOUS)
+        .exclude(shadow_record_q())
         .aggregate(decisions=Count("id"), errors=Count("id", filter=ERROR))
     )
     decisions, errors = counts["decisions"], counts["errors"]

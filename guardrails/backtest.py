@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from .engine import Evaluation, evaluate, rules_from_version
 from .models import BacktestRun, Decision, Policy, PolicyVersion, ShadowEvaluation
+from .rollout_selectors import shadow_record_q
 from .services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,12 @@ def backtest_run(
 
 
 def decisions_in_scope(policy: Policy) -> QuerySet[Decision]:
-    """Select the decisions a policy judges: its action, on its channel or on uncovered channels."""
-    decisions = Decision.objects.filter(action_id=policy.action_id)
+    """Select the decisions a policy judges: its action, on its channel or on uncovered channels.
+
+    A shadow canary's records of its candidate are left out: their facts come from a model
+    version that decided nothing, so replaying them would judge proposals no order received.
+    """
+    decisions = Decision.objects.filter(action_id=policy.action_id).exclude(shadow_record_q())
     if policy.channel_id is not None:
         return decisions.filter(channel_id=policy.channel_id)
 

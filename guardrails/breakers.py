@@ -8,6 +8,9 @@ them is an error and opens again on the first error. Breakers opened by hand sta
 someone closes them; breakers opened on upstream degradation stay open until recovery is
 reported (then half-open) or someone closes them.
 
+A shadow canary's records of its candidate (`rollout_selectors.shadow_record_q`) carry the live
+model's name but decided nothing, so no window, baseline or trial counts them.
+
 What counts as an error: `Decision.is_error`, i.e. labelled an error or failed to apply. The
 error rate only counts decisions that OMS Guard applied or tried to apply (`applied_at` set or
 `apply_error` not empty), because a recommendation or a queued proposal that nobody carried
@@ -37,6 +40,7 @@ from .models import (
     DecisionOutcome,
     GuardrailSettings,
 )
+from .rollout_selectors import shadow_record_q
 from .selectors import guardrail_settings
 from .services import audit_record
 
@@ -154,10 +158,14 @@ def _cool_down_over(breaker: Breaker, config: GuardrailSettings, now: datetime) 
 
 def _trial_decisions(breaker: Breaker):
     """Select the decisions of the breaker's scope since its trial started, oldest first."""
-    return Decision.objects.filter(
-        **{_SCOPE_FILTER[breaker.scope]: breaker.key},
-        created_at__gte=breaker.trial_started_at,
-    ).order_by("created_at", "id")
+    return (
+        _live_decisions()
+        .filter(
+            **{_SCOPE_FILTER[breaker.scope]: breaker.key},
+            created_at__gte=breaker.trial_started_at,
+        )
+        .order_by("created_at", "id")
+    )
 
 
 def _trial_allowed(breaker: Breaker, config: GuardrailSettings) -> bool:
@@ -459,13 +467,17 @@ def _scope_stats(
 ) -> dict:
     in_window = Q(created_at__gte=window_start)
     in_baseline = Q(created_at__gte=baseline_start, created_at__lt=baseline_end)
-    return Decision.objects.filter(**filters, created_at__gte=baseline_start).aggregate(
-        window_counted=Count("id", filter=in_window & COUNTED),
-        window_errors=Count("id", filter=in_window & COUNTED & ERROR),
-        window_total=Count("id", filter=in_window),
-        window_confidence=Avg("confidence", filter=in_window),
-        baseline_total=Count("id", filter=in_baseline),
-        baseline_confidence=Avg("confidence", filter=in_baseline),
+    return (
+        _live_decisions()
+        .filter(**filters, created_at__gte=baseline_start)
+        .aggregate(
+            window_counted=Count("id", filter=in_window & COUNTED),
+            window_errors=Count("id", filter=in_window & COUNTED & ERROR),
+            window_total=Count("id", filter=in_window),
+            window_confidence=Avg("confidence", filter=in_window),
+            baseline_total=Count("id", filter=in_baseline),
+            baseline_confidence=Avg("confidence", filter=in_baseline),
+        )
     )
 
 
@@ -475,14 +487,20 @@ def _mix_stats(
     in_window = Q(created_at__gte=window_start)
     in_baseline = Q(created_at__gte=baseline_start, created_at__lt=baseline_end)
     is_action = Q(action_id=decision.action_id)
-    return Decision.objects.filter(
-        channel_id=decision.channel_id, created_at__gte=baseline_start
-    ).aggregate(
-        window_total=Count("id", filter=in_window),
-        window_action=Count("id", filter=in_window & is_action),
-        baseline_total=Count("id", filter=in_baseline),
-        baseline_action=Count("id", filter=in_baseline & is_action),
+    return (
+        _live_decisions()
+        .filter(channel_id=decision.channel_id, created_at__gte=baseline_start)
+        .aggregate(
+            window_total=Count("id", filter=in_window),
+            window_action=Count("id", filter=in_window & is_action),
+            baseline_total=Count("id", filter=in_baseline),
+            baseline_action=Count("id", filter=in_baseline & is_action),
+        )
     )
+
+
+def _live_decisions():
+    return Decision.objects.exclude(shadow_record_q())
 
 
 def _error_rate_trip(scope: _Scope, stats: dict, config) -> tuple[str, str, dict] | None:

@@ -20,12 +20,15 @@ from omsguard.money import is_currency
 
 from .models import (
     ActionType,
+    Canary,
+    CanaryStatus,
     CustomerTier,
     Mode,
     Policy,
     PolicyBand,
     PolicyVersion,
     SlaBreachAction,
+    VersionKind,
 )
 from .services import audit_record
 
@@ -56,6 +59,9 @@ BAND_FIELDS = (
 LIMIT_FIELDS = ("order_value_under", "item_price_under", "confidence_above", "require_fresh_stock")
 # Modes under which the engine checks limits; under the others limits cannot change a verdict.
 LIMITED_MODES = (Mode.AUTONOMOUS, Mode.NEEDS_APPROVAL)
+# ValidationError code of a publish rejected because a running or paused rule-set canary
+# contains the draft.
+CANARY_HOLDS_VERSION = "canary_holds_version"
 
 
 def policy_rules_problems(
@@ -312,9 +318,18 @@ def policy_version_create(
 
 @transaction.atomic
 def policy_version_publish(
-    *, version: PolicyVersion, user: AbstractBaseUser | None
+    *,
+    version: PolicyVersion,
+    user: AbstractBaseUser | None,
+    promoted_canary_id: int | None = None,
 ) -> PolicyVersion:
-    """Make a draft the live version of its policy. Raises ValidationError for a published one."""
+    """Make a draft the live version of its policy.
+
+    Raises ValidationError (field "version") for a published version, and for a draft in
+    the candidate of a running or paused rule-set canary (code CANARY_HOLDS_VERSION),
+    because publishing it would judge every order by the candidate while the canary still
+    compares. Only that canary's promotion, which passes `promoted_canary_id`, may publish it.
+    """
     _require_permission(user, "guardrails.publish_policyversion")
     policy = Policy.objects.select_for_update().get(pk=version.policy_id)
     version = PolicyVersion.objects.get(pk=version.pk)
@@ -322,6 +337,9 @@ def policy_version_publish(
         raise ValidationError(
             {"version": [f"{version} is already published; create a new version instead."]}
         )
+    # canary_start locks this policy row too, so a canary that starts concurrently is either
+    # committed before this check or finds the version published.
+    _check_no_canary_holds(version, promoted_canary_id)
 
     previous = policy.live_version
     version.published_at = timezone.now()
@@ -377,6 +395,26 @@ def policy_version_set_shadow(
         after={"shadow_version": version.number if version else None},
     )
     return policy
+
+
+def _check_no_canary_holds(version: PolicyVersion, promoted_canary_id: int | None) -> None:
+    canary = (
+        Canary.objects.filter(
+            status__in=(CanaryStatus.RUNNING, CanaryStatus.PAUSED),
+            candidate__kind=VersionKind.RULE_SET,
+            candidate__policy_versions=version,
+        )
+        .exclude(pk=promoted_canary_id)
+        .order_by("pk")
+        .first()
+    )
+    if canary is None:
+        return
+    message = (
+        f"{version} belongs to the candidate of canary {canary.name}, which is {canary.status}; "
+        "promote or stop that canary instead of publishing the draft."
+    )
+    raise ValidationError({"version": [ValidationError(message, code=CANARY_HOLDS_VERSION)]})
 
 
 def _require_permission(user: AbstractBaseUser | None, permission: str) -> None:

@@ -251,7 +251,9 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         """Return the arm an order is in for an action and model, and the version to use.
 
         `canary` is null when no running canary covers the order; propose with the active
-        version then. A proposal from the wrong arm is rejected with 409 `wrong_arm`.
+        version then. A cancelled or shipped order that the canary has not seen gets the
+        control arm and is not assigned. A proposal from the wrong arm is rejected with 409
+        `wrong_arm`.
         """
         query = AssignmentQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -6,6 +6,8 @@ whole (a new label, a draft candidate, one policy version per policy) and saves 
 same step. Its errors become form errors, and nothing is saved when it raises.
 """
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -13,6 +15,10 @@ from . import rollouts
 from .models import Canary, PolicyVersion, Version, VersionStatus
 
 SHARE_HELP = "Share of orders sent to the candidate, from 0.01 to 0.05 (1 to 5 %)."
+DAYS_HELP = f"How many days the canary runs, 1 to {rollouts.MAX_DAYS}."
+RESUME_DAYS_HELP = (
+    f"Run this many more days from now, 1 to {rollouts.MAX_DAYS}; needed once the run is over."
+)
 
 
 class VersionAddForm(forms.ModelForm):
@@ -63,6 +69,29 @@ class CanaryStartForm(forms.ModelForm):
     """Start a canary of a draft version through `rollouts.canary_start`."""
 
     user: AbstractBaseUser | None = None
+
+    # The service checks these bounds again; here they become form errors before it runs.
+    days = forms.IntegerField(
+        min_value=1, max_value=rollouts.MAX_DAYS, initial=14, help_text=DAYS_HELP
+    )
+    min_orders_per_arm = forms.IntegerField(
+        min_value=1,
+        max_value=rollouts.MAX_MIN_ORDERS_PER_ARM,
+        initial=1000,
+        help_text="Orders each arm needs before the rollback rule judges, "
+        f"1 to {rollouts.MAX_MIN_ORDERS_PER_ARM:,}; fewer is inconclusive.",
+    )
+    max_exception_increase_pp = forms.DecimalField(
+        max_digits=6,
+        decimal_places=3,
+        # 0.001 is the smallest value above 0 at 3 decimal places.
+        min_value=Decimal("0.001"),
+        max_value=rollouts.MAX_EXCEPTION_INCREASE_PP,
+        initial=Decimal("0.100"),
+        help_text="Roll back when the candidate's fulfilment exception rate exceeds the "
+        "control's by more than this many percentage points: more than 0 and at most "
+        f"{rollouts.MAX_EXCEPTION_INCREASE_PP}.",
+    )
 
     class Meta:
         model = Canary
@@ -140,7 +169,7 @@ class NoteForm(forms.Form):
 
 class ResumeForm(forms.Form):
     note = forms.CharField(max_length=2000, required=False)
-    # The service checks the value; a canary whose run is over needs it.
+    # The service checks again that a canary whose run is over gets a value.
     days = forms.IntegerField(
-        required=False, help_text="Run this many more days from now; needed once the run is over."
+        required=False, min_value=1, max_value=rollouts.MAX_DAYS, help_text=RESUME_DAYS_HELP
     )

@@ -3,8 +3,9 @@ to review, and the alert. `guardrails.rollouts.canary_rollback` runs them in one
 
 Which decisions go back to review: the candidate arm's decisions of this canary that were
 applied, not reverted, on orders that have no shipment and are not cancelled. Each gets a
-review item of its action's kind, and its order is put on hold. Accepting the item keeps the
-change, and rejecting it reverts the change with the reviewer as the actor
+review item of its action's kind, its order is put on hold, and a `decision.requeued` audit
+entry records it. Accepting the item keeps the change, and rejecting it reverts the change
+with the reviewer as the actor and labels the decision an error
 (guardrails.services handles both for applied decisions). Decisions already linked to a
 review item are left alone: an open audit sample is already in a queue, and a decided one
 was already judged by a person. Decisions still queued for review stay where they are.
@@ -19,12 +20,14 @@ from django.db.models import Exists, OuterRef
 from orders.models import Order, OrderStatus, Shipment
 
 from .models import Canary, CanaryArm, Decision
-from .rollout_selectors import exception_rates, fraction_decimal
-from .services import ai_actor_label
+from .rollout_selectors import FULFILMENT_EXCEPTION_KINDS, exception_rates, fraction_decimal
+from .services import ai_actor_label, audit_record
 
 logger = logging.getLogger(__name__)
 
 HOLD_CODE = "canary_rollback"
+# The actor label of the canary monitor's audit entries, as in guardrails.rollouts.
+SYSTEM_LABEL = "canary-monitor"
 
 
 def rollback_figures(canary: Canary, evaluation: dict) -> dict:
@@ -152,6 +155,7 @@ def _decision_requeue(decision: Decision, order: Order, canary: Canary) -> None:
     line = None
     if decision.action.code == "substitute_sku":
         line = order.lines.filter(position=decision.after["line"]).first()
+    held_before = _order_hold_state(order)
     item = ReviewItem.objects.create(
         kind=decision.action.review_kind,
         order=order,
@@ -193,20 +197,45 @@ def _decision_requeue(decision: Decision, order: Order, canary: Canary) -> None:
         "decision": decision.pk,
         "message": f"{decision.action.name} by a rolled-back canary candidate waits for review",
     }
-    order_update_hold_reasons(order=order, reasons=[*order.hold_reasons, reason])
+    order = order_update_hold_reasons(order=order, reasons=[*order.hold_reasons, reason])
+    audit_record(
+        action="decision.requeued",
+        target_type="decision",
+        target_id=decision.pk,
+        system_label=SYSTEM_LABEL,
+        reason=(
+            f"Canary {canary.name} (#{canary.pk}) rolled back; the applied change goes back "
+            f"to review in item #{item.pk}."
+        ),
+        before={"review_item": None, "order": held_before},
+        after={
+            "review_item": item.pk,
+            "order": _order_hold_state(order),
+        },
+    )
     logger.info(
         "canary decision requeued",
         extra={"canary": canary.pk, "decision": decision.pk, "review_item": item.pk},
     )
 
 
-def _arm_figures(arm: dict) -> dict:
+def _order_hold_state(order: Order) -> dict:
     return {
+        "status": order.status,
+        "hold_codes": [reason.get("code") for reason in order.hold_reasons],
+    }
+
+
+def _arm_figures(arm: dict) -> dict:
+    figures = {
         "version": arm["version"],
         "orders": arm["orders"],
         "orders_with_fulfilment_exceptions": arm["orders_with_fulfilment_exceptions"],
         "fulfilment_exception_rate": arm["fulfilment_exception_rate"],
     }
+    for kind in FULFILMENT_EXCEPTION_KINDS:
+        figures[f"orders_with_{kind}"] = arm.get(f"orders_with_{kind}")
+    return figures
 
 
 def _percent(rate: Fraction) -> str:

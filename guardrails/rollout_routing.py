@@ -10,8 +10,9 @@ import logging
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 
-from orders.models import Order
+from orders.models import Order, OrderStatus, Shipment
 
 from .engine import INFO, Evaluation, evaluate, rules_from_version
 from .models import (
@@ -19,6 +20,7 @@ from .models import (
     Canary,
     CanaryArm,
     CanaryAssignment,
+    CanaryStatus,
     PolicyVersion,
     Verdict,
     Version,
@@ -41,10 +43,12 @@ logger = logging.getLogger(__name__)
 class CanaryRouting:
     """The route of one decision through a canary: its arm and the policy version that judges it.
 
-    `canary` is None when no running canary covers it (then `arm` is ""). `policy_version`
-    judges the decision. `shadow` means the decision is the shadow candidate's: stored as a
-    recommendation with its would-be verdict. `shadow_policy_version` is a rule-set
-    candidate's version evaluated beside the live one, its verdict stored as shadow_verdict.
+    `canary` is None when no running canary covers it (then `arm` is ""). `arm` is the
+    order's stored arm, also for the active version's decisions on candidate-arm orders of a
+    shadow canary. `policy_version` judges the decision. `shadow` means the decision is the
+    shadow candidate's: stored as a recommendation with its would-be verdict.
+    `shadow_policy_version` is a rule-set candidate's version evaluated beside the live one,
+    its verdict stored as shadow_verdict.
     """
 
     canary: Canary | None
@@ -67,7 +71,8 @@ def canary_route(
     Call inside decision_propose's transaction with the order locked. `policy_version` is
     the live version that would judge the decision. Raises DecisionConflict (409)
     `wrong_arm` when the model version does not belong to the order's arm, and
-    `version_not_active` for the label of a version that may not decide now.
+    `version_not_active` for the label of a candidate whose canary was rolled back or
+    stopped, or of a candidate whose canary is paused.
     """
     policy = policy_version.policy if policy_version is not None else None
     canary = canary_for_decision(
@@ -134,10 +139,13 @@ def canary_judge(
 def canary_assignment_for(*, order: Order, action_code: str, model_name: str) -> dict | None:
     """Tell an agent which version to use for an action on an order; None without a canary.
 
-    Assigns the order to an arm when it is new to the canary. Returns {"canary": id,
-    "name", "kind", "arm", "model_version": the label to propose with (None for the control
-    when no active version is recorded, and for rule sets, which change no model),
-    "control_model_version", "config": the arm's version config, "shadow": bool}.
+    Assigns the order to an arm when it is new to the canary. A cancelled or shipped order
+    that the canary has not seen gets the control without being assigned, because it can
+    get no more decisions and an assignment would only add a sample to the control arm.
+    Returns {"canary": id, "name", "kind", "arm", "model_version": the label to propose with
+    (None for the control when no active version is recorded, and for rule sets, which
+    change no model), "control_model_version", "config": the arm's version config,
+    "shadow": bool}.
 
     In a shadow canary an agent proposes with its active version as usual. For candidate-arm
     orders it also proposes with `model_version`, and that second decision is recorded but
@@ -153,8 +161,7 @@ def canary_assignment_for(*, order: Order, action_code: str, model_name: str) ->
     if canary is None:
         return None
 
-    with transaction.atomic():
-        arm = canary_assign(canary=canary, order=order).arm
+    arm = _assignment_arm(canary, order)
     version = canary.candidate if arm == CanaryArm.CANDIDATE else canary.control
     model_version = control_model_version = None
     # A rule set changes no model, so its agents keep proposing with their own version.
@@ -222,6 +229,22 @@ def canary_assign(*, canary: Canary, order: Order) -> CanaryAssignment:
         return CanaryAssignment.objects.get(canary=canary, order=order)
 
 
+def _assignment_arm(canary: Canary, order: Order) -> str:
+    """Return the order's stored arm; assign it only when it can still get decisions."""
+    stored = (
+        CanaryAssignment.objects.filter(canary=canary, order=order)
+        .values_list("arm", flat=True)
+        .first()
+    )
+    if stored is not None:
+        return stored
+    closed = order.status == OrderStatus.CANCELLED or Shipment.objects.filter(order=order).exists()
+    if closed:
+        return CanaryArm.CONTROL
+    with transaction.atomic():
+        return canary_assign(canary=canary, order=order).arm
+
+
 def _order_excluded(canary: Canary, order: Order) -> bool:
     return canary.exclude_priority_skus and order.lines.filter(sku__is_priority=True).exists()
 
@@ -250,8 +273,10 @@ def _route_model(
             f"{candidate_label}, not {model_version}.",
             data={"canary": canary.pk, "arm": arm, "model_version": candidate_label},
         )
-    # The active version's decision: in a shadow canary also on candidate-arm orders.
-    return CanaryRouting(canary=canary, arm=CanaryArm.CONTROL, policy_version=policy_version)
+    # The active version's decision, applied as usual. In a shadow canary this happens on
+    # candidate-arm orders too, and the decision keeps the order's arm. Its empty
+    # shadow_verdict distinguishes it from the shadow candidate's decisions.
+    return CanaryRouting(canary=canary, arm=arm, policy_version=policy_version)
 
 
 def _route_rule_set(
@@ -282,14 +307,35 @@ def _set_version_for_policy(rule_set: Version, policy_id: int) -> PolicyVersion:
 
 
 def _check_version_may_decide(model_name: str, model_version: str) -> None:
-    """Reject the label of a recorded version that is not active; unrecorded labels pass."""
-    status = (
+    """Reject the label of a candidate outside a running canary that covers the decision.
+
+    That is a candidate whose latest canary was rolled back or stopped (the version is a
+    draft again), or whose canary is paused or does not cover this action or channel. Drafts
+    never canaried, active and retired versions and unrecorded labels pass, so agents whose
+    label is recorded later, or that still run the previous version after a promotion, keep
+    working. A retired label is logged.
+    """
+    latest_canary = Canary.objects.filter(candidate=OuterRef("pk")).order_by("-created_at", "-pk")
+    version = (
         Version.objects.filter(kind__in=MODEL_KINDS, subject=model_name, label=model_version)
-        .values_list("status", flat=True)
+        .annotate(
+            canary_name=Subquery(latest_canary.values("name")[:1]),
+            canary_status=Subquery(latest_canary.values("status")[:1]),
+        )
+        .values("pk", "status", "canary_name", "canary_status")
         .first()
     )
-    if status is None or status == VersionStatus.ACTIVE:
+    if version is None:
         return
+    if version["status"] == VersionStatus.RETIRED:
+        logger.info(
+            "retired version proposed", extra={"version": version["pk"], "model_name": model_name}
+        )
+        return
+    state = _candidate_state(version["status"], version["canary_status"])
+    if state is None:
+        return
+
     active = (
         Version.objects.filter(
             kind__in=MODEL_KINDS, subject=model_name, status=VersionStatus.ACTIVE
@@ -300,10 +346,24 @@ def _check_version_may_decide(model_name: str, model_version: str) -> None:
     use = f"propose with the active version {active}" if active else "no version is active yet"
     raise DecisionConflict(
         "version_not_active",
-        f"{model_name} {model_version} is {VersionStatus(status).label.lower()} and may not "
-        f"decide here; {use}.",
+        f"{model_name} {model_version} is the candidate of canary {version['canary_name']}, "
+        f"which {state}, so it may not decide here; {use}.",
         data={"model_version": active},
     )
+
+
+def _candidate_state(version_status: str, canary_status: str | None) -> str | None:
+    """Describe why a candidate may not decide outside its canary; None when it may."""
+    if version_status == VersionStatus.CANARY:
+        if canary_status == CanaryStatus.PAUSED:
+            return "is paused"
+        return "does not cover this action or channel"
+    if version_status == VersionStatus.DRAFT and canary_status in (
+        CanaryStatus.ROLLED_BACK,
+        CanaryStatus.STOPPED,
+    ):
+        return f"was {CanaryStatus(canary_status).label.lower()}"
+    return None
 
 
 def _info(rule: str, message: str, data: dict) -> dict:

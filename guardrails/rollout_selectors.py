@@ -7,10 +7,14 @@ never changes. `bucket_for` hashes it with the canary's random salt (SHA-256) in
 a 5 % canary sends buckets 0 to 499 to the candidate. Each canary has its own salt, so the
 orders of two canaries are split independently.
 
-Comparison. `canary_comparison` counts, per arm, the orders assigned, the decisions made and
-their verdicts, the reviewed and disagreed decisions, and the orders with at least one
-fulfilment exception or return. Outcomes are counted by order, not by the time they were
-reported, so a return or exception recorded days later counts at the next evaluation.
+Comparison. `canary_comparison` counts, per arm, the orders that got at least one decision in
+the canary, the arm's decisions and their verdicts, the reviewed and disagreed decisions, and
+the orders with at least one fulfilment exception or return. An order's fulfilment
+exceptions are the outcomes `order_fulfilment_outcomes` defines: a pick, pack or ship
+mistake the warehouse reported, a parcel the carrier failed to deliver or returned to sender,
+or a return whose reason blames the warehouse or carrier. Only outcomes at or after the time
+the order entered the canary count, and they count when they arrive: a return recorded a week
+later changes the next evaluation.
 
 Judgement. `rollback_judgement` compares exactly, with fractions and never floats. It returns
 "inconclusive" while either arm has fewer than `min_orders_per_arm` orders. It returns
@@ -26,11 +30,20 @@ import math
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models.expressions import Combinable
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalog.models import Channel
-from orders.models import FulfilmentException, Order, OrderReturn
+from orders.models import (
+    SHIPPING_ERROR_STATUSES,
+    FulfilmentException,
+    Order,
+    OrderReturn,
+    ReturnAttribution,
+    Shipment,
+)
 
 from .models import (
     ActionType,
@@ -56,6 +69,10 @@ P_VALUE_PLACES = Decimal("0.0001")
 INCONCLUSIVE = "inconclusive"
 HEALTHY = "healthy"
 ROLLBACK = "rollback"
+
+# The kinds of outcome that make an order count as having a fulfilment exception in a canary;
+# `order_fulfilment_outcomes` defines each. The comparison reports each kind per arm too.
+FULFILMENT_EXCEPTION_KINDS = ("reported_exceptions", "failed_deliveries", "fulfilment_returns")
 
 _POLICY_UNSET = object()
 
@@ -126,6 +143,53 @@ def canary_for_decision(
     return Canary.objects.select_related("candidate", "control").get(pk=canary_id)
 
 
+def order_fulfilment_outcomes(*, order: Combinable, since: Combinable) -> dict[str, Exists]:
+    """Build one EXISTS test per kind of fulfilment exception an order can have since a time.
+
+    `order` and `since` are expressions of the outer query, e.g. OuterRef("order_id") and
+    OuterRef("created_at"). The kinds (FULFILMENT_EXCEPTION_KINDS) are:
+
+    - reported_exceptions: a FulfilmentException (pick, pack or ship mistake) at occurred_at;
+    - failed_deliveries: a shipment whose carrier failed to deliver it or returned it to the
+      sender, at status_changed_at (created_at when a sender never gave the time);
+    - fulfilment_returns: a return attributed to fulfilment, at received_at. Its reason is
+      wrong item, wrong quantity, damaged in transit or late delivery (FULFILMENT_RETURN_REASONS).
+
+    "all_returns" (any return at received_at) is added for the return rate; it is not a
+    fulfilment exception.
+    """
+    failed_at = Coalesce(F("status_changed_at"), F("created_at"))
+    return {
+        "reported_exceptions": Exists(
+            FulfilmentException.objects.filter(order_id=order, occurred_at__gte=since)
+        ),
+        "failed_deliveries": Exists(
+            Shipment.objects.filter(order_id=order, status__in=SHIPPING_ERROR_STATUSES)
+            .alias(failed_at=failed_at)
+            .filter(failed_at__gte=since)
+        ),
+        "fulfilment_returns": Exists(
+            OrderReturn.objects.filter(
+                order_id=order,
+                attributed_to=ReturnAttribution.FULFILMENT,
+                received_at__gte=since,
+            )
+        ),
+        "all_returns": Exists(OrderReturn.objects.filter(order_id=order, received_at__gte=since)),
+    }
+
+
+def shadow_record_q() -> Q:
+    """Match the decisions a shadow canary recorded for its model-like candidate, never applied.
+
+    Such a decision carries the live model's name, so breakers, backtests, the autonomy gate
+    and KPI rollups leave it out: it decided nothing. A rule-set shadow canary stores its
+    would-be verdict (shadow_verdict) on live decisions instead, and those stay in.
+    """
+    model_canaries = Canary.objects.filter(candidate__kind__in=MODEL_KINDS).values("pk")
+    return ~Q(shadow_verdict="") & Q(canary_id__in=model_canaries)
+
+
 def rollback_judgement(
     *,
     control_orders: int,
@@ -165,9 +229,18 @@ def canary_comparison(canary: Canary) -> dict:
 
     ARM is {"version": label or None, "orders", "decisions", "verdicts": {verdict: count},
     "reviewed", "disagreed", "disagreement_rate", "orders_with_fulfilment_exceptions",
-    "fulfilment_exception_rate", "returns", "return_rate"}. "returns" counts orders with at
-    least one return. In a shadow canary the candidate's verdicts are the ones it would have
-    had (shadow_verdict). Runs two queries, however many orders the canary has.
+    "fulfilment_exception_rate", "orders_with_reported_exceptions",
+    "orders_with_failed_deliveries", "orders_with_fulfilment_returns", "returns",
+    "return_rate"}.
+
+    "orders" counts the arm's orders with at least one decision in the canary; an order an
+    agent only asked about is assigned but not counted. The outcome counts are orders with at
+    least one outcome of the kind at or after the order entered the canary, and
+    "orders_with_fulfilment_exceptions" those with any kind (see order_fulfilment_outcomes).
+    "returns" counts orders with any return. The arm's decisions are those on its orders. In a
+    shadow canary the candidate's are only its shadow records, with the verdicts they would
+    have had (shadow_verdict). The control's never include a shadow record. Runs two queries,
+    however many orders the canary has.
     """
     arms = {arm: _empty_arm() for arm in CanaryArm.values}
     arms[CanaryArm.CONTROL]["version"] = canary.control.label if canary.control_id else None
@@ -235,36 +308,48 @@ def _empty_arm() -> dict:
         "disagreement_rate": None,
         "orders_with_fulfilment_exceptions": 0,
         "fulfilment_exception_rate": None,
+        "orders_with_reported_exceptions": 0,
+        "orders_with_failed_deliveries": 0,
+        "orders_with_fulfilment_returns": 0,
         "returns": 0,
         "return_rate": None,
     }
 
 
 def _count_orders(canary: Canary, arms: dict) -> None:
-    has_exception = Exists(FulfilmentException.objects.filter(order_id=OuterRef("order_id")))
-    has_return = Exists(OrderReturn.objects.filter(order_id=OuterRef("order_id")))
+    outcomes = order_fulfilment_outcomes(order=OuterRef("order_id"), since=OuterRef("created_at"))
+    any_exception = Q()
+    for kind in FULFILMENT_EXCEPTION_KINDS:
+        any_exception |= Q(outcomes[kind])
+    decided = Exists(Decision.objects.filter(canary=canary, order_id=OuterRef("order_id")))
     rows = (
-        CanaryAssignment.objects.filter(canary=canary)
+        CanaryAssignment.objects.filter(decided, canary=canary)
         .order_by()
         .values("arm")
         .annotate(
             orders=Count("id"),
-            exceptions=Count("id", filter=Q(has_exception)),
-            returns=Count("id", filter=Q(has_return)),
+            exceptions=Count("id", filter=any_exception),
+            returns=Count("id", filter=Q(outcomes["all_returns"])),
+            **{kind: Count("id", filter=Q(outcomes[kind])) for kind in FULFILMENT_EXCEPTION_KINDS},
         )
     )
     for row in rows:
         figures = arms[row["arm"]]
         figures["orders"] = row["orders"]
         figures["orders_with_fulfilment_exceptions"] = row["exceptions"]
+        for kind in FULFILMENT_EXCEPTION_KINDS:
+            figures[f"orders_with_{kind}"] = row[kind]
         figures["returns"] = row["returns"]
 
 
 def _count_decisions(canary: Canary, arms: dict) -> None:
+    # Grouped by the order's stored arm, which never changes, rather than by the arm a
+    # decision was tagged with.
+    arm = "order__canary_assignments__arm"
     rows = (
-        Decision.objects.filter(canary=canary)
+        Decision.objects.filter(canary=canary, order__canary_assignments__canary=canary)
         .order_by()
-        .values("canary_arm", "verdict", "shadow_verdict")
+        .values(arm, "verdict", "shadow_verdict")
         .annotate(
             decisions=Count("id"),
             reviewed=Count("id", filter=Q(review_outcome__in=ReviewOutcome.values)),
@@ -272,12 +357,14 @@ def _count_decisions(canary: Canary, arms: dict) -> None:
         )
     )
     for row in rows:
-        figures = arms.get(row["canary_arm"])
-        if figures is None:
+        figures = arms.get(row[arm])
+        # A shadow candidate changed nothing, so its arm shows what it would have done: its
+        # shadow records only. The active version's decisions on those orders belong to
+        # neither arm's figures.
+        shadow_arm = canary.shadow and row[arm] == CanaryArm.CANDIDATE
+        if figures is None or bool(row["shadow_verdict"]) != shadow_arm:
             continue
-        # A shadow candidate changed nothing: its verdict mix is what it would have done.
-        shadowed = canary.shadow and row["canary_arm"] == CanaryArm.CANDIDATE
-        verdict = (row["shadow_verdict"] or row["verdict"]) if shadowed else row["verdict"]
+        verdict = row["shadow_verdict"] if shadow_arm else row["verdict"]
         figures["verdicts"][verdict] = figures["verdicts"].get(verdict, 0) + row["decisions"]
         figures["decisions"] += row["decisions"]
         figures["reviewed"] += row["reviewed"]

@@ -1,8 +1,12 @@
 """Serializers of the versions and canaries API.
 
-Input serializers check types only. The rollouts service checks the values, such as the
-share's range, a draft candidate and one policy version per policy, and names the field.
+Input serializers check types and the numeric bounds of a canary's run and rollback rule,
+which the schema then shows. The rollouts service checks the values again and checks the
+rest, such as the share's range, a draft candidate and one policy version per policy, and
+names the field.
 """
+
+from decimal import Decimal
 
 from rest_framework import serializers
 
@@ -18,6 +22,7 @@ from .models import (
     VersionKind,
     VersionStatus,
 )
+from .rollouts import MAX_DAYS, MAX_EXCEPTION_INCREASE_PP, MAX_MIN_ORDERS_PER_ARM
 
 # Decimals go out as strings, exactly as stored; no rounding on the way.
 EXACT = {"max_digits": None, "decimal_places": None}
@@ -107,7 +112,10 @@ class ResumeSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="Run this many more days from now; needed once the run is over.",
+        min_value=1,
+        max_value=MAX_DAYS,
+        help_text=f"Run this many more days from now, 1 to {MAX_DAYS}; needed once the run "
+        "is over.",
     )
 
 
@@ -203,16 +211,31 @@ class CanaryStartSerializer(serializers.Serializer):
     exclude_priority_skus = serializers.BooleanField(
         required=False, default=False, help_text="Keep orders with a priority SKU on the control."
     )
-    days = serializers.IntegerField(required=False, default=14, help_text="How long it runs.")
+    days = serializers.IntegerField(
+        required=False,
+        default=14,
+        min_value=1,
+        max_value=MAX_DAYS,
+        help_text=f"How many days it runs, 1 to {MAX_DAYS}.",
+    )
     min_orders_per_arm = serializers.IntegerField(
-        required=False, default=1000, help_text="Orders per arm before the rollback rule judges."
+        required=False,
+        default=1000,
+        min_value=1,
+        max_value=MAX_MIN_ORDERS_PER_ARM,
+        help_text="Orders per arm before the rollback rule judges, "
+        f"1 to {MAX_MIN_ORDERS_PER_ARM:,}.",
     )
     max_exception_increase_pp = serializers.DecimalField(
         max_digits=6,
         decimal_places=3,
         required=False,
         default="0.100",
-        help_text="Roll back above this increase of the exception rate, in percentage points.",
+        # 0.001 is the smallest value above 0 at 3 decimal places.
+        min_value=Decimal("0.001"),
+        max_value=MAX_EXCEPTION_INCREASE_PP,
+        help_text="Roll back above this increase of the exception rate, in percentage points: "
+        f"more than 0 and at most {MAX_EXCEPTION_INCREASE_PP}.",
     )
 
 
@@ -233,7 +256,9 @@ class ArmSerializer(serializers.Serializer):
     version = serializers.CharField(
         allow_null=True, help_text="The arm's version label; null when no control was recorded."
     )
-    orders = serializers.IntegerField(help_text="Orders assigned to the arm (its sample size).")
+    orders = serializers.IntegerField(
+        help_text="Orders of the arm with at least one decision in the canary (its sample size)."
+    )
     decisions = serializers.IntegerField()
     verdicts = serializers.DictField(
         child=serializers.IntegerField(), help_text="Decisions per verdict."
@@ -241,7 +266,18 @@ class ArmSerializer(serializers.Serializer):
     reviewed = serializers.IntegerField()
     disagreed = serializers.IntegerField()
     disagreement_rate = serializers.DecimalField(allow_null=True, **EXACT)
-    orders_with_fulfilment_exceptions = serializers.IntegerField()
+    orders_with_fulfilment_exceptions = serializers.IntegerField(
+        help_text="Orders with any outcome the rollback rule counts, after they joined the arm."
+    )
+    orders_with_reported_exceptions = serializers.IntegerField(
+        required=False, help_text="Orders with a reported pick, pack or ship exception."
+    )
+    orders_with_failed_deliveries = serializers.IntegerField(
+        required=False, help_text="Orders with a shipment that failed or came back."
+    )
+    orders_with_fulfilment_returns = serializers.IntegerField(
+        required=False, help_text="Orders with a return attributed to fulfilment."
+    )
     fulfilment_exception_rate = serializers.DecimalField(allow_null=True, **EXACT)
     returns = serializers.IntegerField(help_text="Orders with at least one return.")
     return_rate = serializers.DecimalField(allow_null=True, **EXACT)

@@ -21,12 +21,16 @@ Routing. `decision_propose` asks `canary_route` which policy version judges a de
 - Shadow mode applies nothing of the candidate. For a model-like candidate, decisions with the
   candidate's label on candidate-arm orders are stored as `recommendation_only` with the
   verdict they would have had in `shadow_verdict`, while the active version's decisions on
-  the same orders are applied as usual (arm "control"). For a rule set, candidate-arm
-  decisions are judged live and the set's verdict is stored in `shadow_verdict`.
+  the same orders are applied as usual, stored with arm "candidate" and an empty
+  `shadow_verdict`. For a rule set, candidate-arm decisions are judged live and the set's
+  verdict is stored in `shadow_verdict`. So every decision carries its order's arm, and in a
+  shadow canary the candidate's own decisions are those with a `shadow_verdict`.
 - A canary that is not running (paused or ended) routes nothing: decisions are judged as if
-  it did not exist, and agents are told no canary applies. Labels of versions that are not
-  active (a draft, a candidate outside its running canary, a retired version) are rejected
-  with 409 `version_not_active`, so a rolled-back candidate cannot keep acting.
+  it did not exist, and agents are told no canary applies. The label of a candidate whose
+  canary was rolled back or stopped, is paused, or does not cover the decision is rejected
+  with 409 `version_not_active`, so a rolled-back candidate cannot keep acting. Other labels
+  pass: drafts never canaried, the active version, retired versions (agents still on the
+  previous version after a promotion) and labels no version records.
 
 Evaluation. `canary_evaluate` (every 10 minutes through the `canaries_evaluate` task)
 compares the arms and stores the result. When the candidate's fulfilment exception rate
@@ -90,6 +94,12 @@ OPERATE_PERMISSION = "guardrails.operate_canary"
 PUBLISH_PERMISSION = "guardrails.publish_policyversion"
 MIN_SHARE = Decimal("0.01")
 MAX_SHARE = Decimal("0.05")
+# A canary runs at most a year; the bound also keeps `now + timedelta(days=...)` in range.
+MAX_DAYS = 365
+# PostgreSQL's integer column holds up to 2,147,483,647; no canary needs 10 million orders.
+MAX_MIN_ORDERS_PER_ARM = 10_000_000
+# The product fixes automatic rollback at +0.1 percentage points; a canary may be stricter.
+MAX_EXCEPTION_INCREASE_PP = Decimal("0.1")
 # Canaries that still hold their candidate: they block another canary of the same subject.
 OPEN_STATUSES = (CanaryStatus.RUNNING, CanaryStatus.PAUSED)
 
@@ -256,15 +266,19 @@ def canary_start(
 ) -> Canary:
     """Start a canary of a draft version beside the active version of its subject.
 
-    `action` and `channel` (rows or codes) narrow the decisions that take part. Raises
+    `action` and `channel` (rows or codes) narrow the decisions that take part. `days` is
+    1 to MAX_DAYS, `min_orders_per_arm` 1 to MAX_MIN_ORDERS_PER_ARM, and
+    `max_exception_increase_pp` more than 0 and at most MAX_EXCEPTION_INCREASE_PP. Raises
     RolloutError for bad settings (field named), RolloutConflict when the candidate is not
     a draft or another running or paused canary covers the same subject or policy.
     """
     _require(user, OPERATE_PERMISSION, "start canaries")
     share = _share_checked(share)
-    days = _positive_int(days, "days")
-    min_orders_per_arm = _positive_int(min_orders_per_arm, "min_orders_per_arm")
-    max_pp = _decimal_checked(max_exception_increase_pp, "max_exception_increase_pp")
+    days = _int_checked(days, "days", maximum=MAX_DAYS)
+    min_orders_per_arm = _int_checked(
+        min_orders_per_arm, "min_orders_per_arm", maximum=MAX_MIN_ORDERS_PER_ARM
+    )
+    max_pp = _threshold_checked(max_exception_increase_pp)
     action = _action_resolved(action)
     channel = _channel_resolved(channel)
 
@@ -364,13 +378,13 @@ def canary_pause(*, canary_id: int, user: AbstractBaseUser | None = None, reason
 def canary_resume(
     *, canary_id: int, user: AbstractBaseUser, note: str = "", days: int | None = None
 ) -> Canary:
-    """Resume a paused canary. `days` restarts the run for that many days from now.
+    """Resume a paused canary. `days` (1 to MAX_DAYS) restarts the run from now.
 
     A canary whose run is over needs `days`, or the next evaluation would pause it again.
     """
     _require(user, OPERATE_PERMISSION, "resume canaries")
     if days is not None:
-        days = _positive_int(days, "days")
+        days = _int_checked(days, "days", maximum=MAX_DAYS)
 
     with transaction.atomic():
         canary = _canary_lock(canary_id)
@@ -436,7 +450,7 @@ def canary_promote(*, canary_id: int, user: AbstractBaseUser, note: str) -> Cana
         before = _canary_snapshot(canary)
         retired = _subject_retire(candidate)
         if candidate.kind == VersionKind.RULE_SET:
-            _rule_set_publish(candidate, user)
+            _rule_set_publish(candidate, user, promoted_canary=canary)
         _version_set_status(candidate, VersionStatus.ACTIVE)
         _canary_end(canary, CanaryStatus.PROMOTED, user=user, reason=note, result=comparison)
         _record(
@@ -647,12 +661,29 @@ def _decimal_checked(value: Any, field: str) -> Decimal:
     return number
 
 
-def _positive_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _int_checked(value: Any, field: str, *, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise RolloutError(
-            "invalid_number", f"Must be a whole number of 1 or more; got {value!r}.", field
+            "invalid_number", f"Must be a whole number from 1 to {maximum:,}; got {value!r}.", field
         )
     return value
+
+
+def _threshold_checked(value: Any) -> Decimal:
+    field = "max_exception_increase_pp"
+    number = _decimal_checked(value, field)
+    if not 0 < number <= MAX_EXCEPTION_INCREASE_PP:
+        raise RolloutError(
+            "invalid_threshold",
+            f"The rollback threshold must be more than 0 and at most {MAX_EXCEPTION_INCREASE_PP} "
+            f"percentage points; got {number}.",
+            field=field,
+        )
+    if number != number.quantize(Decimal("0.001")):
+        raise RolloutError(
+            "invalid_threshold", "The rollback threshold has at most 3 decimal places.", field
+        )
+    return number
 
 
 def _action_resolved(action: ActionType | str | None) -> ActionType | None:
@@ -843,11 +874,17 @@ def _subject_retire(candidate: Version) -> list[int]:
     return retired
 
 
-def _rule_set_publish(rule_set: Version, user: AbstractBaseUser) -> None:
-    """Publish each of the set's policy versions as its policy's live version."""
+def _rule_set_publish(
+    rule_set: Version, user: AbstractBaseUser, *, promoted_canary: Canary | None = None
+) -> None:
+    """Publish each of the set's policy versions as its policy's live version.
+
+    `promoted_canary` is the canary whose promotion publishes them: its hold on the policy
+    versions does not block publishing, while any other running or paused canary's does.
+    """
     from django.core.exceptions import PermissionDenied, ValidationError
 
-    from .policies import policy_version_publish
+    from .policies import CANARY_HOLDS_VERSION, policy_version_publish
 
     for version in rule_set.policy_versions.select_related("policy").order_by("policy_id"):
         live_id = Policy.objects.filter(pk=version.policy_id).values_list(
@@ -856,12 +893,22 @@ def _rule_set_publish(rule_set: Version, user: AbstractBaseUser) -> None:
         if version.published_at is not None and live_id == version.pk:
             continue
         try:
-            policy_version_publish(version=version, user=user)
+            policy_version_publish(
+                version=version,
+                user=user,
+                promoted_canary_id=promoted_canary.pk if promoted_canary is not None else None,
+            )
         except PermissionDenied:
             raise RolloutForbidden(
                 "forbidden", "You do not have permission to publish policy versions."
             ) from None
-        except ValidationError:
+        except ValidationError as error:
+            codes = [item.code for item in getattr(error, "error_dict", {}).get("version", ())]
+            if CANARY_HOLDS_VERSION in codes:
+                # Activating a rule set that shares a policy version with another's canary.
+                raise RolloutConflict(
+                    "canary_open", error.messages[0], data={"policy_version": version.pk}
+                ) from None
             raise RolloutConflict(
                 "policy_version_published",
                 f"{version} was published outside the rule set; create a new rule set.",

@@ -402,9 +402,11 @@ def _decision_keep_applied(decision: Decision, order, item, user: AbstractBaseUs
 def _decision_undo_applied(
     decision: Decision, order, item, user: AbstractBaseUser, note: str
 ) -> Decision:
-    """Revert a change that was applied before its review, as the reviewer who rejected it.
+    """Revert a change that was applied before its review, and label the decision an error.
 
-    Raises ReviewConflict when the order changed after the decision was applied.
+    The reviewer who rejected it is the actor. The label lets breakers and the autonomy
+    gate count the change as a mistake, as a revert from the decision page does. Raises
+    ReviewConflict when the order changed after the decision was applied.
     """
     from orders.services import order_event_add
     from reviews.services import ReviewConflict
@@ -442,6 +444,12 @@ def _decision_undo_applied(
         message=f"{decision.action.name} by decision #{decision.pk} reverted after review.",
         actor=user,
         data={"decision": decision.pk, "review_item": item.pk, "result": result},
+    )
+    _label(
+        decision,
+        user=user,
+        outcome=DecisionOutcome.ERROR,
+        note=note or f"Rejected in review item #{item.pk}",
     )
     return decision
 

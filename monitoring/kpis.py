@@ -120,7 +120,8 @@ COUNTERS: dict[str, Counter] = {
         ),
         Counter(
             "decisions",
-            "Decisions proposed, at created_at, by action code.",
+            "Decisions proposed, at created_at, by action code; a shadow canary's candidate "
+            "decisions are left out.",
             dimension="action",
         ),
         Counter(

@@ -37,6 +37,7 @@ from django.db.models.functions import Cast, Coalesce, Lower, NullIf, TruncHour
 from django.utils import timezone
 
 from guardrails.models import AuditEntry, Decision, DecisionOutcome, ReviewOutcome
+from guardrails.rollout_selectors import shadow_record_q
 from inventory.models import InventoryDiscrepancy
 from orders.models import (
     SHIPPING_ERROR_STATUSES,
@@ -334,10 +335,10 @@ def counter_sources() -> dict[str, tuple[Source, ...]]:
                 started="applied_at",
             ),
         ),
-        "decisions": (Source(Decision.objects.all, "created_at", "channel__code", "action__code"),),
+        "decisions": (Source(_decisions, "created_at", "channel__code", "action__code"),),
         "reviewed_decisions": (
             Source(
-                lambda: Decision.objects.filter(review_outcome__in=ReviewOutcome.values),
+                lambda: _decisions().filter(review_outcome__in=ReviewOutcome.values),
                 "reviewed_at",
                 "channel__code",
                 "action__code",
@@ -345,7 +346,7 @@ def counter_sources() -> dict[str, tuple[Source, ...]]:
         ),
         "disagreements": (
             Source(
-                lambda: Decision.objects.filter(review_outcome=ReviewOutcome.DISAGREED),
+                lambda: _decisions().filter(review_outcome=ReviewOutcome.DISAGREED),
                 "reviewed_at",
                 "channel__code",
                 "action__code",
@@ -442,8 +443,17 @@ def _carrier() -> Combinable:
     )
 
 
+def _decisions() -> QuerySet:
+    """Select the decisions the counters count: all but a shadow canary's candidate records.
+
+    Those carry the live model's name but decided nothing, so counting them would inflate
+    every decision-based counter.
+    """
+    return Decision.objects.exclude(shadow_record_q())
+
+
 def _substitutions() -> QuerySet:
-    return Decision.objects.filter(action__code=SUBSTITUTION_ACTION)
+    return _decisions().filter(action__code=SUBSTITUTION_ACTION)
 
 
 def _substitutions_applied() -> QuerySet:
@@ -463,7 +473,7 @@ def _substitutions_revised() -> QuerySet:
 
 
 def _ai_errors() -> QuerySet:
-    return Decision.objects.filter(outcome=DecisionOutcome.ERROR, applied_at__isnull=False)
+    return _decisions().filter(outcome=DecisionOutcome.ERROR, applied_at__isnull=False)
 
 
 def _first_error_label_at() -> Subquery:

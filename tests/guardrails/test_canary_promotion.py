@@ -1,6 +1,7 @@
 """Versions and the canary lifecycle: creating and activating versions, starting, changing,
 pausing, resuming, stopping and promoting canaries, with their events, audit and permissions."""
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 
@@ -16,11 +17,11 @@ from guardrails.models import (
     CanaryEventKind,
     CanaryStatus,
     Policy,
+    Verdict,
     Version,
     VersionStatus,
 )
 from guardrails.rollouts import RolloutConflict, RolloutError, RolloutForbidden
-from guardrails.services import DecisionConflict
 from tests.conftest import make_user
 
 from .backtest_fixtures import live_version, version_copy
@@ -169,6 +170,66 @@ def test_canary_share_outside_range_400(versions, ops, share):
     assert not Canary.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("days", 3_000_000, "Must be a whole number from 1 to 365; got 3000000."),
+        ("days", 10**12, "Must be a whole number from 1 to 365; got 1000000000000."),
+        ("days", 366, "Must be a whole number from 1 to 365; got 366."),
+        (
+            "min_orders_per_arm",
+            10**12,
+            "Must be a whole number from 1 to 10,000,000; got 1000000000000.",
+        ),
+        ("min_orders_per_arm", 0, "Must be a whole number from 1 to 10,000,000; got 0."),
+    ],
+)
+def test_canary_start_rejects_large_numbers(versions, ops, field, value, message):
+    with pytest.raises(RolloutError) as raised:
+        rollouts.canary_start(candidate_id=versions[1].pk, user=ops, **{field: value})
+
+    assert raised.value.status == 400
+    assert raised.value.code == "invalid_number"
+    assert raised.value.field == field
+    assert raised.value.message == message
+    assert not Canary.objects.exists()
+
+
+def test_canary_start_accepts_upper_bounds(versions, ops):
+    canary = rollouts.canary_start(
+        candidate_id=versions[1].pk,
+        user=ops,
+        days=365,
+        min_orders_per_arm=10_000_000,
+        max_exception_increase_pp="0.1",
+    )
+
+    canary.refresh_from_db()
+    assert canary.ends_at - canary.started_at == timedelta(days=365)
+    assert canary.min_orders_per_arm == 10_000_000
+    assert canary.max_exception_increase_pp == Decimal("0.100")
+
+
+@pytest.mark.parametrize("threshold", ["999", "0.101", "0.11", "0", "-0.05", "0.0505", "abc"])
+def test_canary_start_rejects_loose_threshold(versions, ops, threshold):
+    with pytest.raises(RolloutError) as raised:
+        rollouts.canary_start(
+            candidate_id=versions[1].pk, user=ops, max_exception_increase_pp=threshold
+        )
+
+    assert raised.value.status == 400
+    assert raised.value.field == "max_exception_increase_pp"
+    assert not Canary.objects.exists()
+
+
+def test_canary_start_accepts_stricter_threshold(versions, ops):
+    canary = rollouts.canary_start(
+        candidate_id=versions[1].pk, user=ops, max_exception_increase_pp="0.05"
+    )
+
+    assert canary.max_exception_increase_pp == Decimal("0.05")
+
+
 def test_canary_start_rejects_second_canary(canary, ops):
     another = rollouts.version_create(
         kind="model", subject="gpt-carrier", label="v3", changelog="Other.", user=ops
@@ -234,6 +295,21 @@ def test_resume_after_run_needs_days(canary, ops):
     assert canary.ends_at > timezone.now() + timedelta(days=2)
 
 
+@pytest.mark.parametrize("days", [3_000_000, 10**12, 0])
+def test_resume_rejects_days_out_of_range(canary, ops, days):
+    rollouts.canary_pause(canary_id=canary.pk, user=ops, reason="Run over.")
+    ends_at = Canary.objects.get(pk=canary.pk).ends_at
+
+    with pytest.raises(RolloutError) as raised:
+        rollouts.canary_resume(canary_id=canary.pk, user=ops, days=days)
+
+    assert raised.value.status == 400
+    assert raised.value.field == "days"
+    canary.refresh_from_db()
+    assert canary.status == CanaryStatus.PAUSED
+    assert canary.ends_at == ends_at
+
+
 def test_pause_needs_reason(canary, ops):
     with pytest.raises(RolloutError) as raised:
         rollouts.canary_pause(canary_id=canary.pk, user=ops, reason=" ")
@@ -283,13 +359,26 @@ def test_promotion_attaches_comparison(canary, versions, ops, channel):
 def test_promoted_version_decides_everywhere(canary, ops, channel):
     rollouts.canary_promote(canary_id=canary.pk, user=ops, note="Good.")
     (control_order,) = orders_in_arm(canary, channel, CanaryArm.CONTROL, 1)
-    (other,) = orders_in_arm(canary, channel, CanaryArm.CONTROL, 1)
 
-    assert propose_carrier(control_order, "v2").canary is None
-    with pytest.raises(DecisionConflict) as raised:
-        propose_carrier(other, "v1")
-    assert raised.value.code == "version_not_active"
-    assert raised.value.data == {"model_version": "v2"}
+    decision = propose_carrier(control_order, "v2")
+
+    assert decision.canary is None
+    assert decision.verdict == Verdict.APPLIED
+
+
+def test_retired_control_label_still_decides(canary, versions, ops, channel, caplog):
+    # Agents still on the previous version right after a promotion keep working.
+    rollouts.canary_promote(canary_id=canary.pk, user=ops, note="Good.")
+    (order,) = orders_in_arm(canary, channel, CanaryArm.CONTROL, 1)
+
+    with caplog.at_level(logging.INFO, logger="guardrails.rollout_routing"):
+        decision = propose_carrier(order, "v1")
+
+    assert decision.verdict == Verdict.APPLIED
+    assert decision.canary is None
+    logged = [record for record in caplog.records if record.message == "retired version proposed"]
+    assert len(logged) == 1
+    assert logged[0].version == versions[0].pk
 
 
 def test_promotion_needs_note(canary, ops):
@@ -412,6 +501,27 @@ def test_rule_set_canary_conflicts_on_same_policy(rule_set, ops):
         rollouts.canary_start(candidate_id=other.pk, user=ops)
 
     assert raised.value.code == "canary_open"
+
+
+def test_rule_set_sharing_canary_draft_not_activated(rule_set, ops):
+    canary = canary_of(ops, rule_set, name="Carrier rules canary")
+    other = rollouts.version_create(
+        kind="rule_set",
+        subject="other rules",
+        label="1",
+        changelog="The same draft under another name.",
+        user=ops,
+        policy_versions=[rule_set.policy_versions.get()],
+    )
+
+    with pytest.raises(RolloutConflict) as raised:
+        rollouts.version_activate(version_id=other.pk, user=ops, note="Go.")
+
+    assert raised.value.code == "canary_open"
+    assert "the candidate of canary Carrier rules canary, which is running" in raised.value.message
+    assert rule_set.policy_versions.get().published_at is None
+    assert Version.objects.get(pk=other.pk).status == VersionStatus.DRAFT
+    assert Canary.objects.get(pk=canary.pk).status == CanaryStatus.RUNNING
 
 
 def test_rule_set_activation_publishes(rule_set, ops):

@@ -174,6 +174,18 @@ def test_rollback_end_to_end(canary, channel, versions, agent):
     assert unshipped.status == OrderStatus.ON_HOLD
     assert [reason["code"] for reason in unshipped.hold_reasons] == ["canary_rollback"]
     assert Decision.objects.get(order=shipped).review_item is None
+    requeued = AuditEntry.objects.get(action="decision.requeued")
+    assert requeued.target_id == str(back.pk)
+    assert requeued.actor_label == "canary-monitor"
+    assert requeued.reason == (
+        f"Canary {canary.name} (#{canary.pk}) rolled back; the applied change goes back to "
+        f"review in item #{back.review_item_id}."
+    )
+    assert requeued.before == {"review_item": None, "order": {"status": "ready", "hold_codes": []}}
+    assert requeued.after == {
+        "review_item": back.review_item_id,
+        "order": {"status": "on_hold", "hold_codes": ["canary_rollback"]},
+    }
 
     # New orders in the candidate's buckets get the active version only.
     first_new, second_new = orders_in_arm(canary, channel, CanaryArm.CANDIDATE, 2)
@@ -231,6 +243,12 @@ def test_requeued_decision_reject_undoes_change(canary, channel, agent):
     assert decision.reverted_by == agent
     reverted = AuditEntry.objects.get(action="decision.reverted", target_id=str(decision.pk))
     assert reverted.actor == agent
+    # Labelled an error, so breakers and the autonomy gate count the rolled-back change.
+    assert decision.outcome == "error"
+    assert decision.labelled_by == agent
+    assert decision.label_note == "Keep UPS."
+    labelled = AuditEntry.objects.get(action="decision.labelled", target_id=str(decision.pk))
+    assert labelled.after == {"outcome": "error", "label_note": "Keep UPS."}
 
 
 def test_queued_candidate_decisions_stay_queued(canary, channel):
@@ -402,6 +420,9 @@ def test_comparison_figures_per_arm(canary, channel, versions):
         "disagreement_rate": None,
         "orders_with_fulfilment_exceptions": 1,
         "fulfilment_exception_rate": "0.500000",
+        "orders_with_reported_exceptions": 1,
+        "orders_with_failed_deliveries": 0,
+        "orders_with_fulfilment_returns": 0,
         "returns": 0,
         "return_rate": "0.000000",
     }
@@ -432,14 +453,22 @@ def test_comparison_significance_with_large_arms():
 def test_comparison_shadow_uses_would_be_verdicts(versions, ops, channel):
     canary = canary_of(ops, versions[1], shadow=True)
     candidate_orders = orders_in_arm(canary, channel, CanaryArm.CANDIDATE, 1)
+    (control_order,) = orders_in_arm(canary, channel, CanaryArm.CONTROL, 1)
     propose_carrier(candidate_orders[0], "v2")
     propose_carrier(candidate_orders[0], "v1")
+    low = propose_carrier(control_order, "v1")
+    Decision.objects.filter(pk=low.pk).update(verdict=Verdict.QUEUED_FOR_REVIEW)
 
     comparison = canary_comparison(canary)
 
+    # The candidate's shadow record only, with its would-be verdict; the active version's
+    # applied decision on the same order is in neither arm's mix.
     assert comparison["candidate"]["verdicts"] == {"applied": 1}
     assert comparison["candidate"]["decisions"] == 1
-    assert comparison["control"]["verdicts"] == {"applied": 1}
+    assert comparison["candidate"]["orders"] == 1
+    assert comparison["control"]["verdicts"] == {"queued_for_review": 1}
+    assert comparison["control"]["decisions"] == 1
+    assert comparison["control"]["orders"] == 1
 
 
 def test_comparison_counts_reviews(canary, channel, agent):

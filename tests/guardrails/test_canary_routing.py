@@ -166,10 +166,25 @@ def test_shadow_control_version_applied_on_candidate_order(shadow_canary, channe
 
     assert shadow.verdict == Verdict.RECOMMENDATION_ONLY
     assert live.verdict == Verdict.APPLIED
-    assert live.canary_arm == CanaryArm.CONTROL
     assert live.applied_at is not None
+    # Both decisions carry the order's arm; only the shadow candidate's has a shadow verdict.
+    assert shadow.canary_arm == CanaryArm.CANDIDATE
+    assert live.canary == shadow_canary
+    assert live.canary_arm == CanaryArm.CANDIDATE
+    assert live.shadow_verdict == ""
+    canary_reason = [reason for reason in live.reasons if reason["rule"] == "canary"]
+    assert canary_reason[0]["data"] == {"canary": shadow_canary.pk, "arm": "candidate"}
     order.refresh_from_db()
     assert order.carrier_service.carrier.code == "fedex"
+
+
+def test_shadow_control_order_tagged_control(shadow_canary, channel):
+    order = orders_in_arm(shadow_canary, channel, CanaryArm.CONTROL, 1)[0]
+
+    live = propose_carrier(order, "v1")
+
+    assert live.canary_arm == CanaryArm.CONTROL
+    assert live.shadow_verdict == ""
 
 
 def test_shadow_candidate_on_control_order_409(shadow_canary, channel):
@@ -233,16 +248,78 @@ def test_candidate_label_rejected_while_paused(canary, channel, ops):
 
     assert raised.value.code == "version_not_active"
     assert raised.value.data == {"model_version": "v1"}
+    assert "which is paused" in raised.value.message
 
 
-def test_draft_label_rejected_without_canary(versions, channel):
+def test_draft_label_decides_without_canary(versions, channel):
+    # Recording a version whose label agents already use must not stop them.
     order = ready_order(channel, "77")
+
+    decision = propose_carrier(order, "v2")
+
+    assert decision.verdict == Verdict.APPLIED
+    assert decision.canary is None
+
+
+def test_stopped_candidate_label_rejected(canary, channel, ops):
+    rollouts.canary_stop(canary_id=canary.pk, user=ops, note="Wrong prompt.")
+    order = ready_order(channel, "79")
+
+    with pytest.raises(DecisionConflict) as raised:
+        propose_carrier(order, "v2")
+
+    assert raised.value.status == 409
+    assert raised.value.code == "version_not_active"
+    assert raised.value.data == {"model_version": "v1"}
+    assert raised.value.message == (
+        f"gpt-carrier v2 is the candidate of canary {canary.name}, which was stopped, so it "
+        "may not decide here; propose with the active version v1."
+    )
+    assert not Decision.objects.filter(order=order).exists()
+
+
+def test_rolled_back_candidate_label_rejected(canary, channel):
+    from orders.fulfilment import fulfilment_exception_record
+
+    candidate_orders = orders_in_arm(canary, channel, CanaryArm.CANDIDATE, 2)
+    for order in candidate_orders:
+        propose_carrier(order, "v2")
+    for order in orders_in_arm(canary, channel, CanaryArm.CONTROL, 2):
+        propose_carrier(order, "v1")
+    fulfilment_exception_record(
+        order=candidate_orders[0], stage="pick", reason="wrong_item", user=None
+    )
+    assert rollouts.canary_evaluate(canary_id=canary.pk)["action_taken"] == "rolled_back"
+    order = ready_order(channel, "80")
 
     with pytest.raises(DecisionConflict) as raised:
         propose_carrier(order, "v2")
 
     assert raised.value.code == "version_not_active"
-    assert "gpt-carrier v2 is draft" in raised.value.message
+    assert "which was rolled back" in raised.value.message
+    assert propose_carrier(order, "v1").verdict == Verdict.APPLIED
+
+
+def test_recanaried_candidate_decides_in_new_canary(canary, channel, ops):
+    rollouts.canary_stop(canary_id=canary.pk, user=ops, note="Paused for a fix.")
+    again = canary_of(ops, canary.candidate)
+    order = orders_in_arm(again, channel, CanaryArm.CANDIDATE, 1)[0]
+
+    decision = propose_carrier(order, "v2")
+
+    assert decision.canary == again
+    assert decision.verdict == Verdict.APPLIED
+
+
+def test_candidate_label_outside_canary_scope_rejected(versions, ops, channel):
+    canary = canary_of(ops, versions[1], action="estimate_ship_date")
+    order = ready_order(channel, "81")
+
+    with pytest.raises(DecisionConflict) as raised:
+        propose_carrier(order, "v2")
+
+    assert raised.value.code == "version_not_active"
+    assert f"canary {canary.name}, which does not cover this action" in raised.value.message
 
 
 def test_unrecorded_label_still_decides(versions, channel):

@@ -377,6 +377,68 @@ def test_publish_needs_permission(policy, ops, manager):
     assert policy.live_version.number == 1
 
 
+def test_publish_rejects_draft_held_by_canary(policy, ops):
+    from guardrails import rollouts
+    from guardrails.models import CanaryStatus
+
+    draft = policy_version_create(policy=policy, user=ops, changelog="Try", **SUBSTITUTION_RULES)
+    rule_set = rollouts.version_create(
+        kind="rule_set",
+        subject="substitution rules",
+        label="2",
+        changelog="Stricter substitutions.",
+        user=ops,
+        policy_versions=[draft],
+    )
+    canary = rollouts.canary_start(candidate_id=rule_set.pk, user=ops, name="Substitution canary")
+
+    with pytest.raises(ValidationError) as running:
+        policy_version_publish(version=draft, user=ops)
+    rollouts.canary_pause(canary_id=canary.pk, user=ops, reason="Peak week.")
+    with pytest.raises(ValidationError) as paused:
+        policy_version_publish(version=draft, user=ops)
+
+    assert running.value.message_dict == {
+        "version": [
+            f"{draft} belongs to the candidate of canary Substitution canary, which is "
+            "running; promote or stop that canary instead of publishing the draft."
+        ]
+    }
+    assert "which is paused" in paused.value.message_dict["version"][0]
+    policy.refresh_from_db()
+    draft.refresh_from_db()
+    assert policy.live_version.number == 1
+    assert draft.published_at is None
+    assert not AuditEntry.objects.filter(action="policy_version.published").exists()
+
+    # The canary's own promotion publishes the draft.
+    rollouts.canary_promote(canary_id=canary.pk, user=ops, note="Fewer bad substitutions.")
+    policy.refresh_from_db()
+    assert policy.live_version == draft
+    assert rule_set.canaries.get().status == CanaryStatus.PROMOTED
+
+
+def test_publish_allowed_after_canary_stopped(policy, ops):
+    from guardrails import rollouts
+
+    draft = policy_version_create(policy=policy, user=ops, changelog="Try", **SUBSTITUTION_RULES)
+    rule_set = rollouts.version_create(
+        kind="rule_set",
+        subject="substitution rules",
+        label="2",
+        changelog="Stricter substitutions.",
+        user=ops,
+        policy_versions=[draft],
+    )
+    canary = rollouts.canary_start(candidate_id=rule_set.pk, user=ops)
+    rollouts.canary_stop(canary_id=canary.pk, user=ops, note="Publishing by hand instead.")
+
+    published = policy_version_publish(version=draft, user=ops)
+
+    policy.refresh_from_db()
+    assert policy.live_version == published
+
+
 def test_shadow_accepts_drafts_only(policy, ops):
     draft = policy_version_create(policy=policy, user=ops, changelog="Try", **SUBSTITUTION_RULES)
     other = Policy.objects.get(action__code="select_carrier")

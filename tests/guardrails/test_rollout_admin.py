@@ -249,6 +249,29 @@ def test_add_canary_zero_days_is_form_error(admin_client, versions):
     assert not Canary.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("days", "3000000", "Ensure this value is less than or equal to 365."),
+        ("days", str(10**12), "Ensure this value is less than or equal to 365."),
+        (
+            "min_orders_per_arm",
+            str(10**12),
+            "Ensure this value is less than or equal to 10000000.",
+        ),
+        ("max_exception_increase_pp", "999", "Ensure this value is less than or equal to 0.1."),
+        ("max_exception_increase_pp", "0", "Ensure this value is greater than or equal to 0.001."),
+    ],
+)
+def test_add_canary_out_of_range_is_form_error(admin_client, versions, field, value, message):
+    response = admin_client.post(CANARY_ADD, _canary_post(versions[1], **{field: value}))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors[field] == [message]
+    assert not Canary.objects.exists()
+    assert Version.objects.get(pk=versions[1].pk).status == VersionStatus.DRAFT
+
+
 def test_add_canary_offers_only_drafts(admin_client, versions):
     response = admin_client.get(CANARY_ADD)
 

@@ -20,9 +20,21 @@ from guardrails.models import (
     Version,
     VersionStatus,
 )
-from orders.models import FulfilmentException, FulfilmentExceptionReason, FulfilmentStage
+from orders.fulfilment import shipment_record
+from orders.models import (
+    FulfilmentException,
+    FulfilmentExceptionReason,
+    FulfilmentStage,
+    Order,
+    OrderStatus,
+)
 from tests.conftest import make_user
-from tests.guardrails.canary_fixtures import canary_of, model_versions, orders_in_arm
+from tests.guardrails.canary_fixtures import (
+    canary_of,
+    model_versions,
+    orders_in_arm,
+    propose_carrier,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -213,7 +225,14 @@ def test_start_canary(ops_api, versions):
     [
         ({"share": "0.2"}, "share", "invalid_share"),
         ({"share": "0.005"}, "share", "invalid_share"),
-        ({"days": 0}, "days", "invalid_number"),
+        ({"days": 0}, "days", "invalid"),
+        ({"days": 3_000_000}, "days", "invalid"),
+        ({"days": 10**12}, "days", "invalid"),
+        ({"min_orders_per_arm": 10**12}, "min_orders_per_arm", "invalid"),
+        ({"min_orders_per_arm": 0}, "min_orders_per_arm", "invalid"),
+        ({"max_exception_increase_pp": "999"}, "max_exception_increase_pp", "invalid"),
+        ({"max_exception_increase_pp": "0.2"}, "max_exception_increase_pp", "invalid"),
+        ({"max_exception_increase_pp": "0"}, "max_exception_increase_pp", "invalid"),
         ({"channel": "nowhere"}, "channel", "invalid"),
     ],
 )
@@ -224,6 +243,28 @@ def test_start_canary_rejects_bad_input(ops_api, versions, change, field, code):
     assert _error(response)["code"] == code
     assert field in _error(response)["fields"]
     assert not Canary.objects.exists()
+
+
+def test_start_canary_days_message(ops_api, versions):
+    response = ops_api.post(
+        CANARIES, {"candidate": versions[1].pk, "days": 3_000_000}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert _error(response)["fields"] == {
+        "days": ["Ensure this value is less than or equal to 365."]
+    }
+
+
+def test_start_canary_stricter_threshold(ops_api, versions):
+    response = ops_api.post(
+        CANARIES,
+        {"candidate": versions[1].pk, "max_exception_increase_pp": "0.05"},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert response.json()["max_exception_increase_pp"] == "0.050"
 
 
 def test_start_canary_of_active_version_conflicts(ops_api, versions):
@@ -257,10 +298,11 @@ def test_cs_manager_may_read_comparison(canary):
 
 
 def _assign(canary: Canary, channel, arm: str, orders: int, exceptions: int) -> None:
+    """Give `orders` orders of the arm a decision; the first `exceptions` get an exception."""
+    label = "v2" if arm == CanaryArm.CANDIDATE else "v1"
     for index, order in enumerate(orders_in_arm(canary, channel, arm, orders)):
-        CanaryAssignment.objects.create(
-            canary=canary, order=order, arm=arm, bucket=0, share=canary.share
-        )
+        # The comparison counts only orders with a decision in the canary.
+        propose_carrier(order, label)
         if index < exceptions:
             FulfilmentException.objects.create(
                 order=order,
@@ -281,6 +323,9 @@ def test_comparison(ops_api, canary, channel):
     assert response.status_code == 200
     assert body["control"]["orders"] == 4
     assert body["control"]["fulfilment_exception_rate"] == "0.250000"
+    assert body["control"]["orders_with_reported_exceptions"] == 1
+    assert body["control"]["orders_with_failed_deliveries"] == 0
+    assert body["control"]["orders_with_fulfilment_returns"] == 0
     assert body["candidate"]["orders"] == 2
     assert body["candidate"]["version"] == "v2"
     assert body["difference_pp"] == "-25.000"
@@ -357,6 +402,18 @@ def test_share_pause_resume_stop(ops_api, canary):
     assert resume.json()["status"] == CanaryStatus.RUNNING
     assert stop.json()["status"] == CanaryStatus.STOPPED
     assert Version.objects.get(pk=canary.candidate_id).status == VersionStatus.DRAFT
+
+
+@pytest.mark.parametrize("days", [3_000_000, 10**12, 0])
+def test_resume_days_out_of_range(ops_api, canary, days):
+    url = f"{CANARIES}{canary.pk}"
+    ops_api.post(f"{url}/pause/", {"reason": "Peak."}, format="json")
+
+    response = ops_api.post(f"{url}/resume/", {"days": days}, format="json")
+
+    assert response.status_code == 400
+    assert list(_error(response)["fields"]) == ["days"]
+    assert Canary.objects.get(pk=canary.pk).status == CanaryStatus.PAUSED
 
 
 def test_share_out_of_range(ops_api, canary):
@@ -452,6 +509,46 @@ def test_assignment_control_arm(bot_api, canary, channel):
 
     assert response.json()["arm"] == CanaryArm.CONTROL
     assert response.json()["model_version"] == "v1"
+
+
+def test_assignment_cancelled_order_not_assigned(bot_api, canary, channel):
+    order = orders_in_arm(canary, channel, CanaryArm.CANDIDATE, 1)[0]
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.CANCELLED)
+
+    response = bot_api.get(
+        ASSIGNMENT, {"order": order.pk, "action": "select_carrier", "model": "gpt-carrier"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["canary"] == canary.pk
+    assert response.json()["arm"] == CanaryArm.CONTROL
+    assert response.json()["model_version"] == "v1"
+    assert not CanaryAssignment.objects.exists()
+
+
+def test_assignment_shipped_order_not_assigned(bot_api, canary, channel):
+    order = orders_in_arm(canary, channel, CanaryArm.CANDIDATE, 1)[0]
+    shipment_record(order=order, shipment_id="PARCEL-1", user=None)
+
+    response = bot_api.get(
+        ASSIGNMENT, {"order": order.pk, "action": "select_carrier", "model": "gpt-carrier"}
+    )
+
+    assert response.json()["canary"] == canary.pk
+    assert response.json()["arm"] == CanaryArm.CONTROL
+    assert not CanaryAssignment.objects.exists()
+
+
+def test_assignment_shipped_order_keeps_stored_arm(bot_api, canary, channel):
+    order = orders_in_arm(canary, channel, CanaryArm.CANDIDATE, 1)[0]
+    query = {"order": order.pk, "action": "select_carrier", "model": "gpt-carrier"}
+    bot_api.get(ASSIGNMENT, query)
+    shipment_record(order=order, shipment_id="PARCEL-1", user=None)
+
+    response = bot_api.get(ASSIGNMENT, query)
+
+    assert response.json()["arm"] == CanaryArm.CANDIDATE
+    assert CanaryAssignment.objects.get().arm == CanaryArm.CANDIDATE
 
 
 def test_assignment_without_canary(bot_api, canary, channel):

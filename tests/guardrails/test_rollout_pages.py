@@ -62,12 +62,13 @@ def canary(ops, versions, catalog) -> Canary:
 
 
 def _arms_with_exceptions(canary: Canary, channel, *, control: int, candidate: int) -> None:
-    """Assign 4 orders to each arm. The first `control` and `candidate` orders get an exception."""
-    for arm, with_exception in ((CanaryArm.CONTROL, control), (CanaryArm.CANDIDATE, candidate)):
+    """Give 4 orders of each arm a decision. The first `control` and `candidate` orders get an
+    exception."""
+    arms = ((CanaryArm.CONTROL, "v1", control), (CanaryArm.CANDIDATE, "v2", candidate))
+    for arm, label, with_exception in arms:
         for index, order in enumerate(orders_in_arm(canary, channel, arm, 4)):
-            CanaryAssignment.objects.create(
-                canary=canary, order=order, arm=arm, bucket=0, share=canary.share
-            )
+            # The comparison counts only orders with a decision in the canary.
+            propose_carrier(order, label)
             if index < with_exception:
                 FulfilmentException.objects.create(
                     order=order,
@@ -308,6 +309,23 @@ def test_resume_after_run_needs_days(ops, canary):
     assert resumed.status_code == 200
     canary.refresh_from_db()
     assert canary.status == CanaryStatus.RUNNING
+
+
+@pytest.mark.parametrize("days", ["3000000", str(10**12), "0"])
+def test_resume_days_out_of_range_names_field(ops, canary, days):
+    client = logged_in(ops)
+    _post(client, "pause", canary, {"reason": "Run over."})
+    ends_at = Canary.objects.get(pk=canary.pk).ends_at
+
+    response = _post(client, "resume", canary, {"days": days})
+
+    canary.refresh_from_db()
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert 'data-field="days"' in body
+    assert "days: Ensure this value is" in body
+    assert canary.status == CanaryStatus.PAUSED
+    assert canary.ends_at == ends_at
 
 
 def test_pause_twice_is_conflict(ops, canary):
