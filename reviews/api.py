@@ -1,4 +1,5 @@
 import django_filters
+from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, permissions, viewsets
 from rest_framework.decorators import action
@@ -18,11 +19,22 @@ from .serializers import (
 class ReviewItemFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ReviewStatus.choices)
     kind = django_filters.ChoiceFilter(choices=ReviewKind.choices)
-    channel = django_filters.CharFilter(field_name="order__channel__code")
+    channel = django_filters.CharFilter(method="filter_channel")
 
     class Meta:
         model = ReviewItem
         fields = ["status", "kind", "channel", "order"]
+
+    def filter_channel(
+        self, queryset: QuerySet[ReviewItem], name: str, value: str
+    ) -> QuerySet[ReviewItem]:
+        # The same channel the serializer shows: the order's, else the delivery's, else the one
+        # a known-answer item's case copied.
+        return queryset.filter(
+            Q(order__channel__code=value)
+            | Q(order__isnull=True, delivery__channel__code=value)
+            | Q(order__isnull=True, delivery__isnull=True, source_data__order__channel=value)
+        )
 
 
 class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):

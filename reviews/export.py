@@ -24,6 +24,7 @@ from .models import ErrorLabel, ReviewItem
 # Rows fetched per database round trip while streaming. Each row carries the decision's facts,
 # about 1 kB for a substitution in the tests, so a chunk takes roughly 1 MB (an estimate).
 CHUNK_SIZE = 500
+_LINE_BREAK_ESCAPES = {ord(char): f"\\u{ord(char):04x}" for char in "\u0085\u2028\u2029"}
 
 
 class ExportError(ValueError):
@@ -61,16 +62,21 @@ def labelled_examples_jsonl(
 ) -> Iterator[str]:
     """Stream the labelled examples as JSON lines, each ending in a newline."""
     examples = labelled_examples(since=since, until=until, action_code=action_code)
-    return (
-        json.dumps(example, cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
-        for example in examples
-    )
+    return (_json_line(example) for example in examples)
+
+
+def _json_line(example: dict) -> str:
+    # Non-ASCII text stays readable, except the three characters JSON allows raw in a string
+    # but Python's str.splitlines() treats as line breaks: U+0085, U+2028 and U+2029.
+    text = json.dumps(example, cls=DjangoJSONEncoder, ensure_ascii=False)
+    return text.translate(_LINE_BREAK_ESCAPES) + "\n"
 
 
 def day_start(value: str | None, field: str, *, next_day: bool = False) -> datetime | None:
     """Parse YYYY-MM-DD as the start of that day in UTC, or of the next day for an inclusive end.
 
-    Returns None for an empty value; raises ExportError naming `field` for anything else.
+    Returns None for an empty value, and for an inclusive end on the last representable day
+    (9999-12-31), which bounds nothing. Raises ExportError naming `field` for anything else.
     """
     if not value:
         return None
@@ -79,6 +85,8 @@ def day_start(value: str | None, field: str, *, next_day: bool = False) -> datet
     except ValueError:
         raise ExportError(f"Invalid date {value!r}; use YYYY-MM-DD.", field) from None
     if next_day:
+        if day == date.max:
+            return None
         day += timedelta(days=1)
     return datetime.combine(day, time.min, tzinfo=UTC)
 

@@ -59,21 +59,39 @@ TARGET_SHARE = Decimal("1")
 
 RATE_PLACES = Decimal("0.0001")
 WEEK_PATTERN = re.compile(r"(\d{4})-W(\d{2})")
+# Weeks from 2000-W01 on can be reviewed. The review reads back LOOKBACK_DAYS before a week and
+# forward to the next Monday, which for a week in year 1 or 9999 is out of the date range.
+EARLIEST_YEAR = 2000
 
 
 # --- Weeks -----------------------------------------------------------------------------------
 
 
-def week_parse(value: str) -> date:
-    """Return the Monday of an ISO week written like "2026-W49"; raise ValueError if invalid."""
+def week_parse(value: str, *, now: datetime | None = None) -> date:
+    """Return the Monday of an ISO week written like "2026-W49".
+
+    Raises ValueError for a malformed week, a week before 2000-W01, or a week after the one
+    that contains `now` (default: the current time).
+    """
     match = WEEK_PATTERN.fullmatch(value.strip())
     if match is None:
         raise ValueError(f"Invalid week {value[:20]!r}: write it as an ISO week, e.g. 2026-W49.")
     year, week = int(match[1]), int(match[2])
+    if year < EARLIEST_YEAR:
+        raise ValueError(
+            f"Invalid week {value.strip()!r}: the earliest week is {EARLIEST_YEAR}-W01."
+        )
     try:
-        return date.fromisocalendar(year, week, 1)
+        week_start = date.fromisocalendar(year, week, 1)
     except ValueError:
         raise ValueError(f"Invalid week {value[:20]!r}: {year} has no week {week}.") from None
+
+    latest = week_current(now)
+    if week_start > latest:
+        raise ValueError(
+            f"Week {value.strip()} has not started; the latest is {week_label(latest)}."
+        )
+    return week_start
 
 
 def week_label(week_start: date) -> str:

@@ -13,10 +13,12 @@ Known-answer items stay out of service levels, queue and review KPIs, disagreeme
 audit sampling, so they measure reviewers without moving any other figure.
 """
 
+import contextlib
 import logging
 import random
 import re
 from collections import defaultdict
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -26,6 +28,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from guardrails.services import audit_record
+from omsguard.money import money_format
 from orders.masking import ADDRESS_HINTS, EMAIL, PERSON_CONTAINERS, PERSONAL_KEYS, ROW_VALUE_KEYS
 
 from .models import KnownAnswer, KnownAnswerChoice, ReviewItem, ReviewKind, ReviewStatus
@@ -68,6 +71,21 @@ POSTCODE_PREFIX_LENGTH = 3
 FREE_TEXT_KEYS = frozenset({"reason", "rationale", "message", "note", "description"})
 PHONE = re.compile(r"(?<![\w-])\+?\d(?:[\s().-]?\d){8,14}(?![\w-])")
 MIN_REPLACED_LENGTH = 2
+# Keys whose whole-number value is the id of one of OMS Guard's records, wherever they sit.
+RECORD_ID_KEYS = frozenset(
+    {
+        "decision",
+        "decision_id",
+        "order",
+        "order_id",
+        "order_line",
+        "order_line_id",
+        "review_item",
+        "review_item_id",
+    }
+)
+# Keys naming the original order as the channel and the order search know it.
+ORDER_LABEL_KEYS = frozenset({"channel_order_id", "order_number"})
 
 
 class _Scrubber:
@@ -182,15 +200,63 @@ def known_answer_scrub(*, reason: str, source_data: Any, proposal: Any) -> tuple
     their first three characters; countries, provinces and everything else stay, because a
     reviewer needs them to judge an address or a substitution. Emails are replaced inside any
     text, phone-like numbers inside free-text fields (reasons, rationales, messages).
+
+    Pointers to the original records go too: the order's id, number and channel order id, and
+    any order, order line, decision or review item id. A proposal's "decision" becomes true.
     """
+    is_ai_proposal = isinstance(proposal, dict) and bool(proposal.get("decision"))
     scrubber = _Scrubber()
-    source_data = scrubber.structured(source_data)
-    proposal = scrubber.structured(proposal)
+    source_data = _copied_total_format(_record_ids_drop(scrubber.structured(source_data)))
+    proposal = _record_ids_drop(scrubber.structured(proposal))
+    if is_ai_proposal:
+        # Templates and the revise form read a truthy "decision" as "an AI proposal", so it
+        # stays, as true in place of the id.
+        proposal = {"decision": True, **proposal}
     return (
         scrubber.text(reason, key="reason"),
         scrubber.text(source_data),
         scrubber.text(proposal),
     )
+
+
+def _record_ids_drop(value: Any, *, key: str = "") -> Any:
+    """Remove the ids and labels of the original order, its line, decision and review item.
+
+    A reviewer could otherwise look up the original records and see how they were decided.
+    """
+    if isinstance(value, list | tuple):
+        return [_record_ids_drop(item, key=key) for item in value]
+    if not isinstance(value, dict):
+        return value
+    without_ids = {}
+    for name, item in value.items():
+        lowered = str(name).lower()
+        if lowered in ORDER_LABEL_KEYS or (key == "order" and lowered == "id"):
+            continue
+        if lowered in RECORD_ID_KEYS and _is_id(item):
+            continue
+        without_ids[name] = _record_ids_drop(item, key=lowered)
+    return without_ids
+
+
+def _copied_total_format(source_data: Any) -> Any:
+    """Round the copied order total to its currency's digits, as a real item's card shows it.
+
+    The order summary stores the total unrounded ("24.990"), and a template cannot round text.
+    """
+    order = source_data.get("order") if isinstance(source_data, dict) else None
+    if not isinstance(order, dict) or not order.get("total") or not order.get("currency"):
+        return source_data
+    # A total that is not a number, or too large to round, stays as copied.
+    with contextlib.suppress(InvalidOperation):
+        order["total"] = money_format(Decimal(str(order["total"])), str(order["currency"]))
+    return source_data
+
+
+def _is_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value.isdigit())
 
 
 # --- Making a case from a decided item ---------------------------------------------------------

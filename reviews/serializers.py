@@ -3,6 +3,22 @@ from rest_framework import serializers
 from .models import ReviewItem
 
 
+def review_item_channel_code(item: ReviewItem) -> str | None:
+    """Return the code of the channel an item is about, or None when it names none.
+
+    An unprocessable delivery's item has no order but a delivery. A known-answer item has
+    neither, so its channel is the one its case copied into `source_data["order"]`, if any.
+    """
+    if item.order_id is not None:
+        return item.order.channel.code
+    if item.delivery_id is not None:
+        return item.delivery.channel.code
+    source = item.source_data if isinstance(item.source_data, dict) else {}
+    copied_order = source.get("order")
+    channel = copied_order.get("channel") if isinstance(copied_order, dict) else None
+    return channel if isinstance(channel, str) and channel else None
+
+
 class ReviewItemSerializer(serializers.ModelSerializer):
     order_number = serializers.SerializerMethodField()
     channel = serializers.SerializerMethodField()
@@ -10,9 +26,8 @@ class ReviewItemSerializer(serializers.ModelSerializer):
     def get_order_number(self, item: ReviewItem) -> str | None:
         return item.order.order_number if item.order_id else None
 
-    def get_channel(self, item: ReviewItem) -> str:
-        # An unprocessable delivery's item has no order but always a delivery.
-        return (item.order or item.delivery).channel.code
+    def get_channel(self, item: ReviewItem) -> str | None:
+        return review_item_channel_code(item)
 
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)

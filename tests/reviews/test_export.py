@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from catalog.models import Sku
 from guardrails.models import ActionType, Decision, Verdict
-from reviews.export import ExportError, labelled_examples
+from reviews.export import ExportError, day_start, labelled_examples, labelled_examples_jsonl
 from reviews.labels import error_label_add
 from reviews.models import ErrorLabel, ReviewItem, ReviewKind
 from reviews.services import review_item_revise
@@ -310,3 +310,48 @@ def test_download_rejects_bad_date(db):
 
     assert response.status_code == 400
     assert response.text == "until: Invalid date 'yesterday'; use YYYY-MM-DD.\n"
+
+
+# --- Edge values --------------------------------------------------------------------------------
+
+
+def test_day_start_last_day_is_unbounded():
+    assert day_start("9999-12-31", "until", next_day=True) is None
+    assert day_start("9999-12-31", "since") == datetime(9999, 12, 31, tzinfo=UTC)
+    assert day_start("2026-03-01", "until", next_day=True) == datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def test_command_until_last_day_exports_all(reviewed, capsys):
+    call_command("export_labelled_examples", "--until", "9999-12-31")
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["label_id"] for line in lines] == [
+        reviewed["on_decision"].pk,
+        reviewed["on_item"].pk,
+    ]
+
+
+def test_download_until_last_day_exports_all(reviewed):
+    client = Client()
+    client.force_login(make_user("olivia", "ops_manager"))
+
+    response = client.get(reverse("labels:export"), {"until": "9999-12-31"})
+
+    assert response.status_code == 200
+    lines = b"".join(response.streaming_content).decode("utf-8").splitlines()
+    assert [json.loads(line)["label_id"] for line in lines] == [
+        reviewed["on_decision"].pk,
+        reviewed["on_item"].pk,
+    ]
+
+
+def test_line_separators_in_note_escaped(reviewed):
+    note = "Crème brûlée\u2028second line\u2029third\u0085fourth"
+    ErrorLabel.objects.filter(pk=reviewed["on_decision"].pk).update(note=note)
+
+    text = "".join(labelled_examples_jsonl())
+
+    lines = text.splitlines()
+    assert len(lines) == 2
+    assert json.loads(lines[0])["label"]["note"] == note
+    assert "Crème brûlée\\u2028second line\\u2029third\\u0085fourth" in lines[0]

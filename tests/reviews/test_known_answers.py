@@ -12,6 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from guardrails.disagreement import disagreement_rate_overall
 from guardrails.models import AuditEntry, Decision, GuardrailSettings, ReviewOutcome
@@ -189,12 +190,64 @@ def test_scrub_keeps_what_is_not_personal():
         "after": {"line": 1, "sku": "TEE-CLASSIC-WHT-M"},
         "reasons": [{"rule": "band", "data": {"name": "Priority customers"}}],
         "created_at": "2024-11-04T10:15:33-05:00",
-        "channel_order_id": "5837219471390",
     }
 
     _, _, scrubbed = known_answer_scrub(reason="", source_data={}, proposal=proposal)
 
     assert scrubbed == proposal
+
+
+def test_scrub_drops_original_record_ids():
+    source_data = {
+        "before": {"line": 1, "sku": "TEE-CLASSIC-BLK-M"},
+        "order": {
+            "id": 4711,
+            "status": "on_hold",
+            "currency": "USD",
+            "total": "24.990",
+            "customer_tier": "standard",
+            "order_number": "#1042",
+            "channel_order_id": "5837219471390",
+        },
+    }
+    proposal = {
+        "decision": 815,
+        "action": "substitute_sku",
+        "after": {"line": 1, "sku": "MUG-ENAMEL-NVY-OS"},
+        "reasons": [
+            {
+                "rule": "band",
+                "outcome": "fail",
+                "data": {"review_item": 12, "order_id": "4711", "decision": 815, "rate": 3},
+            }
+        ],
+    }
+
+    _, source, scrubbed = known_answer_scrub(reason="", source_data=source_data, proposal=proposal)
+
+    assert source == {
+        "before": {"line": 1, "sku": "TEE-CLASSIC-BLK-M"},
+        "order": {
+            "status": "on_hold",
+            "currency": "USD",
+            "total": "24.99",
+            "customer_tier": "standard",
+        },
+    }
+    assert scrubbed == {
+        "decision": True,
+        "action": "substitute_sku",
+        "after": {"line": 1, "sku": "MUG-ENAMEL-NVY-OS"},
+        "reasons": [{"rule": "band", "outcome": "fail", "data": {"rate": 3}}],
+    }
+
+
+def test_scrub_without_decision_adds_none():
+    _, _, scrubbed = known_answer_scrub(
+        reason="", source_data={}, proposal={"score": "0.4", "comparison": []}
+    )
+
+    assert scrubbed == {"score": "0.4", "comparison": []}
 
 
 def test_postcode_prefix():
@@ -249,6 +302,19 @@ def test_case_from_revised_item_expects_reject(order, locations, agent, manager)
     case = known_answer_from_item(review_item_id=item.pk, user=manager, explanation="Revised.")
 
     assert case.expected == "reject"
+
+
+def test_case_copy_points_at_no_original(order, agent, manager):
+    item = substitution_item(order)
+    review_item_reject(item_id=item.pk, user=agent)
+
+    case = known_answer_from_item(review_item_id=item.pk, user=manager, explanation="Wrong.")
+
+    assert case.proposal["decision"] is True
+    assert item.proposal["decision"] == item.ai_decision.pk
+    assert "id" not in case.source_data["order"]
+    assert case.source_data["order"]["total"] == "24.99"
+    assert case.source_data["order"]["currency"] == "USD"
 
 
 def test_case_expected_given_explicitly(order, agent, manager):
@@ -713,3 +779,101 @@ def test_admin_change_needs_change_permission(seeded):
 
     case.refresh_from_db()
     assert case.is_active
+
+
+# --- The review-items API with known-answer items ---------------------------------------------
+
+
+def api_for(user: User) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_api_list_and_detail_known_answer_item(seeded, agent):
+    real, item = seeded
+    client = api_for(agent)
+
+    listed = client.get("/api/v1/review-items/")
+    detail = client.get(f"/api/v1/review-items/{item.pk}/")
+
+    assert listed.status_code == 200
+    rows = {row["id"]: row for row in listed.json()["results"]}
+    assert rows[real.pk]["channel"] == "shop"
+    assert detail.status_code == 200
+    for row in (rows[item.pk], detail.json()):
+        assert row["order"] is None
+        assert row["delivery"] is None
+        assert row["order_number"] is None
+        assert row["channel"] is None
+        assert "known_answer" not in row
+
+
+def test_api_channel_copied_from_case(order, agent):
+    case_of(source_data={"order": {"channel": "shop", "currency": "USD", "total": "24.99"}})
+    real = substitution_item(order)
+    rate_set("1")
+    item = known_answer_seed_maybe(real, rng=Draws(0.0, 0.0))
+    client = api_for(agent)
+
+    detail = client.get(f"/api/v1/review-items/{item.pk}/")
+    filtered = client.get("/api/v1/review-items/", {"channel": "shop"})
+
+    assert detail.json()["channel"] == "shop"
+    assert {row["id"] for row in filtered.json()["results"]} == {real.pk, item.pk}
+
+
+@pytest.mark.parametrize(
+    "action,status,correct",
+    [("claim", "open", None), ("accept", "accepted", False), ("reject", "rejected", True)],
+)
+def test_api_actions_on_known_answer_item(seeded, agent, action, status, correct):
+    _, item = seeded
+
+    response = api_for(agent).post(f"/api/v1/review-items/{item.pk}/{action}/")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["id"], body["status"], body["channel"]) == (item.pk, status, None)
+    item.refresh_from_db()
+    assert item.status == status
+    assert item.known_answer_correct is correct
+
+
+# --- The queue card of a known-answer item ----------------------------------------------------
+
+
+def test_card_header_like_real_item(order, agent, manager):
+    made_from = substitution_item(order)
+    review_item_reject(item_id=made_from.pk, user=agent)
+    known_answer_from_item(review_item_id=made_from.pk, user=manager, explanation="Wrong SKU.")
+    real = substitution_item(order)
+    rate_set("1")
+    item = known_answer_seed_maybe(real, rng=Draws(0.0, 0.0))
+    client = Client()
+    client.force_login(agent)
+
+    page = client.get(reverse("reviews:item", args=[item.pk])).content.decode()
+
+    card = page[page.index(f'id="item-{item.pk}"') :]
+    header = card[: card.index("</header>")]
+    assert "24.99 USD · opened" in header
+    assert "Order" not in header
+    assert "decision #" not in card
+    assert "Ship <code>TEE-CLASSIC-WHT-M</code> instead of <code>TEE-CLASSIC-BLK-M</code>" in card
+    assert "on line 1." in card
+    assert 'data-action="revise"' in card
+
+
+def test_card_header_shows_copied_channel(order, agent):
+    case_of(source_data={"order": {"channel": "shop", "currency": "USD", "total": "24.99"}})
+    real = substitution_item(order)
+    rate_set("1")
+    item = known_answer_seed_maybe(real, rng=Draws(0.0, 0.0))
+    client = Client()
+    client.force_login(agent)
+
+    page = client.get(reverse("reviews:item", args=[item.pk])).content.decode()
+
+    card = page[page.index(f'id="item-{item.pk}"') :]
+    assert "shop · 24.99 USD · opened" in card[: card.index("</header>")]

@@ -16,6 +16,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils.html import escape
 
 from catalog.models import Channel, ChannelKind
 from guardrails.models import (
@@ -225,6 +226,64 @@ def test_week_parse_and_label():
 def test_week_parse_rejects_invalid(value, message):
     with pytest.raises(ValueError, match=message):
         week_parse(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0001-W01", "Invalid week '0001-W01': the earliest week is 2000-W01."),
+        ("1999-W52", "Invalid week '1999-W52': the earliest week is 2000-W01."),
+        ("2026-W51", "Week 2026-W51 has not started; the latest is 2026-W50."),
+        ("9999-W52", "Week 9999-W52 has not started; the latest is 2026-W50."),
+    ],
+)
+def test_week_parse_rejects_out_of_range(value, message):
+    with pytest.raises(ValueError) as raised:
+        week_parse(value)
+
+    assert str(raised.value) == message
+
+
+def test_week_parse_range_ends():
+    assert week_parse("2000-W01") == date(2000, 1, 3)
+    assert week_parse("2026-W50") == date(2026, 12, 7)
+    assert week_parse("2026-W51", now=datetime(2026, 12, 14, tzinfo=UTC)) == date(2026, 12, 14)
+
+
+@pytest.mark.parametrize(
+    ("week", "message"),
+    [
+        ("0001-W01", "Invalid week '0001-W01': the earliest week is 2000-W01."),
+        ("9999-W52", "Week 9999-W52 has not started; the latest is 2026-W50."),
+    ],
+)
+def test_weekly_page_and_csv_reject_out_of_range_week(ops_client, week, message):
+    page = ops_client.get(reverse("feedback:weekly"), {"week": week})
+    sheet = ops_client.get(reverse("feedback:weekly-csv"), {"week": week})
+
+    assert page.status_code == 400
+    assert escape(message) in page.content.decode()
+    assert page.context["review"].week == "2026-W50"
+    assert sheet.status_code == 400
+    assert message in sheet.content.decode()
+
+
+@pytest.mark.parametrize("week", ["0001-W01", "9999-W52"])
+def test_create_fix_rejects_out_of_range_week(order, terms, ops, ops_client, week):
+    label_add(terms, by=ops, decision=decision_add(order))
+    form = {
+        "week": week,
+        "action": "substitute_sku",
+        "model_name": "gpt-sub",
+        "model_version": "2024-06",
+        "cause": terms["cause"]["wrong_sku_match"].pk,
+        "title": "Fix it",
+    }
+
+    response = ops_client.post(reverse("feedback:fix-create"), form, headers=HTMX)
+
+    assert response.status_code == 400
+    assert not FixItem.objects.exists()
 
 
 def test_weekly_review_rejects_non_monday():
