@@ -156,11 +156,13 @@ def seed(*args: str) -> str:
 
 
 def demo_state() -> dict:
-    """The live demo: open review items and the sample proposals with their verdicts."""
+    """The live demo: open review items and the sample proposals with their verdicts.
+
+    Known-answer items are left out: the feedback demo seeds one, and it has no order.
+    """
+    open_items = ReviewItem.objects.filter(status=ReviewStatus.OPEN, known_answer__isnull=True)
     return {
-        "open_items": sorted(
-            ReviewItem.objects.filter(status=ReviewStatus.OPEN).values_list("kind", "order_id")
-        ),
+        "open_items": sorted(open_items.values_list("kind", "order_id")),
         "proposals": sorted(
             Decision.objects.filter(model_name="demo-agent").values_list(
                 "action__code", "verdict", "order_id"

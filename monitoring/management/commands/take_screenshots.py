@@ -1,4 +1,5 @@
-"""Save PNG screenshots of the review queue and the KPI dashboard of a running OMS Guard.
+"""Save PNG screenshots of the review queue, the KPI dashboard, a canary and the weekly review
+of a running OMS Guard.
 
 `make screenshots` runs this against a throw-away demo to refresh the README's images. It
 drives a Chromium that is already installed (Debian's /usr/bin/chromium by default) through
@@ -11,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
+from urllib.parse import urljoin, urlsplit
 from urllib.request import urlopen
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -34,18 +36,26 @@ class Shot:
     file: str
     path: str
     full_page: bool
+    # A CSS selector of a link on `path`: the page it leads to is captured instead. When
+    # nothing matches, the shot is skipped.
+    follow: str = ""
 
 
 SHOTS = [
     Shot("queue.png", "/queue/", full_page=False),
     Shot("dashboard.png", "/dashboard/", full_page=True),
+    # The list shows running and paused canaries first.
+    Shot("canary.png", "/rollouts/", full_page=True, follow='a[href^="/rollouts/canaries/"]'),
+    # Last week's review: a complete week, where this week's may have nothing labelled yet.
+    Shot("weekly-review.png", "/feedback/weekly/", full_page=True, follow='a[rel="prev"]'),
 ]
 
 
 class Command(BaseCommand):
     help = (
-        "Log in to a running OMS Guard and save docs/screenshots/queue.png (the review queue) "
-        "and dashboard.png (the KPI dashboard) with Playwright and an installed Chromium."
+        "Log in to a running OMS Guard and save docs/screenshots/queue.png (the review queue), "
+        "dashboard.png (the KPI dashboard), canary.png (the first canary on /rollouts/) and "
+        "weekly-review.png (last week's review) with Playwright and an installed Chromium."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -102,6 +112,15 @@ class Command(BaseCommand):
                 page = context.new_page()
                 _log_in(page, base_url, options["username"], options["password"])
                 for shot in SHOTS:
+                    if shot.follow:
+                        followed = _followed(page, base_url, shot)
+                        if followed is None:
+                            self.stdout.write(
+                                f"Skipped {shot.file}: no link matches {shot.follow} on "
+                                f"{shot.path}."
+                            )
+                            continue
+                        shot = followed
                     path = _capture(page, base_url, shot, out, options)
                     self.stdout.write(f"Saved {path} ({base_url}{shot.path}).")
             finally:
@@ -146,6 +165,19 @@ def _log_in(page, base_url: str, username: str, password: str) -> None:
             f"Logging in as {username!r} at {base_url}/accounts/login/ failed; check the user "
             "name and password (seed_demo prints the demo logins)."
         )
+
+
+def _followed(page, base_url: str, shot: Shot) -> Shot | None:
+    """Return the shot of the page the first `shot.follow` link on `shot.path` leads to."""
+    page.goto(f"{base_url}{shot.path}", wait_until="networkidle")
+    link = page.query_selector(shot.follow)
+    href = link.get_attribute("href") if link is not None else None
+    if not href:
+        return None
+    # The link may be relative ("?week=2026-W48"); keep the path and query of its target.
+    target = urlsplit(urljoin(page.url, href))
+    path = target.path + (f"?{target.query}" if target.query else "")
+    return Shot(shot.file, path, full_page=shot.full_page)
 
 
 def _capture(page, base_url: str, shot: Shot, out: Path, options: dict) -> Path:

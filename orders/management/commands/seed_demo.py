@@ -1,4 +1,5 @@
 import time
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -49,7 +50,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-history",
             action="store_true",
-            help="Skip the 120 days of invented order history behind the KPI dashboard.",
+            help="Skip the 120 days of invented order history behind the KPI dashboard, and "
+            "the versions, canaries, error labels, fixes and known answers built on it.",
         )
 
     def handle(self, *args, force: bool, no_history: bool, **options) -> None:
@@ -89,6 +91,7 @@ class Command(BaseCommand):
         # verdicts (breakers and the autonomy gate read recent decisions).
         if not no_history:
             self._load_history()
+            self._load_feedback_loop()
             self._evaluate_alerts()
 
         self.stdout.write("")
@@ -146,6 +149,27 @@ class Command(BaseCommand):
         rows = kpi_rollups_refresh(since=result.start, until=result.end)
         self.stdout.write(f"KPI rollups: {rows} rows ({time.monotonic() - began:.1f} s).")
 
+    def _load_feedback_loop(self) -> None:
+        """Add versions, canaries, error labels, fixes and known answers on top of the history."""
+        from monitoring.demo import HistoryStaff
+        from reviews.feedback_demo import demo_canary_running, demo_feedback_load
+
+        users = get_user_model().objects.in_bulk(["agent", "manager", "ops"], field_name="username")
+        staff = HistoryStaff(agent=users["agent"], manager=users["manager"], ops=users["ops"])
+        began = time.monotonic()
+        counts = demo_feedback_load(staff=staff)
+        canary = demo_canary_running()
+        state = _canary_state(canary) if canary is not None else "no canary running"
+        if not counts:
+            self.stdout.write(f"Feedback loop: already loaded; {state}.")
+            return
+        self.stdout.write(
+            f"Feedback loop: {counts['versions']} versions, {counts['canaries']} canaries "
+            f"({state}), {counts['error_labels']} error labels, {counts['fix_items']} fixes, "
+            f"{counts['known_answers']} known answers with {counts['known_answer_items']} "
+            f"known-answer items ({time.monotonic() - began:.1f} s)."
+        )
+
     def _evaluate_alerts(self) -> None:
         """Evaluate the alert rules once, so /alerts/ shows what the history raised.
 
@@ -188,3 +212,21 @@ class Command(BaseCommand):
                 user.groups.set([Group.objects.get(name=group)])
         token, _ = Token.objects.get_or_create(user=user_model.objects.get(username="integration"))
         return token.key
+
+
+def _canary_state(canary) -> str:
+    """Describe the demo canary's last evaluation in words, for the summary line."""
+    evaluation = canary.last_evaluation or {}
+    control, candidate = evaluation.get("control", {}), evaluation.get("candidate", {})
+    orders = candidate.get("orders", 0) + control.get("orders", 0)
+    return (
+        f"canary of {canary.candidate} {canary.get_status_display().lower()} with "
+        f"{candidate.get('orders', 0):,} of {orders:,} orders, judged "
+        f"{evaluation.get('outcome', 'not yet')}: exception rates {_percent(candidate)} "
+        f"against {_percent(control)}"
+    )
+
+
+def _percent(arm: dict) -> str:
+    rate = arm.get("fulfilment_exception_rate")
+    return "n/a" if rate is None else f"{Decimal(rate) * 100:.2f} %"
