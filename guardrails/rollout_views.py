@@ -30,6 +30,7 @@ from .models import (
     CanaryEvent,
     CanaryStatus,
     PolicyVersion,
+    Verdict,
     Version,
     VersionKind,
     VersionStatus,
@@ -383,6 +384,7 @@ def _verdict_rows(comparison: dict) -> list[dict]:
     return [
         {
             "verdict": verdict,
+            "label": dict(Verdict.choices).get(verdict, verdict),
             "control": control.get(verdict, 0),
             "candidate": candidate.get(verdict, 0),
         }

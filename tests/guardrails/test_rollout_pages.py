@@ -195,6 +195,8 @@ def test_canary_page_compares_arms(ops, canary, channel):
         rate_row
     )
     assert "25.000 pp (candidate minus control)" in body
+    verdict_row = body[body.index('data-figure="verdict-') :]
+    assert verdict_row.split("</th>")[0].endswith("Verdict: applied")
     # The fixture's minimum sample is 2 orders per arm, so 4 each is enough to judge.
     assert "not significant" in body
     assert "within the threshold" not in body

@@ -202,6 +202,19 @@ def test_escalations_without_orders_have_no_rate(db):
     assert rate.change is None
 
 
+def test_zero_escalations_shown_as_zero(order):
+    """A week with orders and no escalation rates 0, which the page must show, not "-"."""
+    from django.template.loader import render_to_string
+
+    orders_add(order.channel, 5, IN_WEEK, order)
+    review = weekly_review(week_start=WEEK)
+
+    html = render_to_string("reviews/feedback/_weekly_body.html", {"review": review})
+
+    assert review.escalations.per_1000 == Decimal("0")
+    assert '<span class="value">0' in html
+
+
 # --- Time to resolution of labelled errors ---------------------------------------------------
 
 
