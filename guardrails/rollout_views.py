@@ -220,7 +220,9 @@ def _act(
             "Canary action rejected: permission missing",
             extra={"canary_id": canary_id, "user_id": request.user.pk},
         )
-        return _flash(request, 403, "You may not operate canaries.", code="forbidden")
+        return _flash(
+            request, 403, "You may not operate canaries.", code="forbidden", canary_id=canary_id
+        )
     form = form_class(request.POST)
     if not form.is_valid():
         field, messages = next(iter(form.errors.items()))
@@ -228,7 +230,14 @@ def _act(
             "Canary action rejected: invalid input",
             extra={"canary_id": canary_id, "field": field},
         )
-        return _flash(request, 400, f"{field}: {' '.join(messages)}", code="invalid", field=field)
+        return _flash(
+            request,
+            400,
+            f"{field}: {' '.join(messages)}",
+            code="invalid",
+            field=field,
+            canary_id=canary_id,
+        )
 
     try:
         action(form.cleaned_data)
@@ -238,7 +247,14 @@ def _act(
             extra={"canary_id": canary_id, "code": error.code, "field": error.field},
         )
         message = f"{error.field}: {error.message}" if error.field else error.message
-        return _flash(request, error.status, message, code=error.code, field=error.field or "")
+        return _flash(
+            request,
+            error.status,
+            message,
+            code=error.code,
+            field=error.field or "",
+            canary_id=canary_id,
+        )
 
     if not request.htmx:
         return redirect("rollouts:canary", canary_id=canary_id)
@@ -248,12 +264,22 @@ def _act(
 
 
 def _flash(
-    request: HttpRequest, status: int, message: str, code: str = "", field: str = ""
+    request: HttpRequest,
+    status: int,
+    message: str,
+    code: str = "",
+    field: str = "",
+    canary_id: int | None = None,
 ) -> HttpResponse:
+    context = {"message": message, "code": code, "field": field, "level": "error"}
+    if request.htmx or canary_id is None:
+        # htmx puts the fragment in the page's #flash area.
+        return render(request, "guardrails/rollouts/_flash.html", context, status=status)
+    # A form posted without JavaScript gets a whole page with the message and a way back.
     return render(
         request,
-        "guardrails/rollouts/_flash.html",
-        {"message": message, "code": code, "field": field, "level": "error"},
+        "guardrails/rollouts/refused.html",
+        context | {"canary_id": canary_id},
         status=status,
     )
 

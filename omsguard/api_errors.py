@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -61,6 +62,9 @@ def _error_code(exc: Exception) -> str:
     return getattr(exc, "default_code", "error")
 
 
+# Exempt, so a POST to a mistyped URL gets this JSON 404 rather than the HTML CSRF page; the
+# view reads and changes nothing.
+@csrf_exempt
 def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     """JSON 404 for any path under /api/ that no endpoint matches."""
     return JsonResponse(

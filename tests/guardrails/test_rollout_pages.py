@@ -276,6 +276,17 @@ def test_share_out_of_range_names_field(ops, canary):
     assert canary.share == Decimal("0.0500")
 
 
+def test_refused_action_without_javascript_gets_a_page(ops, canary):
+    """A form posted without htmx gets a whole page with the message and a link back."""
+    response = logged_in(ops).post(reverse("rollouts:share", args=[canary.pk]), {"share": "0.2"})
+
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert body.startswith("<!doctype html>")
+    assert "share: The share must be from 0.01 to 0.05" in body
+    assert f'href="{reverse("rollouts:canary", args=[canary.pk])}"' in body
+
+
 def test_share_not_a_number(ops, canary):
     response = _post(logged_in(ops), "share", canary, {"share": "lots"})
 
