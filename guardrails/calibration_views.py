@@ -28,7 +28,7 @@ from .threshold_calibration import (
     CREATE_PERMISSION,
     CalibrationError,
     Curve,
-    calibration_draft_create,
+    calibration_draft_get_or_create,
     calibration_suggest,
 )
 
@@ -72,7 +72,14 @@ def calibration_page(request: HttpRequest) -> HttpResponse:
             )
         else:
             status = 400
-    return _page(request, form, result, status=status, draft=_draft_from(request.GET))
+    return _page(
+        request,
+        form,
+        result,
+        status=status,
+        draft=_draft_from(request.GET),
+        draft_existed=request.GET.get("existing") == "1",
+    )
 
 
 @require_POST
@@ -87,7 +94,7 @@ def calibration_draft(request: HttpRequest) -> HttpResponse:
     channel_code = form.cleaned_data["channel"] or None
 
     try:
-        draft = calibration_draft_create(
+        draft, created = calibration_draft_get_or_create(
             action_code=action_code, channel_code=channel_code, user=request.user
         )
     except CalibrationError as error:
@@ -102,7 +109,10 @@ def calibration_draft(request: HttpRequest) -> HttpResponse:
         result = calibration_suggest(action_code=action_code, channel_code=channel_code)
         return _page(request, form, result, status=409, error=" ".join(error.messages))
 
-    query = urlencode({"action": action_code, "channel": channel_code or "", "draft": draft.pk})
+    params = {"action": action_code, "channel": channel_code or "", "draft": draft.pk}
+    if not created:
+        params["existing"] = "1"
+    query = urlencode(params)
     return HttpResponseRedirect(f"{reverse('guardrails:calibration')}?{query}")
 
 
@@ -113,6 +123,7 @@ def _page(
     *,
     status: int,
     draft: PolicyVersion | None = None,
+    draft_existed: bool = False,
     error: str = "",
 ) -> HttpResponse:
     chart = None
@@ -127,6 +138,7 @@ def _page(
         "result": result,
         "chart": chart,
         "draft": draft,
+        "draft_existed": draft_existed,
         "error": error,
         "may_backtest": request.user.is_staff and request.user.has_perm(BACKTEST_PERMISSION),
         "backtest_days": DEFAULT_DAYS,

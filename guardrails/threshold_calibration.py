@@ -45,6 +45,8 @@ MAX_DAYS = 365
 PLACES = Decimal("0.0001")
 # Confidences are stored with four decimal places, so this is the smallest step between two.
 CONFIDENCE_STEP = Decimal("0.0001")
+# How many of a policy's newest unpublished drafts are checked for one with the same rules.
+DRAFTS_COMPARED = 20
 
 
 class CalibrationError(ValueError):
@@ -305,7 +307,8 @@ def calibration_suggest(*, action_code: str, channel_code: str | None = None) ->
     Returns a dict with: curve (Curve), suggestion (Suggestion), target_precision,
     min_reviews, live_version (PolicyVersion or None), current_threshold, kept_bands
     ([(name, confidence_above)]), draftable (bool), and, when not draftable, blocked_code
-    and blocked_reason.
+    and blocked_reason. When the channel has no policy of its own and the all-channels
+    version is shown, policy_scope_note says so.
     """
     config = guardrail_settings()
     curve_days = CALIBRATION_DAYS
@@ -337,6 +340,11 @@ def calibration_suggest(*, action_code: str, channel_code: str | None = None) ->
             if band.confidence_above
         ],
     }
+    if channel is not None and version is not None and version.policy.channel_id is None:
+        result["policy_scope_note"] = (
+            f"Channel {channel.code} has no {action.code} policy of its own; shown is the "
+            f"policy for all channels, {version}."
+        )
     blocked = _draft_blocker(action, channel, version, suggestion)
     result["draftable"] = blocked is None
     if blocked is not None:
@@ -356,6 +364,20 @@ def calibration_draft_create(
     the reviewed counts, the precision above the new threshold and the curve. Raises
     PermissionDenied without guardrails.add_policyversion and CalibrationError (status 409)
     when no draft can be made, with the reason.
+    An unpublished draft of the policy with exactly these rules and bands is returned instead
+    of a second copy; `calibration_draft_get_or_create` tells the two cases apart.
+    """
+    return calibration_draft_get_or_create(
+        action_code=action_code, channel_code=channel_code, user=user
+    )[0]
+
+
+def calibration_draft_get_or_create(
+    *, action_code: str, channel_code: str | None = None, user: AbstractBaseUser
+) -> tuple[PolicyVersion, bool]:
+    """Return the calibration draft and whether it was created now (False: an identical one exists).
+
+    Raises like `calibration_draft_create`.
     """
     if not user.has_perm(CREATE_PERMISSION):
         raise PermissionDenied(f"{user.get_username()} lacks {CREATE_PERMISSION}.")
@@ -367,6 +389,14 @@ def calibration_draft_create(
     threshold = result["suggestion"].threshold
     rules, bands = _rules_and_bands(live)
     rules["confidence_above"] = threshold
+    existing = _draft_same_rules(live.policy_id, rules, bands)
+    if existing is not None:
+        # Pressing the button twice must not leave two identical drafts to backtest and publish.
+        logger.info(
+            "calibration draft reused",
+            extra={"policy_version": existing.pk, "action": action_code, "channel": channel_code},
+        )
+        return existing, False
     draft = policy_version_create(
         policy=live.policy,
         user=user,
@@ -384,7 +414,7 @@ def calibration_draft_create(
             "confidence_above": str(threshold),
         },
     )
-    return draft
+    return draft, True
 
 
 def calibration_changelog(result: dict) -> str:
@@ -480,6 +510,21 @@ def _draft_blocker(
     if problems:
         messages = problems.get("confidence_above") or next(iter(problems.values()))
         return "invalid_rules", f"{version} cannot take this threshold: {' '.join(messages)}"
+    return None
+
+
+def _draft_same_rules(policy_id: int, rules: dict, bands: list[dict]) -> PolicyVersion | None:
+    """Return the newest unpublished draft of the policy with these rules and bands, else None."""
+    # Only the newest drafts are compared, so the check stays a couple of queries.
+    drafts = (
+        PolicyVersion.objects.filter(policy_id=policy_id, published_at__isnull=True)
+        .select_related("policy__action", "policy__channel", "approver_group", "escalation_group")
+        .prefetch_related("bands")
+        .order_by("-number")[:DRAFTS_COMPARED]
+    )
+    for draft in drafts:
+        if _rules_and_bands(draft) == (rules, bands):
+            return draft
     return None
 
 

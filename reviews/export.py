@@ -83,12 +83,35 @@ def day_start(value: str | None, field: str, *, next_day: bool = False) -> datet
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        raise ExportError(f"Invalid date {value!r}; use YYYY-MM-DD.", field) from None
+        # Only the start is echoed, so a long value cannot flood the message.
+        raise ExportError(f"Invalid date {value[:40]!r}; use YYYY-MM-DD.", field) from None
     if next_day:
         if day == date.max:
             return None
         day += timedelta(days=1)
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def day_range(
+    since: str | None,
+    until: str | None,
+    *,
+    since_field: str = "since",
+    until_field: str = "until",
+) -> tuple[datetime | None, datetime | None]:
+    """Parse a YYYY-MM-DD range, `until` inclusive, as UTC datetimes with `until` exclusive.
+
+    Raises ExportError naming the field for an invalid date, and naming both when `since`
+    lies after `until`, since such a range would silently match nothing.
+    """
+    start = day_start(since, since_field)
+    end = day_start(until, until_field, next_day=True)
+    if start is not None and end is not None and start >= end:
+        raise ExportError(
+            f"{since} is after {until_field} ({until}); no label can match, swap the two dates.",
+            since_field,
+        )
+    return start, end
 
 
 def _labels(

@@ -350,18 +350,20 @@ def weekly_group_label_ids(
     model_name: str,
     model_version: str,
     cause_id: int,
+    unclaimed_only: bool = True,
 ) -> list[int]:
-    """Return the ids of a group's labels of the week that no fix claims yet."""
+    """Return the ids of a group's labels of the week that no fix claims yet (or all of them)."""
     start = datetime.combine(week_start, time.min, tzinfo=UTC)
     labels = _labels(channel).filter(
         labelled_at__gte=start,
         labelled_at__lt=start + timedelta(days=7),
-        fix__isnull=True,
         cause_id=cause_id,
         key_action=action_code,
         key_model_name=model_name,
         key_model_version=model_version,
     )
+    if unclaimed_only:
+        labels = labels.filter(fix__isnull=True)
     return list(labels.order_by("pk").values_list("pk", flat=True))
 
 

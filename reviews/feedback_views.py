@@ -21,11 +21,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import Channel
-from guardrails.models import Version
+from guardrails.models import ActionType, Version
+from guardrails.selectors import guardrail_settings
 from orders.history_export import FORMULA_PREFIXES
 
 from . import feedback, fixes
-from .models import FixStatus
+from .models import FixStatus, LabelKind, LabelTerm
 from .views import htmx_login_required
 
 logger = logging.getLogger(__name__)
@@ -111,15 +112,28 @@ def fix_create(request: HttpRequest) -> HttpResponse:
         return _flash(request, 400, str(error), code="invalid")
     channel = post.get("channel", "").strip() or None
     group = {
-        "action_code": post.get("action", ""),
+        "action_code": post.get("action", "").strip(),
         "model_name": post.get("model_name", ""),
         "model_version": post.get("model_version", ""),
     }
+    invalid = _group_input_error(cause_id=cause_id, action=group["action_code"], channel=channel)
+    if invalid:
+        return _flash(request, 400, invalid[1], code=invalid[0])
 
-    label_ids = feedback.weekly_group_label_ids(
-        week_start=week_start, channel=channel, cause_id=cause_id, **group
-    )
+    group_filter = {"week_start": week_start, "channel": channel, "cause_id": cause_id, **group}
+    label_ids = feedback.weekly_group_label_ids(**group_filter)
     if not label_ids:
+        # Tell "no such group this week" apart from "all of it already has a fix".
+        if not feedback.weekly_group_label_ids(**group_filter, unclaimed_only=False):
+            return _flash(
+                request,
+                404,
+                f"No error with this cause, action and model was labelled in "
+                f"{feedback.week_label(week_start)}"
+                + (f" on channel {channel}" if channel else "")
+                + "; reload the page.",
+                code="group_without_labels",
+            )
         return _flash(
             request,
             409,
@@ -150,6 +164,22 @@ def fix_create(request: HttpRequest) -> HttpResponse:
     return render(request, "reviews/feedback/_weekly_body.html", context)
 
 
+def _group_input_error(
+    *, cause_id: int, action: str, channel: str | None
+) -> tuple[str, str] | None:
+    """Return (code, message) for a cause, action or channel that does not exist, else None."""
+    cause = LabelTerm.objects.filter(pk=cause_id).only("kind").first()
+    if cause is None:
+        return "unknown_cause", f"cause: unknown cause {cause_id}."
+    if cause.kind != LabelKind.CAUSE:
+        return "not_a_cause", f"cause: term {cause_id} is not a cause; its kind is {cause.kind}."
+    if action and not ActionType.objects.filter(code=action).exists():
+        return "unknown_action", f"action: unknown action {action[:40]!r}."
+    if channel and not Channel.objects.filter(code=channel).exists():
+        return "unknown_channel", f"channel: unknown channel {channel[:40]!r}."
+    return None
+
+
 def _weekly_context(request: HttpRequest, week_start: date, channel: str | None) -> dict:
     review = feedback.weekly_review(week_start=week_start, channel=channel)
     current = feedback.week_current()
@@ -163,6 +193,7 @@ def _weekly_context(request: HttpRequest, week_start: date, channel: str | None)
         "accuracy_before_days": feedback.ACCURACY_BEFORE_DAYS,
         "may_create_fix": may_create,
         "owners": fixes.owner_choices() if may_create else [],
+        "fix_due_days": guardrail_settings().fix_due_days if may_create else None,
     }
 
 

@@ -23,7 +23,7 @@ from guardrails.services import LABEL_PERMISSION
 from orders.models import Order
 
 from . import labels
-from .export import ExportError, day_start, labelled_examples_jsonl
+from .export import ExportError, day_range, labelled_examples_jsonl
 from .models import LabelKind, LabelTerm, ReviewItem
 from .views import htmx_login_required
 
@@ -275,8 +275,7 @@ def export_jsonl(request: HttpRequest) -> HttpResponse:
             content_type="text/plain; charset=utf-8",
         )
     try:
-        since = day_start(request.GET.get("since"), "since")
-        until = day_start(request.GET.get("until"), "until", next_day=True)
+        since, until = day_range(request.GET.get("since"), request.GET.get("until"))
         lines = labelled_examples_jsonl(
             since=since, until=until, action_code=request.GET.get("action") or None
         )

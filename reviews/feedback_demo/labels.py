@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
+from django.template.defaultfilters import pluralize
 
 from guardrails.models import (
     Canary,
@@ -395,7 +396,8 @@ def _fix_create(*, staff: HistoryStaff, group: LabelGroup, owner: AbstractBaseUs
         owner=owner,
         label_ids=[plan.label.pk for plan in group.plans],
         description=(
-            f"{len(group.plans)} labelled errors with the cause \u201c{group.cause.name}\u201d, "
+            f"{len(group.plans)} labelled error{pluralize(len(group.plans))} with the cause "
+            f"\u201c{group.cause.name}\u201d, "
             "from the weekly review."
         ),
     )

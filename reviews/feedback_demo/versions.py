@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Min
+from django.template.defaultfilters import pluralize
 
 from guardrails import rollouts
 from guardrails.models import (
@@ -187,7 +188,8 @@ def candidate_create(*, staff: HistoryStaff, label: str, fixes: LabelGroup | Non
     )
     if fixes is not None:
         changelog += (
-            f" Fixes the {len(fixes.plans)} errors labelled \u201c{fixes.cause.name}\u201d "
+            f" Fixes the {len(fixes.plans)} error{pluralize(len(fixes.plans))} labelled "
+            f"\u201c{fixes.cause.name}\u201d "
             f"on {fixes.subject} (see the fixes backlog)."
         )
     return rollouts.version_create(

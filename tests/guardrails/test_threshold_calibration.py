@@ -31,6 +31,7 @@ from guardrails.services import decision_propose
 from guardrails.threshold_calibration import (
     CalibrationError,
     calibration_draft_create,
+    calibration_draft_get_or_create,
     calibration_suggest,
     curve_bins,
     reliability_curve,
@@ -594,6 +595,54 @@ def test_page_creates_draft_and_links_backtest(history, ops):
     run = BacktestRun.objects.get(policy_version=draft)
     assert backtest.status_code == 302
     assert backtest.url == reverse("admin:guardrails_backtestrun_change", args=[run.pk])
+
+
+def test_page_second_draft_reuses_the_identical_one(history, ops):
+    client = logged_in(ops)
+    form = {"action": "substitute_sku", "channel": ""}
+    first = client.post(reverse("guardrails:calibration_draft"), form)
+
+    second = client.post(reverse("guardrails:calibration_draft"), form)
+
+    draft = PolicyVersion.objects.get(published_at__isnull=True)
+    assert first.url == f"{URL}?action=substitute_sku&channel=&draft={draft.pk}"
+    assert second.status_code == 302
+    assert second.url == f"{URL}?action=substitute_sku&channel=&draft={draft.pk}&existing=1"
+    shown = client.get(second.url).content.decode()
+    assert "A draft with this threshold already exists: <a href=" in shown
+    assert f'/{draft.pk}/change/">v{draft.number}</a>' in shown
+    assert "Draft created" not in shown
+
+
+def test_draft_after_a_different_draft_is_new(history, ops):
+    first = calibration_draft_create(action_code="substitute_sku", user=ops)
+    # A draft with other rules, e.g. edited by hand, is not a copy of the calibration draft.
+    PolicyVersion.objects.filter(pk=first.pk).update(review_sla_minutes=5)
+
+    second, created = calibration_draft_get_or_create(action_code="substitute_sku", user=ops)
+
+    assert created is True
+    assert second.pk != first.pk
+    assert calibration_draft_get_or_create(action_code="substitute_sku", user=ops) == (
+        second,
+        False,
+    )
+
+
+def test_page_says_channel_has_no_policy_of_its_own(history, ops):
+    text = logged_in(ops).get(URL, {"action": "substitute_sku", "channel": "shop"}).content
+    live = Policy.objects.get(action__code="substitute_sku", channel=None).live_version
+
+    assert (
+        f"Channel shop has no substitute_sku policy of its own; shown is the policy for all "
+        f"channels, {live}."
+    ) in text.decode()
+
+
+def test_page_channel_with_own_policy_has_no_scope_note(history, ops):
+    text = logged_in(ops).get(URL, {"action": "substitute_sku", "channel": ""}).content
+
+    assert b"policy of its own; shown is" not in text
 
 
 def test_page_post_refused_shows_reason(order, ops):

@@ -264,6 +264,11 @@ def test_command_date_filters_inclusive(reviewed, capsys):
     [
         (["--since", "01/03/2026"], "--since: Invalid date '01/03/2026'; use YYYY-MM-DD."),
         (["--action", "teleport"], "action: Unknown action code 'teleport'."),
+        (
+            ["--since", "2026-12-05", "--until", "2026-12-01"],
+            "--since: 2026-12-05 is after --until (2026-12-01); no label can match, swap the "
+            "two dates.",
+        ),
     ],
 )
 def test_command_rejects_bad_filters(db, arguments, message):
@@ -310,6 +315,37 @@ def test_download_rejects_bad_date(db):
 
     assert response.status_code == 400
     assert response.text == "until: Invalid date 'yesterday'; use YYYY-MM-DD.\n"
+
+
+def test_download_rejects_since_after_until(reviewed):
+    client = Client()
+    client.force_login(make_user("olivia", "ops_manager"))
+
+    response = client.get(reverse("labels:export"), {"since": "2026-12-05", "until": "2026-12-01"})
+
+    assert response.status_code == 400
+    assert response.text == (
+        "since: 2026-12-05 is after until (2026-12-01); no label can match, swap the two dates.\n"
+    )
+
+
+def test_download_same_day_range_is_allowed(reviewed):
+    client = Client()
+    client.force_login(make_user("olivia", "ops_manager"))
+
+    response = client.get(reverse("labels:export"), {"since": "2026-03-01", "until": "2026-03-01"})
+
+    assert response.status_code == 200
+
+
+def test_download_cuts_echoed_invalid_date(db):
+    client = Client()
+    client.force_login(make_user("olivia", "ops_manager"))
+
+    response = client.get(reverse("labels:export"), {"since": "x" * 300})
+
+    assert response.status_code == 400
+    assert response.text == f"since: Invalid date {'x' * 40!r}; use YYYY-MM-DD.\n"
 
 
 # --- Edge values --------------------------------------------------------------------------------

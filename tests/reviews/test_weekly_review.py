@@ -7,6 +7,7 @@ fixes and ML-ops KPI tests import them.
 
 import csv
 import io
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -571,11 +572,18 @@ def test_create_fix_twice_for_a_group_is_a_conflict(order, terms, ops, ops_clien
         ({"title": "  "}, 400, b"title: A fix needs a title."),
         ({"week": "2026-49"}, 400, b"Invalid week"),
         ({"cause": ""}, 400, b"cause: missing"),
+        ({"cause": "999999"}, 400, b"cause: unknown cause 999999."),
+        ({"cause": "impact:chargeback"}, 400, b"is not a cause; its kind is impact."),
+        ({"action": "nope"}, 400, b"action: unknown action"),
+        ({"channel": "nope"}, 400, b"channel: unknown channel"),
+        ({"week": "2026-W40"}, 404, b"was labelled in 2026-W40; reload the page."),
     ],
 )
 def test_create_fix_rejects_bad_input(order, terms, ops, ops_client, change, status, text):
     decision = decision_add(order)
     label_add(terms, by=ops, decision=decision)
+    if change.get("cause") == "impact:chargeback":
+        change = {"cause": terms["impact"]["chargeback"].pk}
     form = {
         "week": "2026-W49",
         "action": "substitute_sku",
@@ -589,7 +597,35 @@ def test_create_fix_rejects_bad_input(order, terms, ops, ops_client, change, sta
 
     assert response.status_code == status
     assert text in response.content
+    assert b"already belongs to a fix" not in response.content
     assert not FixItem.objects.exists()
+
+
+def test_create_fix_without_due_date_uses_the_default(order, terms, ops, ops_client):
+    decision = decision_add(order)
+    label_add(terms, by=ops, decision=decision)
+    page = ops_client.get(reverse("feedback:weekly"), {"week": "2026-W49"})
+    # The form no longer marks the date required and says what an empty one means.
+    assert b"optional; left empty, due in 30 days" in page.content
+    assert b'name="due_on"' in page.content
+    assert not re.search(rb'name="due_on"[^>]*required', page.content)
+
+    response = ops_client.post(
+        reverse("feedback:fix-create"),
+        {
+            "week": "2026-W49",
+            "action": "substitute_sku",
+            "model_name": "gpt-sub",
+            "model_version": "2024-06",
+            "cause": terms["cause"]["wrong_sku_match"].pk,
+            "title": "Fix it",
+            "due_on": "",
+        },
+        headers=HTMX,
+    )
+
+    assert response.status_code == 200
+    assert FixItem.objects.get().due_on == (NOW + timedelta(days=30)).date()
 
 
 def test_create_fix_needs_add_permission(order, terms, ops, manager):

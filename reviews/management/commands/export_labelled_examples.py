@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from reviews.export import ExportError, day_start, labelled_examples_jsonl
+from reviews.export import ExportError, day_range, labelled_examples_jsonl
 
 USAGE_ERROR = 2
 
@@ -38,11 +38,8 @@ class Command(BaseCommand):
         **options,
     ) -> None:
         try:
-            lines = labelled_examples_jsonl(
-                since=day_start(since, "--since"),
-                until=day_start(until, "--until", next_day=True),
-                action_code=action,
-            )
+            start, end = day_range(since, until, since_field="--since", until_field="--until")
+            lines = labelled_examples_jsonl(since=start, until=end, action_code=action)
         except ExportError as error:
             raise CommandError(f"{error.field}: {error.message}", returncode=USAGE_ERROR) from None
 
