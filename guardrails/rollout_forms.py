@@ -14,7 +14,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from . import rollouts
 from .models import Canary, PolicyVersion, Version, VersionStatus
 
-SHARE_HELP = "Share of orders sent to the candidate, from 0.01 to 0.05 (1 to 5 %)."
+SHARE_HELP = (
+    "Share of orders sent to the candidate, from 0.01 to 0.05 (1 to 5 %), with at most "
+    "4 decimal places."
+)
 DAYS_HELP = f"How many days the canary runs, 1 to {rollouts.MAX_DAYS}."
 RESUME_DAYS_HELP = (
     f"Run this many more days from now, 1 to {rollouts.MAX_DAYS}; needed once the run is over."
@@ -70,6 +73,9 @@ class CanaryStartForm(forms.ModelForm):
 
     user: AbstractBaseUser | None = None
 
+    # Any text: the service gives the one message of the share's rule, as the API does,
+    # instead of the model field's digit counts.
+    share = forms.CharField(initial="0.05", help_text=SHARE_HELP)
     # The service checks these bounds again; here they become form errors before it runs.
     days = forms.IntegerField(
         min_value=1, max_value=rollouts.MAX_DAYS, initial=14, help_text=DAYS_HELP
@@ -107,7 +113,6 @@ class CanaryStartForm(forms.ModelForm):
             "min_orders_per_arm",
             "max_exception_increase_pp",
         ]
-        help_texts = {"share": SHARE_HELP}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -118,6 +123,10 @@ class CanaryStartForm(forms.ModelForm):
         self.fields["name"].required = False
         self.fields["name"].help_text = "Empty names the canary after its candidate."
         self.canary: Canary | None = None
+
+    def _get_validation_exclusions(self) -> set[str]:
+        # canary_start checks the share, with the message the API gives.
+        return super()._get_validation_exclusions() | {"share"}
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -152,8 +161,8 @@ def _add_service_error(form: forms.Form, error: "rollouts.RolloutError") -> None
 
 
 class ShareForm(forms.Form):
-    # The service checks the range, so the page and the API give the same message.
-    share = forms.DecimalField(max_digits=5, decimal_places=4, help_text=SHARE_HELP)
+    # Any text: the service checks the share, so the page and the API give the same message.
+    share = forms.CharField(help_text=SHARE_HELP)
     note = forms.CharField(max_length=2000, required=False)
 
 

@@ -8,6 +8,8 @@ names the field.
 
 from decimal import Decimal
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.models import Channel
@@ -30,6 +32,45 @@ EXACT = {"max_digits": None, "decimal_places": None}
 
 def _one_of(choices) -> str:
     return "One of: " + ", ".join(choices.values) + "."
+
+
+class TextField(serializers.CharField):
+    """Text field that rejects non-strings, because DRF's CharField turns 123 into "123"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class WholeNumberField(serializers.IntegerField):
+    """Whole-number field that rejects true and false, which Python counts as 1 and 0."""
+
+    default_error_messages = {"boolean": "Must be a whole number, not true or false."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("boolean")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class DecimalTextField(serializers.Field):
+    """Decimal field that accepts a JSON string or number and passes it on as text.
+
+    The rollouts service checks the value and gives one message that states the whole rule
+    (range and decimal places), in place of DRF's digit counts.
+    """
+
+    default_error_messages = {"invalid": "Must be a decimal number, as text or a JSON number."}
+
+    def to_internal_value(self, data) -> str:
+        if isinstance(data, bool) or not isinstance(data, str | int | float):
+            self.fail("invalid")
+        return data.strip() if isinstance(data, str) else str(data)
+
+    def to_representation(self, value) -> str:
+        return str(value)
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -75,10 +116,10 @@ class VersionDetailSerializer(VersionSerializer):
 
 class VersionCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=VersionKind.choices)
-    subject = serializers.CharField(
+    subject = TextField(
         max_length=200, help_text="The model name decisions carry, or the rule set's name."
     )
-    label = serializers.CharField(
+    label = TextField(
         max_length=100, help_text="The model version decisions carry, or the rule set's version."
     )
     action = serializers.SlugRelatedField(
@@ -89,7 +130,7 @@ class VersionCreateSerializer(serializers.Serializer):
         default=None,
         help_text="Action type code this version proposes or judges; empty for several.",
     )
-    changelog = serializers.CharField(help_text="What changed and why.")
+    changelog = TextField(help_text="What changed and why.")
     config = serializers.JSONField(
         required=False, default=dict, help_text="Prompt text or recommender settings."
     )
@@ -103,12 +144,12 @@ class VersionCreateSerializer(serializers.Serializer):
 
 
 class NoteSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=2000, help_text="Why; recorded with the change.")
+    note = TextField(max_length=2000, help_text="Why; recorded with the change.")
 
 
 class ResumeSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
-    days = serializers.IntegerField(
+    note = TextField(max_length=2000, required=False, default="", allow_blank=True)
+    days = WholeNumberField(
         required=False,
         allow_null=True,
         default=None,
@@ -130,8 +171,15 @@ class CanaryEventSerializer(serializers.ModelSerializer):
 
 class CanarySerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True, help_text=_one_of(CanaryStatus))
-    candidate_label = serializers.CharField(source="candidate.__str__", read_only=True)
-    control_label = serializers.CharField(source="control.__str__", read_only=True, default=None)
+    # CharField shows str(version); DRF gives null itself when there is no control, whereas
+    # a source of "control.__str__" would show the method of None.
+    candidate_label = serializers.CharField(source="candidate", read_only=True)
+    control_label = serializers.CharField(
+        source="control",
+        read_only=True,
+        allow_null=True,
+        help_text="Null when the subject had no active version at the start.",
+    )
     action = serializers.SlugRelatedField(slug_field="code", read_only=True)
     channel = serializers.SlugRelatedField(slug_field="code", read_only=True)
     ended_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -180,14 +228,13 @@ class CanaryDetailSerializer(CanarySerializer):
 
 
 class CanaryStartSerializer(serializers.Serializer):
-    candidate = serializers.IntegerField(help_text="Id of a draft version.")
-    name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
-    share = serializers.DecimalField(
-        max_digits=5,
-        decimal_places=4,
+    candidate = WholeNumberField(help_text="Id of a draft version.")
+    name = TextField(max_length=200, required=False, default="", allow_blank=True)
+    share = DecimalTextField(
         required=False,
         default="0.05",
-        help_text="Share of orders sent to the candidate, from 0.01 to 0.05 (1 to 5 %).",
+        help_text="Share of orders sent to the candidate, from 0.01 to 0.05 (1 to 5 %), with "
+        "at most 4 decimal places.",
     )
     shadow = serializers.BooleanField(
         required=False, default=False, help_text="Record the candidate's decisions, not apply."
@@ -211,14 +258,14 @@ class CanaryStartSerializer(serializers.Serializer):
     exclude_priority_skus = serializers.BooleanField(
         required=False, default=False, help_text="Keep orders with a priority SKU on the control."
     )
-    days = serializers.IntegerField(
+    days = WholeNumberField(
         required=False,
         default=14,
         min_value=1,
         max_value=MAX_DAYS,
         help_text=f"How many days it runs, 1 to {MAX_DAYS}.",
     )
-    min_orders_per_arm = serializers.IntegerField(
+    min_orders_per_arm = WholeNumberField(
         required=False,
         default=1000,
         min_value=1,
@@ -240,14 +287,14 @@ class CanaryStartSerializer(serializers.Serializer):
 
 
 class CanaryShareSerializer(serializers.Serializer):
-    share = serializers.DecimalField(
-        max_digits=5, decimal_places=4, help_text="New share, from 0.01 to 0.05."
+    share = DecimalTextField(
+        help_text="New share, from 0.01 to 0.05, with at most 4 decimal places."
     )
-    note = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+    note = TextField(max_length=2000, required=False, default="", allow_blank=True)
 
 
 class CanaryPauseSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, help_text="Why the canary pauses.")
+    reason = TextField(max_length=2000, help_text="Why the canary pauses.")
 
 
 class ArmSerializer(serializers.Serializer):
@@ -285,7 +332,7 @@ class ArmSerializer(serializers.Serializer):
 
 class ThresholdsSerializer(serializers.Serializer):
     max_exception_increase_pp = serializers.DecimalField(**EXACT)
-    min_orders_per_arm = serializers.IntegerField()
+    min_orders_per_arm = WholeNumberField()
     significance_level = serializers.DecimalField(required=False, **EXACT)
 
 

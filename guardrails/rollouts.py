@@ -206,7 +206,9 @@ def version_activate(*, version_id: int, user: AbstractBaseUser, note: str) -> V
     """Make the first version of a subject active, without a canary.
 
     Raises RolloutConflict when the subject already has an active version (a new version
-    goes through a canary and its promotion) or the version is not a draft. Activating a
+    goes through a canary and its promotion), a running or paused canary covers the subject
+    (its promotion would retire a version it never compared), or the version is not a
+    draft. Activating a
     rule set publishes its policy versions, which also needs guardrails.publish_policyversion.
     """
     _require(user, CHANGE_VERSION_PERMISSION, "activate versions")
@@ -227,6 +229,22 @@ def version_activate(*, version_id: int, user: AbstractBaseUser, note: str) -> V
                 "canary_required",
                 f"{active} is active; start a canary of {version.label} and promote it instead.",
                 data={"active": active.pk},
+            )
+        canary = (
+            Canary.objects.filter(
+                candidate__kind=version.kind,
+                candidate__subject=version.subject,
+                status__in=OPEN_STATUSES,
+            )
+            .order_by("pk")
+            .first()
+        )
+        if canary is not None:
+            raise RolloutConflict(
+                "canary_open",
+                f"Canary {canary.name} ({canary.get_status_display().lower()}) covers "
+                f"{version.subject}; promote or stop it before activating {version.label}.",
+                data={"canary": canary.pk},
             )
         if version.kind == VersionKind.RULE_SET:
             _require(user, PUBLISH_PERMISSION, "publish policy versions")
@@ -328,25 +346,36 @@ def canary_start(
 def canary_set_share(
     *, canary_id: int, share: Decimal | str, user: AbstractBaseUser, note: str = ""
 ) -> Canary:
-    """Change the share of new orders sent to the candidate; assigned orders keep their arm."""
+    """Change the share of new orders sent to the candidate; assigned orders keep their arm.
+
+    Raises RolloutConflict "unchanged" when the share already has that value.
+    """
     _require(user, OPERATE_PERMISSION, "change canaries")
     share = _share_checked(share)
 
     with transaction.atomic():
         canary = _canary_lock(canary_id)
         _check_open(canary, "change its share")
-        before = _canary_snapshot(canary)
         previous = canary.share
+        if share == previous:
+            # Rejected rather than recorded: an entry "from 3 % to 3 %" tells nothing.
+            raise RolloutConflict(
+                "unchanged",
+                f"The share is already {_percent_text(previous)} %; give a different share.",
+            )
+        before = _canary_snapshot(canary)
         canary.share = share
         canary.save(update_fields=["share"])
-        detail = f"Share changed from {_percent_text(previous)} % to {_percent_text(share)} %."
+        was, now = f"{_percent_text(previous)} %", f"{_percent_text(share)} %"
         _record(
             canary,
             CanaryEventKind.SHARE_CHANGED,
             user=user,
-            detail=f"{detail} {note}".strip(),
+            detail=f"Share changed from {was} to {now}. {note}".strip(),
             before=before,
-            data={"from": str(previous), "to": str(share)},
+            # Percentages, as in the detail. The stored share has 4 places and the input
+            # often fewer, so raw values would mix formats.
+            data={"from": was, "to": now},
         )
     return canary
 
@@ -635,36 +664,61 @@ def _required_text(
 
 
 def _share_checked(share: Any) -> Decimal:
-    value = _decimal_checked(share, "share")
-    if not MIN_SHARE <= value <= MAX_SHARE:
+    # One message for every way a share can be wrong, so the API and the page agree.
+    value = _decimal_or_none(share)
+    if (
+        value is None
+        or not MIN_SHARE <= value <= MAX_SHARE
+        or value != value.quantize(Decimal("0.0001"))
+    ):
         raise RolloutError(
             "invalid_share",
-            f"The share must be from {MIN_SHARE} to {MAX_SHARE} (1 to 5 % of orders); got {value}.",
+            f"The share must be from {MIN_SHARE} to {MAX_SHARE} (1 to 5 % of orders), with at "
+            f"most 4 decimal places; got {_shown(share)}.",
             field="share",
-        )
-    if value != value.quantize(Decimal("0.0001")):
-        raise RolloutError(
-            "invalid_share", "The share has at most 4 decimal places.", field="share"
         )
     return value
 
 
-def _decimal_checked(value: Any, field: str) -> Decimal:
+def _decimal_or_none(value: Any) -> Decimal | None:
+    """Return `value` as a finite Decimal, or None when it is not a number."""
+    if isinstance(value, bool):
+        return None
     try:
-        number = Decimal(str(value)) if not isinstance(value, bool) else None
+        number = Decimal(value.strip() if isinstance(value, str) else str(value))
     except (InvalidOperation, ValueError):
-        number = None
-    if number is None or not number.is_finite() or number < 0:
+        return None
+    return number if number.is_finite() else None
+
+
+def _decimal_checked(value: Any, field: str) -> Decimal:
+    number = _decimal_or_none(value)
+    if number is None or number < 0:
         raise RolloutError(
-            "invalid_number", f"Must be a number of 0 or more; got {value!r}.", field
+            "invalid_number", f"Must be a number of 0 or more; got {_shown(value)}.", field
         )
     return number
+
+
+def _shown(value: Any) -> str:
+    """Return an input as a user sees it in a message: plain text, never a Python repr."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, Decimal):
+        # Normalised, so Decimal("-1.0000") reads -1; very large exponents stay short.
+        text = f"{value.normalize():f}" if abs(value.adjusted()) < 20 else str(value)
+    else:
+        text = str(value).strip()
+    # A 400-digit value would drown the message.
+    return text if len(text) <= 24 else f"{text[:20]}..."
 
 
 def _int_checked(value: Any, field: str, *, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise RolloutError(
-            "invalid_number", f"Must be a whole number from 1 to {maximum:,}; got {value!r}.", field
+            "invalid_number",
+            f"Must be a whole number from 1 to {maximum:,}; got {_shown(value)}.",
+            field,
         )
     return value
 
@@ -676,7 +730,7 @@ def _threshold_checked(value: Any) -> Decimal:
         raise RolloutError(
             "invalid_threshold",
             f"The rollback threshold must be more than 0 and at most {MAX_EXCEPTION_INCREASE_PP} "
-            f"percentage points; got {number}.",
+            f"percentage points; got {_shown(number)}.",
             field=field,
         )
     if number != number.quantize(Decimal("0.001")):

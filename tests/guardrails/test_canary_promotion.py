@@ -134,6 +134,46 @@ def test_second_version_needs_canary(versions, ops):
     assert Version.objects.get(pk=versions[1].pk).status == VersionStatus.DRAFT
 
 
+@pytest.fixture
+def first_canary(default_policies, catalog, ops):
+    """A canary of the first version of gpt-new: it has no control."""
+    first = rollouts.version_create(
+        kind="model", subject="gpt-new", label="v1", changelog="First.", user=ops
+    )
+    return canary_of(ops, first, name="gpt-new first")
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_activate_rejected_during_open_canary(first_canary, ops, paused):
+    if paused:
+        rollouts.canary_pause(canary_id=first_canary.pk, user=ops, reason="Peak.")
+    other = rollouts.version_create(
+        kind="model", subject="gpt-new", label="v1b", changelog="Other.", user=ops
+    )
+
+    with pytest.raises(RolloutConflict) as raised:
+        rollouts.version_activate(version_id=other.pk, user=ops, note="Skip the canary.")
+
+    assert raised.value.code == "canary_open"
+    assert raised.value.data == {"canary": first_canary.pk}
+    assert "gpt-new first" in raised.value.message
+    other.refresh_from_db()
+    assert other.status == VersionStatus.DRAFT
+    assert first_canary.control is None
+
+
+def test_activate_after_first_canary_stopped(first_canary, ops):
+    rollouts.canary_stop(canary_id=first_canary.pk, user=ops, note="Not ready.")
+    other = rollouts.version_create(
+        kind="model", subject="gpt-new", label="v1b", changelog="Other.", user=ops
+    )
+
+    rollouts.version_activate(version_id=other.pk, user=ops, note="Go.")
+
+    other.refresh_from_db()
+    assert other.status == VersionStatus.ACTIVE
+
+
 def test_first_version_activated(versions):
     control = versions[0]
 
@@ -262,11 +302,74 @@ def test_set_share_audited(canary, ops):
     canary.refresh_from_db()
     assert canary.share == Decimal("0.02")
     event = CanaryEvent.objects.get(kind=CanaryEventKind.SHARE_CHANGED)
-    assert event.data == {"from": "0.0500", "to": "0.02"}
+    assert event.data == {"from": "5 %", "to": "2 %"}
     assert event.detail == "Share changed from 5 % to 2 %. Quieter week."
     audit = AuditEntry.objects.get(action="canary.share_changed")
     assert audit.before["share"] == "0.0500"
     assert audit.after["share"] == "0.02"
+
+
+@pytest.mark.parametrize("share", ["0.05", "0.0500", Decimal("0.05")])
+def test_set_share_unchanged_rejected(canary, ops, share):
+    with pytest.raises(RolloutConflict) as raised:
+        rollouts.canary_set_share(canary_id=canary.pk, share=share, user=ops)
+
+    assert raised.value.status == 409
+    assert raised.value.code == "unchanged"
+    assert raised.value.message == "The share is already 5 %; give a different share."
+    assert not CanaryEvent.objects.filter(kind=CanaryEventKind.SHARE_CHANGED).exists()
+    assert not AuditEntry.objects.filter(action="canary.share_changed").exists()
+
+
+SHARE_RULE = (
+    "The share must be from 0.01 to 0.05 (1 to 5 % of orders), with at most 4 decimal places"
+)
+
+
+@pytest.mark.parametrize(
+    ("share", "shown"),
+    [
+        ("-1", "-1"),
+        (Decimal("-1.0000"), "-1"),
+        ("0.2", "0.2"),
+        ("0.012345", "0.012345"),
+        ("1e999", "1e999"),
+        ("9" * 400, "99999999999999999999..."),
+        ("abc", "abc"),
+        (True, "true"),
+    ],
+)
+def test_share_message_plain(canary, ops, share, shown):
+    with pytest.raises(RolloutError) as raised:
+        rollouts.canary_set_share(canary_id=canary.pk, share=share, user=ops)
+
+    assert raised.value.field == "share"
+    assert raised.value.code == "invalid_share"
+    assert raised.value.message == f"{SHARE_RULE}; got {shown}."
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("days", "abc", "Must be a whole number from 1 to 365; got abc."),
+        ("days", True, "Must be a whole number from 1 to 365; got true."),
+        ("min_orders_per_arm", "7", "Must be a whole number from 1 to 10,000,000; got 7."),
+        ("max_exception_increase_pp", "-0.05", "Must be a number of 0 or more; got -0.05."),
+        ("max_exception_increase_pp", "abc", "Must be a number of 0 or more; got abc."),
+        (
+            "max_exception_increase_pp",
+            Decimal("0.2000"),
+            "The rollback threshold must be more than 0 and at most 0.1 percentage points; "
+            "got 0.2.",
+        ),
+    ],
+)
+def test_canary_start_messages_without_reprs(versions, ops, field, value, message):
+    with pytest.raises(RolloutError) as raised:
+        rollouts.canary_start(candidate_id=versions[1].pk, user=ops, **{field: value})
+
+    assert raised.value.field == field
+    assert raised.value.message == message
 
 
 def test_pause_and_resume(canary, ops):

@@ -598,3 +598,162 @@ def test_assignment_needs_propose_permission(ops_api, canary, channel):
 
     assert response.status_code == 403
     assert not CanaryAssignment.objects.exists()
+
+
+# --- Canaries of a first version, plain messages, strict input types ------------------------
+
+
+@pytest.fixture
+def first_canary(ops, default_policies, catalog) -> Canary:
+    """A canary of the first version of gpt-new: it has no control."""
+    first = rollouts.version_create(
+        kind="model", subject="gpt-new", label="v1", changelog="First.", user=ops
+    )
+    return canary_of(ops, first, name="gpt-new first")
+
+
+def test_control_label_null_without_control(ops_api, first_canary):
+    detail = ops_api.get(f"{CANARIES}{first_canary.pk}/").json()
+    listed = ops_api.get(CANARIES).json()["results"][0]
+
+    assert detail["control"] is None
+    assert detail["control_label"] is None
+    assert detail["candidate_label"] == "gpt-new v1"
+    assert listed["control_label"] is None
+
+
+def test_canary_control_label(ops_api, canary):
+    body = ops_api.get(f"{CANARIES}{canary.pk}/").json()
+
+    assert body["control_label"] == "gpt-carrier v1"
+
+
+def test_activate_rejected_during_canary(ops_api, first_canary, ops):
+    other = rollouts.version_create(
+        kind="model", subject="gpt-new", label="v1b", changelog="Other.", user=ops
+    )
+
+    response = ops_api.post(f"{VERSIONS}{other.pk}/activate/", {"note": "Go."}, format="json")
+
+    assert response.status_code == 409
+    assert _error(response)["code"] == "canary_open"
+    assert "Canary gpt-new first (running)" in _error(response)["message"]
+    assert Version.objects.get(pk=other.pk).status == VersionStatus.DRAFT
+
+
+SHARE_RULE = (
+    "The share must be from 0.01 to 0.05 (1 to 5 % of orders), with at most 4 decimal places"
+)
+
+
+@pytest.mark.parametrize(
+    ("share", "shown"),
+    [
+        ("-1", "-1"),
+        (-1, "-1"),
+        ("0.2", "0.2"),
+        (0.2, "0.2"),
+        ("0.012345", "0.012345"),
+        ("1e999", "1e999"),
+        ("9" * 400, "99999999999999999999..."),
+        ("lots", "lots"),
+    ],
+)
+def test_share_message_states_rule(ops_api, canary, share, shown):
+    response = ops_api.post(f"{CANARIES}{canary.pk}/share/", {"share": share}, format="json")
+
+    message = f"{SHARE_RULE}; got {shown}."
+    assert response.status_code == 400
+    assert _error(response) == {
+        "code": "invalid_share",
+        "message": message,
+        "fields": {"share": [message]},
+    }
+
+
+def test_start_canary_share_message(ops_api, versions):
+    response = ops_api.post(
+        CANARIES, {"candidate": versions[1].pk, "share": "0.012345"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert _error(response)["fields"] == {"share": [f"{SHARE_RULE}; got 0.012345."]}
+    assert not Canary.objects.exists()
+
+
+def test_share_as_json_number(ops_api, canary):
+    response = ops_api.post(f"{CANARIES}{canary.pk}/share/", {"share": 0.03}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["share"] == "0.0300"
+    assert response.json()["events"][0]["data"] == {"from": "5 %", "to": "3 %"}
+
+
+@pytest.mark.parametrize("share", ["0.05", "0.0500", 0.05])
+def test_share_unchanged_conflicts(ops_api, canary, share):
+    response = ops_api.post(f"{CANARIES}{canary.pk}/share/", {"share": share}, format="json")
+
+    assert response.status_code == 409
+    assert _error(response)["code"] == "unchanged"
+    assert _error(response)["message"] == "The share is already 5 %; give a different share."
+    assert not canary.events.filter(kind="share_changed").exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "field"),
+    [
+        ("pause", {"reason": 123}, "reason"),
+        ("pause", {"reason": ["Peak."]}, "reason"),
+        ("stop", {"note": 1}, "note"),
+        ("promote", {"note": True}, "note"),
+        ("share", {"share": "0.02", "note": 5}, "note"),
+        ("share", {"share": True}, "share"),
+    ],
+)
+def test_text_fields_reject_non_strings(ops_api, canary, action, body, field):
+    response = ops_api.post(f"{CANARIES}{canary.pk}/{action}/", body, format="json")
+
+    assert response.status_code == 400
+    assert list(_error(response)["fields"]) == [field]
+    assert Canary.objects.get(pk=canary.pk).status == CanaryStatus.RUNNING
+    assert Canary.objects.get(pk=canary.pk).share == Decimal("0.05")
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_resume_days_rejects_boolean(ops_api, canary, value):
+    url = f"{CANARIES}{canary.pk}"
+    ops_api.post(f"{url}/pause/", {"reason": "Peak."}, format="json")
+
+    response = ops_api.post(f"{url}/resume/", {"days": value}, format="json")
+
+    assert response.status_code == 400
+    assert _error(response)["fields"] == {"days": ["Must be a whole number, not true or false."]}
+    assert Canary.objects.get(pk=canary.pk).status == CanaryStatus.PAUSED
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"days": True}, "days"),
+        ({"min_orders_per_arm": True}, "min_orders_per_arm"),
+        ({"name": 7}, "name"),
+    ],
+)
+def test_start_canary_rejects_wrong_types(ops_api, versions, change, field):
+    response = ops_api.post(CANARIES, {"candidate": versions[1].pk} | change, format="json")
+
+    assert response.status_code == 400
+    assert list(_error(response)["fields"]) == [field]
+    assert not Canary.objects.exists()
+
+
+def test_create_version_rejects_number_label(ops_api, default_policies):
+    response = ops_api.post(
+        VERSIONS,
+        {"kind": "model", "subject": "gpt-new", "label": 2, "changelog": "Second."},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert list(_error(response)["fields"]) == ["label"]
+    assert not Version.objects.exists()

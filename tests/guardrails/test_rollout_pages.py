@@ -287,6 +287,26 @@ def test_refused_action_without_javascript_gets_a_page(ops, canary):
     assert f'href="{reverse("rollouts:canary", args=[canary.pk])}"' in body
 
 
+@pytest.mark.parametrize("share", ["0.012345", "1e999", "9" * 400, "-1"])
+def test_share_bad_value_states_rule(ops, canary, share):
+    response = _post(logged_in(ops), "share", canary, {"share": share})
+
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert 'data-field="share"' in body
+    assert "with at most 4 decimal places; got" in body
+    assert "digits" not in body
+    assert "Decimal(" not in body
+
+
+def test_share_unchanged_rejected(ops, canary):
+    response = _post(logged_in(ops), "share", canary, {"share": "0.05"})
+
+    assert response.status_code == 409
+    assert "The share is already 5 %; give a different share." in response.content.decode()
+    assert not canary.events.filter(kind="share_changed").exists()
+
+
 def test_share_not_a_number(ops, canary):
     response = _post(logged_in(ops), "share", canary, {"share": "lots"})
 
