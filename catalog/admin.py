@@ -168,12 +168,24 @@ class ListingConstraintInline(admin.TabularInline):
 
 @admin.register(Sku)
 class SkuAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["code", "title", "category", "price", "currency", "is_active"]
-    list_filter = ["is_active", "category", "currency"]
+    list_display = ["code", "title", "category", "price", "currency", "is_active", "is_priority"]
+    list_filter = ["is_active", "is_priority", "category", "currency"]
     search_fields = ["code", "title", "normalized_title"]
     readonly_fields = ["normalized_title", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["code", "title", "normalized_title", "category", "is_active"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "code",
+                    "title",
+                    "normalized_title",
+                    "category",
+                    "is_active",
+                    "is_priority",
+                ]
+            },
+        ),
         ("Price", {"fields": ["price", "cost", "currency"]}),
         (
             "Variant and shipping",

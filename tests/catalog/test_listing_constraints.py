@@ -118,3 +118,35 @@ def test_sku_admin_edits_constraints_inline(client, ops, channel):
     assert listing_forbids(channel=channel, sku=sku, kind=NO_SUBSTITUTION) is True
     assert AuditEntry.objects.filter(action="listingconstraint.created").count() == 1
     assert AuditEntry.objects.filter(action="sku.updated", actor=ops).count() == 1
+
+
+def test_sku_admin_marks_sku_priority(client, ops):
+    """Canaries can leave orders with a priority SKU on the active version; ops mark them here."""
+    sku = Sku.objects.create(code="TEE", title="Tee", price="10", currency="USD")
+    client.force_login(ops)
+
+    response = client.post(
+        reverse("admin:catalog_sku_change", args=[sku.pk]),
+        {
+            "code": "TEE",
+            "title": "Tee",
+            "category": "",
+            "is_active": "on",
+            "is_priority": "on",
+            "price": "10.00",
+            "cost": "",
+            "currency": "USD",
+            "attributes": "{}",
+            "weight_grams": "",
+            "length_mm": "",
+            "width_mm": "",
+            "height_mm": "",
+            "listing_constraints-TOTAL_FORMS": "0",
+            "listing_constraints-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 302
+    sku.refresh_from_db()
+    assert sku.is_priority
+    assert AuditEntry.objects.filter(action="sku.updated", actor=ops).count() == 1
