@@ -436,7 +436,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             try:
                 published.append(str(policy_version_publish(version=version, user=request.user)))
             except ValidationError as error:
-                # E.g. a rule-set canary holds the draft; its promotion publishes it.
+                # E.g. the draft belongs to a rule-set canary, whose promotion publishes it.
                 self.message_user(
                     request, f"{version} not published: {' '.join(error.messages)}", messages.ERROR
                 )

@@ -667,8 +667,8 @@ class Version(models.Model):
 
     For an AI model, a prompt or a built-in recommender, `subject` is the model name decisions
     carry (`Decision.model_name`) and `label` the model version they carry. For a rule set,
-    `subject` names the set and `policy_versions` holds its policy versions, at most one per
-    policy; while the set is a canary's candidate they judge the candidate arm's decisions.
+    `subject` names the set and `policy_versions` lists its policy versions, at most one per
+    policy. While the set is a canary's candidate, they judge the candidate arm's decisions.
     """
 
     kind = models.CharField(max_length=16, choices=VersionKind.choices)
@@ -737,7 +737,7 @@ class Canary(models.Model):
     """A candidate version receiving a share of orders beside the active (control) version.
 
     Orders are split by a hash of their channel and channel order id with this canary's
-    `salt`; the first split is stored in CanaryAssignment, so an order keeps its arm for
+    `salt`. The first split is stored in CanaryAssignment, so an order keeps its arm for
     life even when `share` changes.
     """
 

@@ -205,11 +205,11 @@ def version_create(
 def version_activate(*, version_id: int, user: AbstractBaseUser, note: str) -> Version:
     """Make the first version of a subject active, without a canary.
 
-    Raises RolloutConflict when the subject already has an active version (a new version
-    goes through a canary and its promotion), a running or paused canary covers the subject
-    (its promotion would retire a version it never compared), or the version is not a
-    draft. Activating a
-    rule set publishes its policy versions, which also needs guardrails.publish_policyversion.
+    Raises RolloutConflict in three cases. The subject already has an active version, because
+    a new version goes live through a canary and its promotion. A running or paused canary
+    covers the subject, because its promotion would retire a version it never compared. Or
+    the version is not a draft. Activating a rule set publishes its policy versions, which
+    also needs guardrails.publish_policyversion.
     """
     _require(user, CHANGE_VERSION_PERMISSION, "activate versions")
     note = _required_text(note, "note", message="Say why this version goes live.")
@@ -358,7 +358,7 @@ def canary_set_share(
         _check_open(canary, "change its share")
         previous = canary.share
         if share == previous:
-            # Rejected rather than recorded: an entry "from 3 % to 3 %" tells nothing.
+            # Rejected rather than recorded, because an entry "from 3 % to 3 %" is noise.
             raise RolloutConflict(
                 "unchanged",
                 f"The share is already {_percent_text(previous)} %; give a different share.",

@@ -360,7 +360,7 @@ def calibration_draft_create(
 ) -> PolicyVersion:
     """Store a draft copy of the live version with the suggested version-level threshold.
 
-    Bands, limits, approvers and the SLA are copied unchanged; the changelog quotes the target,
+    Bands, limits, approvers and the SLA are copied unchanged. The changelog quotes the target,
     the reviewed counts, the precision above the new threshold and the curve. Raises
     PermissionDenied without guardrails.add_policyversion and CalibrationError (status 409)
     when no draft can be made, with the reason.

@@ -1,8 +1,8 @@
 """Admin for known-answer cases: the list with reviewer results, switching cases on and off,
 and the add form that copies a decided review item through `known_answer_from_item`.
 
-CS managers may view and add cases; ops managers may also change them (switch them on or off
-and edit the explanation). Nobody deletes a case: seeded items keep pointing at it.
+CS managers may view and add cases. Ops managers may also change them (switch them on or off
+and edit the explanation). Cases cannot be deleted, because seeded items point at them.
 """
 
 from django import forms

@@ -235,8 +235,8 @@ def test_shadow_candidate_reviews_not_counted(default_policies, catalog, ops, ch
     (order,) = orders_in_arm(canary, channel, CanaryArm.CANDIDATE, 1)
     shadow = propose_carrier(order, "v2")
     live = propose_carrier(order, "v1")
-    # A reviewer judged the active version's decision on a candidate-arm order: that says
-    # nothing about the candidate.
+    # A reviewer judged the active version's decision on a candidate-arm order, which is
+    # no evidence about the candidate.
     Decision.objects.filter(pk=live.pk).update(review_outcome="disagreed")
 
     figures = canary_comparison(canary)["candidate"]

@@ -1,4 +1,4 @@
-"""Paths under /api/ that no endpoint matches answer a JSON 404, whatever the method."""
+"""Paths under /api/ that no endpoint matches return a JSON 404, whatever the method."""
 
 import pytest
 from django.test import Client
@@ -12,7 +12,7 @@ from tests.conftest import make_user
 def test_unknown_api_path_is_json_404(method):
     user = make_user("ivan", "integration")
     token = Token.objects.create(user=user)
-    # enforce_csrf_checks: a POST without a CSRF token must still get the JSON answer.
+    # enforce_csrf_checks: a POST without a CSRF token must still get the JSON response.
     client = Client(enforce_csrf_checks=True)
 
     response = getattr(client, method)(

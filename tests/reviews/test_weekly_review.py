@@ -605,7 +605,7 @@ def test_create_fix_without_due_date_uses_the_default(order, terms, ops, ops_cli
     decision = decision_add(order)
     label_add(terms, by=ops, decision=decision)
     page = ops_client.get(reverse("feedback:weekly"), {"week": "2026-W49"})
-    # The form no longer marks the date required and says what an empty one means.
+    # The form leaves the date optional and explains what an empty one means.
     assert b"optional; left empty, due in 30 days" in page.content
     assert b'name="due_on"' in page.content
     assert not re.search(rb'name="due_on"[^>]*required', page.content)
