@@ -13,7 +13,7 @@ PORT ?= 8000
 
 export DJANGO_SETTINGS_MODULE := omsguard.settings
 
-.PHONY: demo test install lint serve worker clean screenshots
+.PHONY: demo test install lint serve worker clean screenshots reliability
 
 install: $(STAMP)
 
@@ -72,6 +72,17 @@ screenshots: install ## Refresh docs/screenshots/ from a throw-away demo (needs 
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# `make reliability` runs the fault, race and fuzz suites at full size against PostgreSQL and
+# Redis (DATABASE_URL and REDIS_URL), then rewrites the figures in docs/reliability.md.
+# `make test` runs the same suites in their smaller CI size.
+RELIABILITY_FIGURES := var/reliability-figures.jsonl
+reliability: install
+	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { echo "make reliability needs PostgreSQL and Redis: set DATABASE_URL=postgres://... and REDIS_URL=redis://..." >&2; exit 1; }
+	@mkdir -p var; rm -f $(RELIABILITY_FIGURES)
+	OMSGUARD_RELIABILITY_SCALE=full OMSGUARD_RELIABILITY_FIGURES=$(RELIABILITY_FIGURES) \
+		OMSGUARD_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m reliability -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m tests.reliability.report $(RELIABILITY_FIGURES) docs/reliability.md
 
 lint: install
 	$(BIN)/ruff check .
