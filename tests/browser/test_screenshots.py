@@ -113,8 +113,8 @@ def test_screenshots_viewport_wide_pngs(live_server, chromium, small_demo, tmp_p
     assert "Saved" in result.stdout
 
 
-def test_screenshots_failure_names_page(live_server, chromium, small_demo, tmp_path):
-    # Logged in, but without the right to see the review queue.
+def test_screenshots_failure_names_page(live_server, chromium, tmp_path):
+    # Logged in, but without the right to see the review queue, so no demo data is needed.
     User.objects.create_user("nobody", password="nobody-pass-123")
 
     result = take_screenshots(live_server.url, tmp_path, chromium, "nobody", "nobody-pass-123")

@@ -26,7 +26,14 @@ def seed(settings, django_capture_on_commit_callbacks):
     return run
 
 
-def test_seed_demo_loads_catalog_users_and_replays_samples(seed):
+# One test, because each seed_demo run costs seconds: the first run loads and replays, the
+# demo proposals then get their verdicts, and a second run adds nothing.
+def test_seed_demo_loads_decides_and_repeats_nothing(seed):
+    from rest_framework.authtoken.models import Token
+
+    from guardrails.demo import demo_decisions_replay
+    from guardrails.models import Decision
+
     output = seed()
 
     assert Sku.objects.count() >= 200
@@ -66,18 +73,29 @@ def test_seed_demo_loads_catalog_users_and_replays_samples(seed):
         "unmapped_sku",
     ]
 
-
-def test_seed_demo_twice_creates_nothing_new(seed):
-    seed()
     # In a test the deliveries are processed only when the command's transaction ends, so the
-    # demo proposals find their orders on the second run; in a real run they do on the first.
-    seed()
-    counts = (Sku.objects.count(), Order.objects.count(), ReviewItem.objects.count())
+    # demo proposals find their orders only now; in a real run they do on the first run.
+    token = Token.objects.get(user__username="integration")
+    results = demo_decisions_replay(token=token)
 
-    output = seed()
+    assert [(result.status_code, result.verdict) for result in results] == [
+        (201, "applied"),
+        (201, "queued_for_review"),
+        (201, "blocked"),
+        (201, "blocked"),
+        (201, "recommendation_only"),
+        (201, "queued_for_review"),
+    ]
+    applied = Decision.objects.get(verdict="applied")
+    assert applied.order.carrier_service.code == "ground"
+    assert applied.order.carrier_service.carrier.code == "fedex"
+    assert demo_decisions_replay(token=token) == []
+
+    counts = (Sku.objects.count(), Order.objects.count(), ReviewItem.objects.count())
+    again = seed()
 
     assert (Sku.objects.count(), Order.objects.count(), ReviewItem.objects.count()) == counts
-    assert output.count(" accepted ") == 0
+    assert again.count(" accepted ") == 0
 
 
 def test_seed_demo_refuses_without_debug(settings):
@@ -107,28 +125,3 @@ def test_process_deliveries_processes_leftovers(channel, catalog):
     delivery.refresh_from_db()
     assert delivery.outcome == DeliveryOutcome.PROCESSED
     assert Order.objects.get().status == OrderStatus.READY
-
-
-def test_demo_decisions_get_each_verdict(seed):
-    from rest_framework.authtoken.models import Token
-
-    from guardrails.demo import demo_decisions_replay
-    from guardrails.models import Decision
-
-    seed()
-    token = Token.objects.get(user__username="integration")
-
-    results = demo_decisions_replay(token=token)
-
-    assert [(result.status_code, result.verdict) for result in results] == [
-        (201, "applied"),
-        (201, "queued_for_review"),
-        (201, "blocked"),
-        (201, "blocked"),
-        (201, "recommendation_only"),
-        (201, "queued_for_review"),
-    ]
-    applied = Decision.objects.get(verdict="applied")
-    assert applied.order.carrier_service.code == "ground"
-    assert applied.order.carrier_service.carrier.code == "fedex"
-    assert demo_decisions_replay(token=token) == []

@@ -55,7 +55,7 @@ def agent_versions() -> list[Version]:
     return list(Version.objects.filter(subject=HISTORY_MODEL_NAME).order_by("created_at"))
 
 
-def test_versions_follow_the_history(loaded):
+def check_versions_follow_the_history(loaded) -> None:
     first, second, candidate = agent_versions()
 
     assert (first.status, second.status, candidate.status) == (
@@ -91,7 +91,7 @@ def test_versions_follow_the_history(loaded):
     assert kinds == {"started", "promoted"}
 
 
-def test_running_canary_tags_its_orders(loaded):
+def check_running_canary_tags_its_orders(loaded) -> None:
     canary = demo_canary_running()
     _, active, candidate = agent_versions()
 
@@ -118,7 +118,7 @@ def test_running_canary_tags_its_orders(loaded):
     assert canary.last_evaluated_at == NOW
 
 
-def test_labels_use_the_taxonomy(loaded):
+def check_labels_use_the_taxonomy(loaded) -> None:
     labels = list(ErrorLabel.objects.select_related("cause", "impact", "corrective_action"))
 
     assert len(labels) == loaded["error_labels"] > 0
@@ -146,7 +146,7 @@ def test_labels_use_the_taxonomy(loaded):
     assert set(queued.values_list("outcome", flat=True)) == {DecisionOutcome.ERROR}
 
 
-def test_fixes_link_labels_and_reach_weekly_review(loaded):
+def check_fixes_link_labels_and_reach_weekly_review(loaded) -> None:
     fixes = {fix.status: fix for fix in FixItem.objects.all()}
     _, _, candidate = agent_versions()
     today = NOW.date()
@@ -175,7 +175,7 @@ def test_fixes_link_labels_and_reach_weekly_review(loaded):
     assert reviewers["manager"].accuracy is not None
 
 
-def test_known_answers_without_personal_data(loaded):
+def check_known_answers_without_personal_data(loaded) -> None:
     cases = list(KnownAnswer.objects.select_related("source_item__order"))
 
     assert len(cases) == loaded["known_answers"] == 3
@@ -205,9 +205,20 @@ def test_known_answers_without_personal_data(loaded):
     assert all(item.created_at < item.decided_at for item in decided)
 
 
-def test_second_run_adds_nothing(loaded, world):  # noqa: F811
+def check_second_run_adds_nothing(loaded, world) -> None:  # noqa: F811
     models = [Version, Canary, CanaryAssignment, ErrorLabel, FixItem, KnownAnswer, ReviewItem]
     before = {model.__name__: model.objects.count() for model in models}
 
     assert demo_feedback_load(staff=world, now=NOW) == {}
     assert {model.__name__: model.objects.count() for model in models} == before
+
+
+# One test runs every check on one load, because loading the history takes seconds. The
+# second-run check goes last: it loads the feedback demo again.
+def test_feedback_demo(loaded, world):  # noqa: F811
+    check_versions_follow_the_history(loaded)
+    check_running_canary_tags_its_orders(loaded)
+    check_labels_use_the_taxonomy(loaded)
+    check_fixes_link_labels_and_reach_weekly_review(loaded)
+    check_known_answers_without_personal_data(loaded)
+    check_second_run_adds_nothing(loaded, world)
