@@ -1,7 +1,5 @@
-"""The monitoring commands: rollup_kpis limits and progress, and evaluate_alerts.
-
-The alert seed_demo raises from its history is checked in tests/monitoring/test_demo_history.py,
-which runs seed_demo once for all of its checks."""
+"""The monitoring commands: rollup_kpis limits and progress, evaluate_alerts, and the alerts
+seed_demo raises from its history."""
 
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -174,3 +172,20 @@ def test_evaluate_alerts_rejects_future(only_test_rules):
 def test_evaluate_alerts_rejects_bad_time():
     with pytest.raises(CommandError, match="invalid date or time"):
         run("evaluate_alerts", "--at", "yesterday")
+
+
+# --- seed_demo -----------------------------------------------------------------------------
+
+
+def test_seed_demo_opens_carrier_mix_alert(settings):
+    settings.DEBUG = True
+
+    with time_machine.travel(NOW):
+        output = run("seed_demo")
+
+    carrier_mix = Alert.objects.get(rule__kpi="carrier_mix")
+    assert carrier_mix.status == AlertStatus.OPEN
+    assert f"  opened #{carrier_mix.pk} [actionable] Carrier mix: " in output
+    assert "Alerts opened: 1," in output
+    # The evaluation follows the history's rollups.
+    assert output.index("KPI rollups: ") < output.index("Evaluated ")
