@@ -76,10 +76,14 @@ def _enqueue_processing(delivery_pk: int) -> None:
 
     try:
         process_delivery.delay(delivery_pk)
-    except Exception:
-        # The delivery is committed with outcome "received"; it is not lost, and it can be
-        # processed later with `manage.py process_deliveries`.
-        logger.exception("could not queue delivery processing", extra={"delivery": delivery_pk})
+    except Exception as error:
+        # The delivery is committed with outcome "received"; it is not lost: the sweep queues
+        # it again, or `manage.py process_deliveries` processes it. A warning without the
+        # traceback, because a broker outage fails every publish the same way.
+        logger.warning(
+            "could not queue delivery processing",
+            extra={"delivery": delivery_pk, "error": type(error).__name__},
+        )
 
 
 def delivery_finish(*, delivery: Delivery, outcome: str, worker: str, error: str = "") -> Delivery:

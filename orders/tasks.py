@@ -11,7 +11,6 @@ from .services import deliveries_sweep, delivery_mark_dead_letter
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 8
-RETRY_BACKOFF_MAX_SECONDS = 300
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RETRIES)
@@ -43,7 +42,7 @@ def process_delivery(self, delivery_id: int) -> str:
         countdown = get_exponential_backoff_interval(
             factor=1,
             retries=self.request.retries,
-            maximum=RETRY_BACKOFF_MAX_SECONDS,
+            maximum=settings.OMSGUARD_DELIVERY_RETRY_BACKOFF_MAX_SECONDS,
             full_jitter=True,
         )
         logger.warning(

@@ -1,0 +1,168 @@
+"""Return 503 with Retry-After, not a 500 with a stack trace, while the database is unreachable.
+
+Only connection-level failures count: the server refused or dropped the connection, is
+starting or shutting down, has no connection slot left, or (SQLite) the file is locked or
+cannot be opened. Any other OperationalError is a fault in the query or the schema and
+stays a 500, so a 503 never hides a bug. is_database_unavailable() holds the rule.
+
+Django (5.2) converts an exception into a response at every middleware layer
+(convert_exception_to_response), so, unless DEBUG_PROPAGATE_EXCEPTIONS is on, no exception
+reaches an outer middleware's `__call__` and a try/except around get_response catches
+nothing. The error is caught at two points:
+
+- process_exception: raised by a view, by DRF (its exception handler returns None for
+  database errors, so DRF raises them again), while rendering a template response, or by a
+  lazy lookup the view triggers (request.user, request.session).
+- got_request_exception: raised inside another middleware (the session save after the view,
+  for example). Django has already made its 500 by then. The signal receiver marks the
+  request, and __call__, placed right after SecurityMiddleware, replaces that 500 with the
+  503. NOTE: on this path Django has also logged its own "Internal Server Error" record
+  with the traceback, beside this module's line.
+
+A streaming response whose iterator loses the database mid-body cannot be changed, because
+the status line has already been sent.
+"""
+
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable
+
+import psycopg
+from django.conf import settings
+from django.core.signals import got_request_exception
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
+
+# PostgreSQL SQLSTATEs of a server that cannot serve the connection now (not a query fault):
+# class 08 "connection exception", 53300 too_many_connections, and 57P01 admin_shutdown to
+# 57P05 idle_session_timeout (57P03 cannot_connect_now: starting up or shutting down).
+POSTGRESQL_CONNECTION_SQLSTATE_CLASS = "08"
+POSTGRESQL_UNAVAILABLE_SQLSTATES = frozenset({"53300", "57P01", "57P02", "57P03", "57P04", "57P05"})
+# SQLite primary result codes: SQLITE_BUSY ("database is locked"), SQLITE_LOCKED,
+# SQLITE_IOERR and SQLITE_CANTOPEN. Extended codes carry the primary one in the low byte.
+SQLITE_UNAVAILABLE_CODES = frozenset({5, 6, 10, 14})
+SQLITE_PRIMARY_CODE_MASK = 0xFF
+
+# Integrations call these paths, so their 503 is JSON whatever the Accept header contains.
+JSON_PATH_PREFIXES = ("/api/", "/webhooks/")
+ERROR_CODE = "database_unavailable"
+TEMPLATE_NAME = "503.html"
+# The request attribute where the got_request_exception receiver leaves the error.
+FAILED_REQUEST_ATTRIBUTE = "_omsguard_database_unavailable"
+
+
+class DatabaseUnavailableMiddleware:
+    """Turn a lost database connection into 503 with Retry-After (see the module docstring)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+
+        error = getattr(request, FAILED_REQUEST_ATTRIBUTE, None)
+        if error is not None and response.status_code == 500:
+            return database_unavailable_response(request, error)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_database_unavailable(exception):
+            return None
+        return database_unavailable_response(request, exception)
+
+
+def is_database_unavailable(error: BaseException | None) -> bool:
+    """Tell whether `error` means the database cannot be reached now, not that a query is wrong.
+
+    Judges the driver's exception, which Django keeps as __cause__ of its own DatabaseError.
+    psycopg: an OperationalError without a SQLSTATE (refused, dropped, timed out: the server
+    sent no error) or with one of POSTGRESQL_UNAVAILABLE_SQLSTATES or class 08. So a
+    statement timeout (57014), a deadlock (40P01) or NOWAIT lock failure (55P03) stays a 500.
+    sqlite3: SQLITE_UNAVAILABLE_CODES; "no such table" or "no such column" stays a 500.
+    """
+    driver_error = error.__cause__ if isinstance(error, DatabaseError) else error
+
+    if isinstance(driver_error, psycopg.OperationalError):
+        sqlstate = driver_error.sqlstate
+        return (
+            sqlstate is None
+            or sqlstate.startswith(POSTGRESQL_CONNECTION_SQLSTATE_CLASS)
+            or sqlstate in POSTGRESQL_UNAVAILABLE_SQLSTATES
+        )
+    if isinstance(driver_error, sqlite3.OperationalError):
+        code = getattr(driver_error, "sqlite_errorcode", 0)
+        return (code & SQLITE_PRIMARY_CODE_MASK) in SQLITE_UNAVAILABLE_CODES
+    return False
+
+
+def database_unavailable_response(request: HttpRequest, error: BaseException) -> HttpResponse:
+    """Log the failure and build the 503: JSON for integrations, a static page for browsers.
+
+    The page is rendered without the request, so no context processor runs and nothing
+    queries the database (the user, messages) while it is down.
+    """
+    seconds = settings.OMSGUARD_DB_RETRY_AFTER_SECONDS
+    _log_unavailable(request, error, seconds)
+
+    if _wants_json(request):
+        message = f"The database is unavailable. Try again in {seconds} seconds."
+        response: HttpResponse = JsonResponse(
+            {"error": {"code": ERROR_CODE, "message": message, "fields": {}}}, status=503
+        )
+    else:
+        response = HttpResponse(
+            render_to_string(TEMPLATE_NAME, {"retry_after": seconds}),
+            status=503,
+            content_type="text/html; charset=utf-8",
+        )
+    response["Retry-After"] = str(seconds)
+    # A cache or proxy must not keep serving the outage page once the database is back.
+    response["Cache-Control"] = "no-store"
+    # Django would also log "Service Unavailable: <path>". Its log_response sets and reads
+    # this flag (Django 5.2), so setting it keeps the record to the line above, without the path.
+    response._has_been_logged = True
+    return response
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    if request.path_info.startswith(JSON_PATH_PREFIXES):
+        return True
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _log_unavailable(request: HttpRequest, error: BaseException, seconds: int) -> None:
+    # The driver's message names the database host, port or file, so only its class and
+    # SQLSTATE (or SQLite error name) are logged, and the view name instead of the path,
+    # which may carry a token.
+    driver_error = error.__cause__ if isinstance(error, DatabaseError) else error
+    match = request.resolver_match
+    logger.error(
+        "database unavailable, returned 503",
+        extra={
+            "method": request.method,
+            "view": match.view_name if match is not None else "",
+            "error_class": type(driver_error).__name__,
+            "sqlstate": getattr(driver_error, "sqlstate", None)
+            or getattr(driver_error, "sqlite_errorname", None),
+            "retry_after": seconds,
+        },
+    )
+
+
+def _remember_unavailable_database(
+    sender: object, request: HttpRequest | None = None, **kwargs
+) -> None:
+    # Django sends this signal inside its `except` block, so sys.exc_info() is the error.
+    error = sys.exc_info()[1]
+    if request is not None and is_database_unavailable(error):
+        setattr(request, FAILED_REQUEST_ATTRIBUTE, error)
+
+
+got_request_exception.connect(
+    _remember_unavailable_database, dispatch_uid="omsguard.middleware.database_unavailable"
+)
