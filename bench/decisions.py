@@ -155,7 +155,7 @@ def _seed(count: int) -> dict:
 
     from catalog.models import Channel, ChannelKind
     from omsguard.bench_views import BENCH_ROW_TABLE
-    from orders.models import Delivery, Order, OrderLine, OrderStatus
+    from orders.models import ChannelApiGrant, Delivery, Order, OrderLine, OrderStatus
 
     channel = Channel.objects.create(kind=ChannelKind.SHOPIFY, code="bench", webhook_secret="s")
     deliveries = Delivery.objects.bulk_create(
@@ -200,6 +200,7 @@ def _seed(count: int) -> dict:
 
     user = User.objects.create_user(username="bench-agent")
     user.groups.add(Group.objects.get(name="integration"))
+    ChannelApiGrant.objects.create(user=user, channel=channel)
     token = Token.objects.create(user=user)
 
     with connection.cursor() as cursor:

@@ -130,6 +130,20 @@ class ActionTypeAdmin(admin.ModelAdmin):
         "holds_order_while_queued",
     ]
 
+    def save_model(self, request, obj: ActionType, form, change: bool) -> None:
+        # The risk tier and is_active change what the engine allows, so they are audited.
+        changed = [name for name in form.changed_data if name in form.cleaned_data]
+        super().save_model(request, obj, form, change)
+        audit_record(
+            action="action_type.changed",
+            target_type="guardrails.actiontype",
+            target_id=obj.code,
+            actor=request.user,
+            reason="Changed in the admin.",
+            before={name: form.initial.get(name) for name in changed},
+            after={name: form.cleaned_data[name] for name in changed},
+        )
+
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -215,6 +229,22 @@ class PolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def save_model(self, request, obj: Policy, form, change: bool) -> None:
+        # Only adding reaches here with data: a stored policy's fields are read-only.
+        super().save_model(request, obj, form, change)
+        if not change:
+            audit_record(
+                action="policy.created",
+                target_type="guardrails.Policy",
+                target_id=obj.pk,
+                actor=request.user,
+                reason="Added in the admin.",
+                after={
+                    "action": obj.action.code,
+                    "channel": obj.channel.code if obj.channel_id else None,
+                },
+            )
 
     def response_add(self, request, obj, post_url_continue=None):
         # A new policy has no rules yet; go straight to writing its first version.
@@ -384,6 +414,10 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
+        if _policy_id(request) is None:
+            # The policy's autocomplete widget looks its initial value up as an id, and any
+            # other value raised ValueError.
+            initial.pop("policy", None)
         latest = _latest_version(request)
         if latest is not None:
             for name in RULE_FIELDS:
@@ -460,12 +494,21 @@ class PolicyVersionAdmin(admin.ModelAdmin):
         return request.user.has_perm(PUBLISH_PERMISSION)
 
 
+def _policy_id(request: HttpRequest) -> int | None:
+    """Return the add page's `?policy=` when it is an id, else None."""
+    value = request.GET.get("policy", "")
+    # isdigit() alone accepts "²", which int() rejects; 18 digits always fit a bigint.
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        return None
+    return int(value)
+
+
 def _latest_version(request: HttpRequest) -> PolicyVersion | None:
-    policy_id = request.GET.get("policy", "")
-    if not policy_id.isdigit():
+    policy_id = _policy_id(request)
+    if policy_id is None:
         return None
     return (
-        PolicyVersion.objects.filter(policy_id=int(policy_id))
+        PolicyVersion.objects.filter(policy_id=policy_id)
         .prefetch_related("bands")
         .order_by("-number")
         .first()

@@ -7,6 +7,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from omsguard.api_filters import IdFilter
+from orders.channel_access import CHANNEL_NOT_ALLOWED, channel_allowed, channel_scoped
+from orders.models import Order
+
 from . import services
 from .disagreement_api import (
     DisagreementQuerySerializer,
@@ -33,7 +37,7 @@ class DecisionFilter(django_filters.FilterSet):
     channel = django_filters.CharFilter(field_name="channel__code")
     verdict = django_filters.ChoiceFilter(choices=Verdict.choices)
     model_name = django_filters.CharFilter()
-    order = django_filters.NumberFilter(field_name="order_id")
+    order = IdFilter(field_name="order_id")
 
     class Meta:
         model = Decision
@@ -66,7 +70,7 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return super().get_permissions()
 
     def get_queryset(self):
-        return Decision.objects.select_related(
+        decisions = Decision.objects.select_related(
             "action",
             "channel",
             "policy_version__policy__action",
@@ -74,6 +78,8 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             "reverted_by",
             "labelled_by",
         )
+        # An integration reads only the decisions of its granted channels.
+        return channel_scoped(decisions, self.request.user)
 
     def get_serializer_class(self):
         if self.action == "retrieve":
@@ -87,6 +93,9 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def create(self, request: Request) -> Response:
         """Propose an action on an order and get the verdict with every rule that fired."""
         data = _validated(DecisionProposeSerializer, request)
+        refused = _channel_refusal(request, order_id=data["order"])
+        if refused is not None:
+            return refused
         try:
             decision = services.decision_propose(
                 order_id=data["order"],
@@ -142,11 +151,28 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=False, methods=["get"], filterset_class=None, pagination_class=None)
     def disagreement(self, request: Request) -> Response:
         """Disagreement rates of reviewed decisions per action, model name and model version."""
+        # NOTE: the rates cover every channel, also for an integration limited to its granted
+        # channels. They name no order or channel, only how often people overruled each model.
         return disagreement_response(request)
 
     def _answer(self, decision: Decision, status_code: int) -> Response:
         decision = self.get_queryset().get(pk=decision.pk)
         return Response(DecisionSerializer(decision).data, status=status_code)
+
+
+def _channel_refusal(request: Request, *, order_id: int) -> Response | None:
+    """Return a 403 when the order is on a channel the integration has no grant for.
+
+    An unknown order passes here, so the service answers it with its usual 404.
+    """
+    channel = Order.objects.filter(pk=order_id).values_list("channel_id", "channel__code").first()
+    if channel is None or channel_allowed(request.user, channel[0]):
+        return None
+    message = f"This user may not propose decisions for channel {channel[1]!r}."
+    return Response(
+        {"error": {"code": CHANNEL_NOT_ALLOWED, "message": message, "fields": {}}},
+        status=status.HTTP_403_FORBIDDEN,
+    )
 
 
 def _validated(serializer_class, request: Request) -> dict:

@@ -1,6 +1,7 @@
 """REST API of the circuit breakers: list them, report upstream degradation, operate by hand."""
 
 import django_filters
+from django.db.models import Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, permissions, serializers, viewsets
 from rest_framework.decorators import action
@@ -8,13 +9,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.models import Channel
+from orders.channel_access import (
+    CHANNEL_NOT_ALLOWED,
+    channel_allowed,
+    channel_codes_granted,
+    channel_limited,
+)
 
 from . import breakers
 from .models import ActionType, Breaker, BreakerEvent, BreakerScope, BreakerState
 
 
 class BreakerEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", default=None, read_only=True)
+    actor = serializers.CharField(
+        source="actor.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = BreakerEvent
@@ -95,7 +104,14 @@ class BreakerViewSet(viewsets.ReadOnlyModelViewSet):
     ordering = ["scope", "key"]
 
     def get_queryset(self):
-        return Breaker.objects.all()
+        breakers = Breaker.objects.all()
+        user = self.request.user
+        if channel_limited(user):
+            # An integration sees the breakers of its granted channels, and of every action
+            # and model, which no channel owns.
+            granted = channel_codes_granted(user)
+            breakers = breakers.filter(~Q(scope=BreakerScope.CHANNEL) | Q(key__in=granted))
+        return breakers
 
     def get_serializer_class(self):
         return BreakerDetailSerializer if self.action == "retrieve" else BreakerSerializer
@@ -112,6 +128,7 @@ class BreakerViewSet(viewsets.ReadOnlyModelViewSet):
     def report_degradation(self, request: Request) -> Response:
         """Open the scope's breaker until recovery is reported or someone closes it."""
         data = _validated(ScopeReportSerializer, request)
+        _check_channel_allowed(request, data)
         return self._respond(
             lambda: breakers.breaker_report_degradation(
                 scope=data["scope"], key=data["key"], detail=data["detail"], user=request.user
@@ -123,6 +140,7 @@ class BreakerViewSet(viewsets.ReadOnlyModelViewSet):
     def report_recovery(self, request: Request) -> Response:
         """Move a breaker opened on upstream degradation to half-open (a trial)."""
         data = _validated(ScopeReportSerializer, request)
+        _check_channel_allowed(request, data)
         return self._respond(
             lambda: breakers.breaker_report_recovery(
                 scope=data["scope"], key=data["key"], detail=data["detail"], user=request.user
@@ -157,6 +175,17 @@ class BreakerViewSet(viewsets.ReadOnlyModelViewSet):
         except breakers.BreakerError as error:
             raise _api_error(error) from None
         return Response(BreakerDetailSerializer(breaker).data)
+
+
+def _check_channel_allowed(request: Request, data: dict) -> None:
+    """Raise 403 when an integration reports on a channel it has no grant for."""
+    if data["scope"] != BreakerScope.CHANNEL:
+        return
+    channel = Channel.objects.filter(code=data["key"]).first()
+    if channel is not None and not channel_allowed(request.user, channel.pk):
+        raise exceptions.PermissionDenied(
+            f"This user may not report on channel {channel.code!r}.", code=CHANNEL_NOT_ALLOWED
+        )
 
 
 def _validated(serializer_class, request: Request) -> dict:

@@ -44,8 +44,9 @@ class AuditEntry(models.Model):
         return f"{self.actor_label} {self.action} {self.target_type}:{self.target_id}"
 
     def save(self, *args, **kwargs) -> None:
-        # NOTE: this only stops the application's own code. A database-level guard (a trigger
-        # or revoked UPDATE/DELETE grants) is still missing.
+        # This stops the ORM. On PostgreSQL a trigger (migration 0009_audit_append_only) also
+        # rejects raw UPDATE and DELETE. NOTE: TRUNCATE is not stopped, and SQLite has no
+        # trigger. docs/security/audit-log.md lists what remains.
         if self.pk is not None:
             raise TypeError("Audit entries are append-only and cannot be changed.")
         super().save(*args, **kwargs)

@@ -16,6 +16,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from omsguard.api_filters import BooleanFilter
+from orders.channel_access import channel_scoped
 from orders.models import Order
 
 from . import rollouts
@@ -62,6 +64,7 @@ class VersionFilter(django_filters.FilterSet):
 class CanaryFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=CanaryStatus.choices)
     kind = django_filters.ChoiceFilter(field_name="candidate__kind", choices=VersionKind.choices)
+    shadow = BooleanFilter()
 
     class Meta:
         model = Canary
@@ -259,7 +262,9 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         query.is_valid(raise_exception=True)
         params = query.validated_data
 
-        order = Order.objects.select_related("channel").filter(pk=params["order"]).first()
+        # An integration asks only about orders of its granted channels; others are not found.
+        orders = channel_scoped(Order.objects.select_related("channel"), request.user)
+        order = orders.filter(pk=params["order"]).first()
         if order is None:
             return _error_body(
                 404, "not_found", f"Order #{params['order']} does not exist.", "order"

@@ -10,9 +10,11 @@ ALLOWED_HOSTS  Comma-separated host names; defaults to local addresses.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -77,12 +79,17 @@ INSTALLED_APPS = [
     "reviews",
     "monitoring",
     "inventory",
+    "csp",
+    "axes",
 ]
 
 MIDDLEWARE = [
     # Request counts and latencies for /metrics; the pair wraps every other middleware.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # 503 with Retry-After while the database is unreachable; outside every middleware that
+    # may query it (sessions, auth), so it also replaces the 500 they would produce.
+    "omsguard.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -91,7 +98,17 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the 429 page before the
+    # response passes back through the rest, so the metrics count the 429.
+    "axes.middleware.AxesMiddleware",
+]
+
+# The axes backend only rejects logins while locked out; ModelBackend checks the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "omsguard.urls"
@@ -143,6 +160,9 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "omsguard",
+            # A Redis that accepts connections but hangs must not hang requests: the rate
+            # limiter lets requests through when the cache fails, but only once it fails.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
     CELERY_BROKER_URL = REDIS_URL
@@ -250,6 +270,56 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# --- Content-Security-Policy and login throttling (docs/security/headers-and-login.md) ---
+# Pages load scripts, styles, images, fonts and data from this site only, and no page may be
+# framed. Neither 'unsafe-inline' nor 'unsafe-eval' is allowed, so templates carry no inline
+# <script>, <style>, style="" or on* attributes, and htmx runs with allowEval off
+# (templates/base.html). Only the API docs view adds a source: data: images for Swagger UI's
+# icons (omsguard/api_docs.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Login throttling (django-axes), on the login page and the admin login alike. After
+# AXES_FAILURE_LIMIT failed logins for one user name from one client address, that pair is
+# locked until AXES_COOLOFF_TIME has passed since its last failure. The pair is locked, not the
+# user name alone, so an attacker elsewhere cannot lock a colleague out; and not the address
+# alone, because an office behind one NAT address shares it.
+# NOTE: one address may still try AXES_FAILURE_LIMIT passwords per cool-off on each of many
+# user names, and many addresses may each try that many on one user name. Limiting those is
+# left to the reverse proxy or a web application firewall.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A login tried during the lockout, even with the right password, does not restart the
+# cool-off, so the lockout page can name the minute the lockout ends.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "omsguard.login_throttle.lockout_response"
+# The client address comes from the same function as the API rate limits' address, so behind
+# reverse proxies set OMSGUARD_RATE_LIMIT_PROXY_COUNT: otherwise every login shares the
+# proxy's address and the lock falls back to the user name alone.
+AXES_CLIENT_IP_CALLABLE = "omsguard.login_throttle.client_ip_address"
+# Axes logs a failed login with its user name and path only: the client address and the CSRF
+# token are masked, and axes always masks the password.
+AXES_VERBOSE = False
+AXES_SENSITIVE_PARAMETERS = ["ip_address", "csrfmiddlewaretoken"]
+# No AccessLog row per successful login: auth.User.last_login keeps the latest one, and a row
+# per login, with its address, would grow without limit. Failed-attempt rows are deleted by
+# axes at the next login attempt once their cool-off has passed.
+AXES_DISABLE_ACCESS_LOG = True
+# --- End of Content-Security-Policy and login throttling ---
+
 # Webhook bodies above this size are rejected with 413 before any parsing.
 OMSGUARD_WEBHOOK_MAX_BYTES = env_int("OMSGUARD_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMSGUARD_WEBHOOK_MAX_BYTES, 2_621_440)
@@ -309,6 +379,30 @@ OMSGUARD_STOCK_EVENTS_MAX_BATCH = env_int("OMSGUARD_STOCK_EVENTS_MAX_BATCH", 500
 # seconds after they were recorded. POST /api/v1/orders/ rejects bodies above the byte limit.
 OMSGUARD_SWEEP_AFTER_SECONDS = env_int("OMSGUARD_SWEEP_AFTER_SECONDS", 120)
 OMSGUARD_API_ORDER_MAX_BYTES = env_int("OMSGUARD_API_ORDER_MAX_BYTES", 1024 * 1024)
+# --- Delivery retries (docs/ingestion.md)
+# The longest wait, in seconds, before process_delivery retries a database error. The waits
+# grow exponentially (with full jitter) up to this value, and after the task's MAX_RETRIES
+# retries the delivery goes to the dead letter state. Keep it below
+# OMSGUARD_BROKER_VISIBILITY_TIMEOUT when that is set, so a waiting retry is not redelivered.
+OMSGUARD_DELIVERY_RETRY_BACKOFF_MAX_SECONDS = env_int(
+    "OMSGUARD_DELIVERY_RETRY_BACKOFF_MAX_SECONDS", 300
+)
+if OMSGUARD_DELIVERY_RETRY_BACKOFF_MAX_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "OMSGUARD_DELIVERY_RETRY_BACKOFF_MAX_SECONDS must be 0 or more, "
+        f"got {OMSGUARD_DELIVERY_RETRY_BACKOFF_MAX_SECONDS}."
+    )
+# --- End of delivery retries.
+
+# --- Database outages (omsguard/middleware.py) ---
+# A request that cannot reach the database gets 503 with this Retry-After, in seconds.
+OMSGUARD_DB_RETRY_AFTER_SECONDS = env_int("OMSGUARD_DB_RETRY_AFTER_SECONDS", 5)
+if OMSGUARD_DB_RETRY_AFTER_SECONDS < 1:
+    raise ImproperlyConfigured(
+        "OMSGUARD_DB_RETRY_AFTER_SECONDS must be at least 1, "
+        f"got {OMSGUARD_DB_RETRY_AFTER_SECONDS}."
+    )
+
 # Orders above this total, in OMSGUARD_ESCALATION_CURRENCY, get an "order_value" flag. A
 # destination country the channel has not shipped to in its last orders gets an
 # "unusual_destination" flag once the channel has OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS orders.
@@ -360,6 +454,28 @@ OMSGUARD_TEST_PROCESSING_DELAY_SECONDS = float(
 # request bodies into a table the bench creates, without authentication, so keep it off.
 OMSGUARD_BENCH_ENDPOINTS = env_bool("OMSGUARD_BENCH_ENDPOINTS", False)
 
+# --- Rate limits and webhook freshness (docs/security/rate-limits.md, docs/security/webhooks.md)
+# Each rate is "<limit>/<second|minute|hour|day>"; an empty value switches that limit off.
+# WEBHOOK counts every request to one channel's webhook URL, API every request of one user (an
+# API token belongs to one user), ANON the API requests without a user, per IP address. Load
+# tests that send more than these raise them in the environment.
+OMSGUARD_RATE_LIMIT_WEBHOOK = os.environ.get("OMSGUARD_RATE_LIMIT_WEBHOOK", "3000/minute")
+OMSGUARD_RATE_LIMIT_API = os.environ.get("OMSGUARD_RATE_LIMIT_API", "1200/minute")
+OMSGUARD_RATE_LIMIT_ANON = os.environ.get("OMSGUARD_RATE_LIMIT_ANON", "120/minute")
+# Reverse proxies in front of the app that append the client's address to X-Forwarded-For.
+# 0 counts anonymous requests by REMOTE_ADDR, so behind a proxy they all share its address.
+OMSGUARD_RATE_LIMIT_PROXY_COUNT = env_int("OMSGUARD_RATE_LIMIT_PROXY_COUNT", 0)
+# Prefix of the counters' cache keys; the test suite gives each test its own.
+OMSGUARD_RATE_LIMIT_NAMESPACE = os.environ.get("OMSGUARD_RATE_LIMIT_NAMESPACE", "")
+# A signed webhook whose own timestamp is older than MAX_AGE or further than MAX_FUTURE
+# ahead of this server's clock is rejected (400 stale_delivery). Shopify retries for 4 hours
+# and Square for 24, so 72 hours leaves a margin. MAX_AGE 0 switches the check off.
+OMSGUARD_WEBHOOK_MAX_AGE_SECONDS = env_int("OMSGUARD_WEBHOOK_MAX_AGE_SECONDS", 72 * 3600)
+OMSGUARD_WEBHOOK_MAX_FUTURE_SECONDS = env_int("OMSGUARD_WEBHOOK_MAX_FUTURE_SECONDS", 300)
+# orders/apps.py checks these values at start-up, because parsing a rate here would import
+# Django REST framework, which reads the settings before this module has finished.
+# --- End of rate limits and webhook freshness.
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -368,13 +484,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["omsguard.api.ModelPermissions"],
     "DEFAULT_PARSER_CLASSES": [
         "omsguard.api_parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        # API fuzz: DRF's form parsers with a 400 for NUL characters, as the JSON parser.
+        "omsguard.api_parsers.FormParser",
+        "omsguard.api_parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["omsguard.ratelimit.ApiRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "omsguard.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -397,7 +515,17 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StockEventKindEnum": "inventory.models.StockEventKind",
         "StockEventOutcomeEnum": "inventory.models.StockEventOutcome",
+        # API fuzz: the canonical order's state and a breaker's state share the field name.
+        "BreakerStateEnum": "guardrails.models.BreakerState",
+        "CanonicalOrderStateEnum": ["open", "cancelled", "incomplete"],
     },
+    # --- API fuzz: every operation documents the error responses DRF may give, with the
+    # one error body (omsguard/api_schema.py). The first hook is drf-spectacular's default.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "omsguard.api_schema.error_responses_add",
+    ],
+    # --- End of API fuzz.
 }
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
@@ -432,3 +560,12 @@ OMSGUARD_KPI_REFRESH_HOURS = env_int("OMSGUARD_KPI_REFRESH_HOURS", 48)
 # Alert notifications: attempts per message before it is marked failed (backoff doubles).
 OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS = env_int("OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS", 6)
 OMSGUARD_ALERT_NOTIFY_TIMEOUT_SECONDS = env_int("OMSGUARD_ALERT_NOTIFY_TIMEOUT_SECONDS", 10)
+
+# --- Query parameters with a NUL character (omsguard/query_strings.py) ---
+# PostgreSQL text cannot hold NUL, so a query string that carries one gets 400 naming the
+# parameter before any view or admin changelist passes it to a query.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "omsguard.query_strings.NulQueryParameterMiddleware",
+)
+# --- End of query parameters with a NUL character ---

@@ -2,9 +2,10 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from monitoring.views import health
+from omsguard.api_docs import ApiDocsView
 from omsguard.api_errors import api_not_found
 from omsguard.views import home
 
@@ -29,7 +30,7 @@ urlpatterns = [
     path("", include("monitoring.metrics_urls")),
     path("api/v1/", include("omsguard.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/", api_not_found),
 ]
 

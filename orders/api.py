@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework import serializers as drf_serializers
 from rest_framework.request import Request
@@ -15,9 +15,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.models import Channel, ChannelKind
+from omsguard.api_filters import IsoDateTimeFilter
+from omsguard.api_parsers import nul_fields
+from omsguard.api_schema import idempotency_key_parameter
 
 from . import selectors
 from .canonical import AdapterError
+from .channel_access import ANY_CHANNEL_PERMISSION, CHANNEL_NOT_ALLOWED, channel_scoped
 from .channel_ingest import FILE_KINDS, channel_file_ingest
 from .models import ChannelApiGrant, Delivery, DeliveryOutcome, Order, OrderStatus
 from .serializers import CanonicalOrderInputSerializer, DeliverySerializer, OrderSerializer
@@ -30,7 +34,6 @@ from .services import (
 
 logger = logging.getLogger(__name__)
 
-ANY_CHANNEL_PERMISSION = "orders.ingest_any_channel"
 MAX_IDEMPOTENCY_KEY_LENGTH = 150
 
 
@@ -38,12 +41,32 @@ class OrderFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=OrderStatus.choices)
     channel = django_filters.CharFilter(field_name="channel__code")
     channel_order_id = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Order
         fields = ["status", "channel", "channel_order_id", "created_after", "created_before"]
+
+
+ORDER_RECORDED = inline_serializer(
+    "CanonicalOrderRecorded",
+    {
+        "delivery": drf_serializers.IntegerField(help_text="The delivery's id."),
+        "outcome": drf_serializers.CharField(help_text="The delivery's processing outcome."),
+        "error": drf_serializers.CharField(help_text="Why processing failed; empty if not."),
+        "order": drf_serializers.IntegerField(allow_null=True),
+        "status": drf_serializers.CharField(allow_null=True, help_text="The order's status."),
+    },
+)
+ORDER_ACCEPTED = inline_serializer(
+    "CanonicalOrderAccepted",
+    {
+        "delivery": drf_serializers.IntegerField(help_text="The delivery's id."),
+        "outcome": drf_serializers.CharField(help_text="received: not processed yet."),
+        "location": drf_serializers.CharField(help_text="The delivery's URL, to poll."),
+    },
+)
 
 
 def _error(status_code: int, code: str, message: str, fields: dict | None = None) -> Response:
@@ -62,8 +85,29 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     ordering = ["-created_at"]
 
     def get_queryset(self):
-        return selectors.order_list()
+        # An integration reads only the orders of its granted channels; others are not found.
+        return channel_scoped(selectors.order_list(), self.request.user)
 
+    @extend_schema(
+        request={"application/json": CanonicalOrderInputSerializer},
+        parameters=[
+            idempotency_key_parameter(
+                required=True,
+                max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+                description=(
+                    "Required. A retry with the same key and body gets the first response "
+                    "again; the same key with another body gets 409."
+                ),
+            )
+        ],
+        responses={
+            201: OpenApiResponse(ORDER_RECORDED, "Recorded and processed at once."),
+            202: OpenApiResponse(ORDER_ACCEPTED, "Recorded; poll `location` for the outcome."),
+            409: OpenApiResponse(
+                description="The key was used with another body, or its first request runs."
+            ),
+        },
+    )
     def create(self, request: Request) -> Response:
         """Record a canonical order (samples/canonical/README.md) once per Idempotency-Key."""
         key = request.headers.get("Idempotency-Key", "").strip()
@@ -96,8 +140,14 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        except (ValueError, RecursionError) as error:
+            # ValueError covers invalid UTF-8, invalid JSON and integers of more than 4,300
+            # digits, which Python refuses to convert.
             return _error(400, "malformed_json", f"The body is not valid JSON: {error}.")
+        # The raw payload is stored with the order, and PostgreSQL cannot store NUL in jsonb.
+        nul_errors = nul_fields(payload)
+        if nul_errors:
+            return _error(400, "invalid", "Invalid input.", nul_errors)
         serializer = CanonicalOrderInputSerializer(data=payload)
         if not serializer.is_valid():
             return _error(400, "invalid", "Invalid input.", _flatten_errors(serializer.errors))
@@ -115,7 +165,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         if not _may_post_for(request.user, channel):
             return _error(
                 403,
-                "channel_not_allowed",
+                CHANNEL_NOT_ALLOWED,
                 f"This user may not post orders for channel {channel.code!r}.",
             )
 
@@ -271,10 +321,14 @@ class MarketplaceOrderIngestView(APIView):
         channel = Channel.objects.filter(code=channel_code, is_active=True).first()
         if channel is None:
             return _error(404, "unknown_channel", f"No active channel {channel_code!r}.")
-        if not request.user.has_perm("orders.add_order") or not _may_post_for(
-            request.user, channel
-        ):
+        if not request.user.has_perm("orders.add_order"):
             return _error(403, "forbidden", f"You may not post orders for channel {channel.code}.")
+        if not _may_post_for(request.user, channel):
+            return _error(
+                403,
+                CHANNEL_NOT_ALLOWED,
+                f"This user may not post orders for channel {channel.code!r}.",
+            )
         if channel.kind not in FILE_KINDS:
             return _error(
                 400,

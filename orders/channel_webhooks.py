@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+from datetime import datetime
 
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -11,13 +12,14 @@ from django.views.decorators.http import require_POST
 
 from catalog.models import Channel, ChannelKind
 from catalog.selectors import channel_get_active
+from omsguard.ratelimit import webhook_rate_limited
 
 from .adapters import square, woocommerce
 from .canonical import AdapterError
 from .channel_ingest import square_delivery_record, woocommerce_ping_record
 from .services import delivery_record
 from .square_client import SquareFetchError, square_order_fetch
-from .webhooks import _read_body, error_response
+from .webhooks import _parse_timestamp, _read_body, delivery_age_check, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,12 @@ PING_BODY = re.compile(rb"webhook_id=(\d{1,20})")
 SQUARE_RETRY_AFTER_SECONDS = 60
 
 
+# WooCommerce sends no delivery timestamp, because its X-WC-Webhook-* headers carry only ids,
+# topic, resource, event and source. Its deliveries get no age check, but repeats are still
+# recognised by the delivery id.
 @csrf_exempt
 @require_POST
+@webhook_rate_limited
 def woocommerce_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
     channel = channel_get_active(kind=ChannelKind.WOOCOMMERCE, code=channel_code)
     if channel is None:
@@ -75,7 +81,9 @@ def woocommerce_webhook(request: HttpRequest, channel_code: str) -> JsonResponse
         )
     try:
         delivery_id = woocommerce.delivery_key(json.loads(body))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    # ValueError covers invalid UTF-8, invalid JSON and integers longer than Python's
+    # int-from-string limit (4,300 digits).
+    except (ValueError, RecursionError):
         return error_response(400, "invalid_json", "Request body is not valid JSON.")
     except AdapterError as error:
         return error_response(400, "invalid_order", f"{error.field}: {error.reason}")
@@ -95,6 +103,7 @@ def woocommerce_webhook(request: HttpRequest, channel_code: str) -> JsonResponse
 
 @csrf_exempt
 @require_POST
+@webhook_rate_limited
 def square_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
     channel = channel_get_active(kind=ChannelKind.SQUARE, code=channel_code)
     if channel is None:
@@ -117,13 +126,18 @@ def square_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
     try:
         event = json.loads(body)
         order_id = square.event_order_id(event)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return error_response(400, "invalid_json", "Request body is not valid JSON.")
     except AdapterError as error:
         return error_response(400, "invalid_event", f"{error.field}: {error.reason}")
     event_id = event.get("event_id")
     if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 200:
         return error_response(400, "invalid_event", "event_id: missing or longer than 200.")
+    stale = delivery_age_check(
+        channel=channel, sent_at=_square_created_at(event, channel), source="created_at"
+    )
+    if stale is not None:
+        return stale
 
     existing = channel.deliveries.filter(delivery_id=event_id).first()
     if existing is not None:
@@ -152,6 +166,19 @@ def square_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
     return JsonResponse(
         {"status": "accepted" if created else "duplicate", "delivery": delivery.pk}, status=200
     )
+
+
+def _square_created_at(event: dict, channel: Channel) -> datetime | None:
+    """Return the event's signed created_at, or None when absent or unreadable (not checked)."""
+    value = event.get("created_at")
+    parsed = _parse_timestamp(value) if isinstance(value, str) else None
+    if value is not None and parsed is None:
+        # Accepted like an absent field rather than losing an order to a format change.
+        logger.warning(
+            "webhook timestamp unreadable",
+            extra={"channel": channel.code, "timestamp_source": "created_at"},
+        )
+    return parsed
 
 
 def _square_signature_failure(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from catalog.models import Channel, ChannelSkuMapping, ExternalIdKind, Sku
 
@@ -182,7 +183,9 @@ def shopify_samples_replay(
                 "X-Shopify-Shop-Domain": f"{channel.code}.myshopify.com",
                 "X-Shopify-Webhook-Id": entry["webhook_id"],
                 "X-Shopify-Event-Id": entry.get("event_id", ""),
-                "X-Shopify-Triggered-At": entry.get("triggered_at", ""),
+                # A replay is triggered now: the times recorded in the manifest are older than
+                # OMSGUARD_WEBHOOK_MAX_AGE_SECONDS, so the webhook would reject them as stale.
+                "X-Shopify-Triggered-At": timezone.now().isoformat(),
                 "X-Shopify-API-Version": entry.get("api_version", ""),
             },
         )

@@ -6,12 +6,14 @@ from datetime import datetime
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from catalog.models import ChannelKind
+from catalog.models import Channel, ChannelKind
 from catalog.selectors import channel_get_active
+from omsguard.ratelimit import webhook_rate_limited
 
 from .adapters import shopify
 from .services import delivery_record
@@ -38,6 +40,7 @@ def error_response(status: int, code: str, message: str) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
+@webhook_rate_limited
 def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
     channel = channel_get_active(kind=ChannelKind.SHOPIFY, code=channel_code)
     if channel is None:
@@ -59,6 +62,12 @@ def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
         return error_response(
             401, "invalid_signature", "Missing or invalid X-Shopify-Hmac-Sha256 signature."
         )
+    triggered_at = _shopify_triggered_at(request, channel)
+    stale = delivery_age_check(
+        channel=channel, sent_at=triggered_at, source="X-Shopify-Triggered-At"
+    )
+    if stale is not None:
+        return stale
 
     delivery_id = request.headers.get("X-Shopify-Webhook-Id", "").strip()
     if not delivery_id:
@@ -82,11 +91,58 @@ def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
         body=body,
         headers=_kept_headers(request),
         event_id=request.headers.get("X-Shopify-Event-Id", "")[:200],
-        triggered_at=_parse_timestamp(request.headers.get("X-Shopify-Triggered-At")),
+        triggered_at=triggered_at,
     )
     return JsonResponse(
         {"status": "accepted" if created else "duplicate", "delivery": delivery.pk}, status=200
     )
+
+
+def delivery_age_check(
+    *, channel: Channel, sent_at: datetime | None, source: str
+) -> JsonResponse | None:
+    """Return a 400 stale_delivery response when a signed delivery is too old or too far ahead.
+
+    `source` names the header or field `sent_at` came from. Call it after the signature
+    check, before anything is stored. A delivery without a timestamp passes: Shopify does not
+    sign its header, so demanding it would stop no forger, and the id of every delivery is
+    still checked for repeats.
+    """
+    max_age = settings.OMSGUARD_WEBHOOK_MAX_AGE_SECONDS
+    if sent_at is None or max_age == 0:
+        return None
+    age = (timezone.now() - sent_at).total_seconds()
+    max_future = settings.OMSGUARD_WEBHOOK_MAX_FUTURE_SECONDS
+    if -max_future <= age <= max_age:
+        return None
+
+    logger.warning(
+        "webhook rejected: stale delivery",
+        extra={"channel": channel.code, "age_seconds": round(age), "timestamp_source": source},
+    )
+    if age > 0:
+        message = (
+            f"{source} is {round(age)} seconds old; deliveries older than {max_age} seconds "
+            "are rejected."
+        )
+    else:
+        message = (
+            f"{source} is {round(-age)} seconds ahead of this server's clock; at most "
+            f"{max_future} seconds are accepted."
+        )
+    return error_response(400, "stale_delivery", message)
+
+
+def _shopify_triggered_at(request: HttpRequest, channel: Channel) -> datetime | None:
+    value = request.headers.get("X-Shopify-Triggered-At")
+    triggered_at = _parse_timestamp(value)
+    if value and triggered_at is None:
+        # Accepted like an absent header rather than losing an order to a format change.
+        logger.warning(
+            "webhook timestamp unreadable",
+            extra={"channel": channel.code, "timestamp_source": "X-Shopify-Triggered-At"},
+        )
+    return triggered_at
 
 
 def _kept_headers(request: HttpRequest) -> dict[str, str]:

@@ -1,10 +1,12 @@
 import django_filters
 from django.db.models import Q, QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, permissions, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+
+from orders.channel_access import channel_scoped_any
 
 from . import services
 from .models import ReviewItem, ReviewKind, ReviewStatus
@@ -37,6 +39,13 @@ class ReviewItemFilter(django_filters.FilterSet):
         )
 
 
+# The service returns 409 for an item decided already or claimed by another agent.
+DECIDE_RESPONSES = {
+    200: ReviewItemSerializer,
+    409: OpenApiResponse(description="The item is decided already, or claimed by someone else."),
+}
+
+
 class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
     """Exception queue items; accepting or rejecting needs the decide permission."""
 
@@ -53,11 +62,15 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
         return super().get_permissions()
 
     def get_queryset(self):
-        return ReviewItem.objects.select_related(
+        items = ReviewItem.objects.select_related(
             "order", "order__channel", "delivery__channel", "decided_by"
         )
+        # An integration reads only the items of orders or deliveries of its granted channels.
+        return channel_scoped_any(
+            items, self.request.user, via=("order__channel", "delivery__channel")
+        )
 
-    @extend_schema(request=AcceptInputSerializer, responses=ReviewItemSerializer)
+    @extend_schema(request=AcceptInputSerializer, responses=DECIDE_RESPONSES)
     @action(detail=True, methods=["post"])
     def accept(self, request: Request, pk: str | None = None) -> Response:
         data = _validated(AcceptInputSerializer, request)
@@ -70,7 +83,7 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
             )
         )
 
-    @extend_schema(request=RejectInputSerializer, responses=ReviewItemSerializer)
+    @extend_schema(request=RejectInputSerializer, responses=DECIDE_RESPONSES)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         data = _validated(RejectInputSerializer, request)
@@ -80,7 +93,7 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
             )
         )
 
-    @extend_schema(request=ReviseInputSerializer, responses=ReviewItemSerializer)
+    @extend_schema(request=ReviseInputSerializer, responses=DECIDE_RESPONSES)
     @action(detail=True, methods=["post"])
     def revise(self, request: Request, pk: str | None = None) -> Response:
         data = _validated(ReviseInputSerializer, request)
@@ -90,12 +103,12 @@ class ReviewItemViewSet(viewsets.ReadOnlyModelViewSet):
             )
         )
 
-    @extend_schema(request=None, responses=ReviewItemSerializer)
+    @extend_schema(request=None, responses=DECIDE_RESPONSES)
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(lambda: services.review_item_claim(item_id=int(pk), user=request.user))
 
-    @extend_schema(request=None, responses=ReviewItemSerializer)
+    @extend_schema(request=None, responses=DECIDE_RESPONSES)
     @action(detail=True, methods=["post"])
     def release(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(

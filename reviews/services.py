@@ -262,9 +262,11 @@ def review_item_claim(*, item_id: int, user: AbstractBaseUser) -> ReviewItem:
         now = timezone.now()
         _check_not_claimed_by_other(item, user, now)
 
+        before = _claim_state(item)
         item.assignee = user
         item.claimed_until = now + timedelta(minutes=guardrail_settings().claim_minutes)
         item.save(update_fields=["assignee", "claimed_until"])
+        _claim_audit(item, user, "review_item.claimed", before)
     logger.info(
         "review item claimed",
         extra={"review_item": item.pk, "user": user.pk, "until": item.claimed_until.isoformat()},
@@ -275,9 +277,10 @@ def review_item_claim(*, item_id: int, user: AbstractBaseUser) -> ReviewItem:
 def review_item_release(*, item_id: int, user: AbstractBaseUser) -> ReviewItem:
     """Give up a claim. Releasing an unclaimed item, or a claim that ran out, changes nothing.
 
-    Raises ReviewConflict (`claimed`) for someone else's running claim, unless the user is a
-    superuser.
+    Raises ReviewForbidden without the decide permission, and ReviewConflict (`claimed`) for
+    someone else's running claim, unless the user is a superuser.
     """
+    _check_may_decide(user)
     with transaction.atomic():
         item = _item_lock_open(item_id)
         if item.assignee_id is None:
@@ -285,9 +288,11 @@ def review_item_release(*, item_id: int, user: AbstractBaseUser) -> ReviewItem:
         if not user.is_superuser:
             _check_not_claimed_by_other(item, user, timezone.now())
 
+        before = _claim_state(item)
         item.assignee = None
         item.claimed_until = None
         item.save(update_fields=["assignee", "claimed_until"])
+        _claim_audit(item, user, "review_item.released", before)
     logger.info("review item released", extra={"review_item": item.pk, "user": user.pk})
     return item
 
@@ -597,6 +602,24 @@ def _check_not_stale(item: ReviewItem, order: Order | None) -> None:
         f"Order {order.order_number or order.pk} changed after this item opened (version "
         f"{item.order_version}, now {order.version}); check the order and reject the item, "
         "or handle the order by hand.",
+    )
+
+
+def _claim_state(item: ReviewItem) -> dict:
+    return {
+        "assignee": item.assignee.get_username() if item.assignee_id else None,
+        "claimed_until": item.claimed_until.isoformat() if item.claimed_until else None,
+    }
+
+
+def _claim_audit(item: ReviewItem, user: AbstractBaseUser, action: str, before: dict) -> None:
+    audit_record(
+        action=action,
+        target_type="review_item",
+        target_id=item.pk,
+        actor=user,
+        before=before,
+        after=_claim_state(item),
     )
 
 

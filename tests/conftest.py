@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from catalog.models import Channel, ChannelKind, ChannelSkuMapping, ExternalIdKind, Sku
 from omsguard.celery import app as celery_app
@@ -31,6 +33,14 @@ def _test_settings(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _rate_limit_namespace(settings):
+    # Rate-limit counters of each test live under their own cache keys, because tests reuse
+    # channel codes and user ids. Clearing the cache instead would flush the Redis database
+    # that CI shares with the Celery broker.
+    settings.OMSGUARD_RATE_LIMIT_NAMESPACE = uuid.uuid4().hex
 
 
 @pytest.fixture(autouse=True)
@@ -127,6 +137,7 @@ ROLE_MIGRATIONS = [
     ("monitoring.migrations.0005_periodic_tasks", "grant_schedule_permissions"),
     ("guardrails.migrations.0008_canary_roles_and_schedule", "grant_rollout_permissions"),
     ("reviews.migrations.0010_label_taxonomy_and_roles", "grant_feedback_permissions"),
+    ("reviews.migrations.0011_axes_unlock_role", "grant_unlock_permissions"),
 ]
 
 
@@ -216,7 +227,8 @@ def signed_headers(body: bytes, *, secret: str = SECRET, webhook_id: str = "wh-1
         "X-Shopify-Hmac-Sha256": shopify.signature_for(body, secret),
         "X-Shopify-Webhook-Id": webhook_id,
         "X-Shopify-Event-Id": "ev-" + webhook_id,
-        "X-Shopify-Triggered-At": "2024-11-04T15:15:33.776Z",
+        # Now, as Shopify sends it: the webhook rejects deliveries older than its max age.
+        "X-Shopify-Triggered-At": timezone.now().isoformat(timespec="milliseconds"),
     }
 
 

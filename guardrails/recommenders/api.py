@@ -1,7 +1,8 @@
 """REST endpoints that run the built-in recommenders on one order.
 
 Both need the `guardrails.propose_decision` permission (the integration role has it), because
-each ends in a proposal that the guardrails may apply.
+each ends in a proposal that the guardrails may apply. An integration reaches only the orders
+of its granted channels; another channel's order is not found.
 """
 
 from django.shortcuts import get_object_or_404
@@ -12,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from orders.channel_access import channel_scoped
 from orders.models import Order, OrderLine
 
 from .base import RecommendationError
@@ -63,7 +65,7 @@ class ShortageView(APIView):
 
     @extend_schema(request=ShortageSerializer, responses=RecommendationSerializer)
     def post(self, request: Request, order_id: int) -> Response:
-        order = get_object_or_404(Order.objects.select_related("channel"), pk=order_id)
+        order = get_object_or_404(_orders_visible(request), pk=order_id)
         serializer = ShortageSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
 
@@ -92,10 +94,15 @@ class CarrierRecommendationView(APIView):
     @extend_schema(request=None, responses=RecommendationSerializer)
     def post(self, request: Request, order_id: int) -> Response:
         order = get_object_or_404(
-            Order.objects.select_related("channel", "carrier_service__carrier"), pk=order_id
+            _orders_visible(request).select_related("carrier_service__carrier"), pk=order_id
         )
         recommendation = _run(carrier_recommend, order=order)
         return Response(recommendation.as_dict(), status=status.HTTP_200_OK)
+
+
+def _orders_visible(request: Request):
+    """The orders the user may run a recommender on: an integration's granted channels only."""
+    return channel_scoped(Order.objects.select_related("channel"), request.user)
 
 
 def _run(recommend, **inputs):

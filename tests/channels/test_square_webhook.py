@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from catalog.models import Channel, ChannelSkuMapping, ExternalIdKind, Sku
 from orders.adapters import square
@@ -35,6 +36,13 @@ def post(client, django_capture_on_commit_callbacks):
     return send
 
 
+def shipment_event() -> bytes:
+    """Return the sample event dated now: the webhook rejects events older than its max age."""
+    event = json.loads(SHIPMENT_EVENT.read_text("utf-8"))
+    event["created_at"] = timezone.now().isoformat()
+    return json.dumps(event).encode("utf-8")
+
+
 def signed(body: bytes, url: str = SQUARE_URL, key: str = SQUARE_KEY) -> dict:
     return {"X-Square-HmacSha256-Signature": square.signature_for(url, body, key)}
 
@@ -47,7 +55,7 @@ def test_event_fetches_order_and_records_both(square_channel, demo_catalog, fake
             external_id=external_id,
             sku=Sku.objects.get(code=code),
         )
-    body = SHIPMENT_EVENT.read_bytes()
+    body = shipment_event()
     response = post(body, signed(body))
 
     assert response.status_code == 200
@@ -70,7 +78,7 @@ def test_event_fetches_order_and_records_both(square_channel, demo_catalog, fake
 
 
 def test_retry_is_duplicate_without_fetch(square_channel, demo_catalog, fake_square, post):
-    body = SHIPMENT_EVENT.read_bytes()
+    body = shipment_event()
     post(body, signed(body))
     second = post(body, signed(body))
     assert second.json()["status"] == "duplicate"
@@ -80,7 +88,7 @@ def test_retry_is_duplicate_without_fetch(square_channel, demo_catalog, fake_squ
 
 def test_fetch_failure_answers_503(square_channel, fake_square, post):
     fake_square.fail_with = 500
-    body = SHIPMENT_EVENT.read_bytes()
+    body = shipment_event()
     response = post(body, signed(body))
     assert response.status_code == 503
     assert response["Retry-After"] == "60"
@@ -93,14 +101,14 @@ def test_unreachable_api_answers_503(square_channel, settings, post):
         base_url = server.base_url
     settings.OMSGUARD_SQUARE_API_BASE_URL = base_url
     settings.OMSGUARD_SQUARE_ACCESS_TOKEN = TOKEN
-    body = SHIPMENT_EVENT.read_bytes()
+    body = shipment_event()
     assert post(body, signed(body)).status_code == 503
     assert Delivery.objects.count() == 0
 
 
 def test_wrong_token_answers_503(square_channel, fake_square, settings, post):
     settings.OMSGUARD_SQUARE_ACCESS_TOKEN = "wrong-token"  # noqa: S105 - test value
-    body = SHIPMENT_EVENT.read_bytes()
+    body = shipment_event()
     assert post(body, signed(body)).status_code == 503
 
 
@@ -114,28 +122,37 @@ def test_wrong_token_answers_503(square_channel, fake_square, settings, post):
     ids=["missing", "non-ascii", "wrong"],
 )
 def test_bad_signature_rejected(square_channel, post, headers):
-    response = post(SHIPMENT_EVENT.read_bytes(), headers)
+    response = post(shipment_event(), headers)
     assert response.status_code == 401
     assert Delivery.objects.count() == 0
 
 
 def test_tampered_body_rejected(square_channel, post):
-    body = SHIPMENT_EVENT.read_bytes()
+    body = shipment_event()
     response = post(body.replace(b"order.created", b"order.updated"), signed(body))
     assert response.status_code == 401
 
 
 def test_wrong_key_rejected(square_channel, post):
-    body = SHIPMENT_EVENT.read_bytes()
+    body = shipment_event()
     assert post(body, signed(body, key="other-key")).status_code == 401
 
 
 def test_url_mismatch_shown_on_channel(square_channel, post):
     square_channel.notification_url = "https://shop.example.com/webhooks/square/sq/"
     square_channel.save()
-    body = SHIPMENT_EVENT.read_bytes()
+    body = shipment_event()
     response = post(body, signed(body, url="https://shop.example.com/webhooks/square/sq/x"))
     assert response.status_code == 401
     note = Channel.objects.get(pk=square_channel.pk).last_signature_failure
     assert "request URL http://testserver/webhooks/square/sq/ differs" in note
     assert "https://shop.example.com/webhooks/square/sq/" in note
+
+
+def test_signed_huge_integer_is_400(square_channel, post):
+    # Python refuses to parse integers of more than 4,300 digits with a ValueError.
+    body = b'{"event_id": "e-1", "data": ' + b"9" * 5000 + b"}"
+    response = post(body, signed(body))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert Delivery.objects.count() == 0

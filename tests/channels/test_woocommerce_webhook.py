@@ -114,3 +114,12 @@ def test_unsupported_topic_rejected(woo_channel, post):
 def test_unknown_channel_404(db, post):
     body = (SAMPLES / "01-normal.json").read_bytes()
     assert post(body, signed(body)).status_code == 404
+
+
+def test_signed_huge_integer_is_400(woo_channel, post):
+    # Python refuses to parse integers of more than 4,300 digits with a ValueError.
+    body = b'{"id": ' + b"9" * 5000 + b"}"
+    response = post(body, signed(body))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert Delivery.objects.count() == 0

@@ -5,8 +5,10 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 
+from catalog.models import Channel
 from guardrails.defaults import default_policies_load
 from guardrails.selectors import guardrail_settings
+from orders.models import ChannelApiGrant
 from tests.conftest import ensure_role_groups, make_user
 
 
@@ -48,5 +50,11 @@ def manager(db) -> User:
 
 @pytest.fixture
 def integration_user(db) -> User:
-    """The API user of an AI agent."""
+    """The API user of an AI agent; `channel_grant` lets it act on a channel's orders."""
     return make_user("agent-bot", "integration")
+
+
+def channel_grant(user: User, channel: Channel) -> User:
+    """Grant `user` the channel, as an admin does for an integration; return the user."""
+    ChannelApiGrant.objects.get_or_create(user=user, channel=channel)
+    return user

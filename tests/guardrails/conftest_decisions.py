@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from catalog.models import Sku
 from guardrails.appliers import carrier_service_by_code
 from inventory.models import Location, LocationKind, StockLevel
-from orders.models import Delivery, Order, OrderLine, OrderStatus
+from orders.models import ChannelApiGrant, Delivery, Order, OrderLine, OrderStatus
 
 SHIPPING_ADDRESS = {
     "name": "Ada Quill",
@@ -87,8 +87,9 @@ def order_fixture(db, default_policies, catalog, channel, locations) -> Order:
 
 
 @pytest.fixture(name="bot_api")
-def bot_api_fixture(integration_user) -> APIClient:
-    """The API client of an AI agent (role integration)."""
+def bot_api_fixture(integration_user, channel) -> APIClient:
+    """The API client of an AI agent (role integration) granted the `channel` fixture."""
+    ChannelApiGrant.objects.get_or_create(user=integration_user, channel=channel)
     client = APIClient()
     client.force_authenticate(integration_user)
     return client

@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from catalog.models import Channel
 from guardrails import breakers
 from guardrails.models import (
     AuditEntry,
@@ -12,6 +13,7 @@ from guardrails.models import (
     BreakerScope,
     BreakerState,
 )
+from orders.models import ChannelApiGrant
 from tests.conftest import make_user
 
 LIST_URL = "/api/v1/breakers/"
@@ -19,9 +21,13 @@ DEGRADATION_URL = "/api/v1/breakers/report-degradation/"
 RECOVERY_URL = "/api/v1/breakers/report-recovery/"
 
 
-def client_for(role: str | None) -> Client:
+def client_for(role: str | None, *, channels: tuple[str, ...] = ()) -> Client:
+    """A logged-in client of a new user in `role`, granted the channels named by code."""
+    user = make_user(f"user-{role}", role)
+    for channel in Channel.objects.filter(code__in=channels):
+        ChannelApiGrant.objects.create(user=user, channel=channel)
     client = Client()
-    client.force_login(make_user(f"user-{role}", role))
+    client.force_login(user)
     return client
 
 
@@ -31,7 +37,7 @@ def report() -> dict:
 
 
 def test_integration_reports_degradation(default_policies, channel, report):
-    response = client_for("integration").post(
+    response = client_for("integration", channels=("shop",)).post(
         DEGRADATION_URL, report, content_type="application/json"
     )
 
@@ -88,7 +94,7 @@ def test_report_accepts_any_model_name(default_policies, report):
 
 
 def test_integration_reports_recovery(default_policies, channel, report):
-    integration = client_for("integration")
+    integration = client_for("integration", channels=("shop",))
     integration.post(DEGRADATION_URL, report, content_type="application/json")
 
     response = integration.post(
@@ -101,7 +107,7 @@ def test_integration_reports_recovery(default_policies, channel, report):
 
 
 def test_list_filters_by_state(default_policies, channel, report):
-    integration = client_for("integration")
+    integration = client_for("integration", channels=("shop",))
     integration.post(DEGRADATION_URL, report, content_type="application/json")
     Breaker.objects.create(scope=BreakerScope.MODEL, key="gpt-sub")
 

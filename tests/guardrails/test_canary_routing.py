@@ -24,6 +24,7 @@ from .canary_fixtures import (
     propose_carrier,
     ready_order,
 )
+from .conftest import channel_grant
 from .recommender_fixtures import rate_create, service_set
 
 
@@ -86,7 +87,7 @@ def test_wrong_arm_409_through_api(canary, channel, integration_user):
 
     order = orders_in_arm(canary, channel, CanaryArm.CONTROL, 1)[0]
     client = APIClient()
-    client.force_authenticate(integration_user)
+    client.force_authenticate(channel_grant(integration_user, channel))
 
     response = client.post(
         "/api/v1/decisions/",

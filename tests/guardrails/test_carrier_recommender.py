@@ -12,6 +12,7 @@ from guardrails.models import Decision, Verdict
 from guardrails.recommenders.carrier import carrier_recommend
 from orders.models import CarrierRateStatus
 
+from .conftest import channel_grant
 from .recommender_fixtures import (
     order_create,
     rate_create,
@@ -189,7 +190,7 @@ def test_carrier_api_returns_verdict(
 ):
     rate_create("ups/ground", "10.00")
     order = order_create(channel, [(shirt, 1, "19.99")])
-    client.force_login(integration_user)
+    client.force_login(channel_grant(integration_user, channel))
 
     response = client.post(reverse("order-carrier-recommendation", kwargs={"order_id": order.pk}))
 

@@ -22,6 +22,7 @@ from guardrails.models import (
 )
 from orders.fulfilment import shipment_record
 from orders.models import (
+    ChannelApiGrant,
     FulfilmentException,
     FulfilmentExceptionReason,
     FulfilmentStage,
@@ -479,8 +480,11 @@ def test_list_query_counts_flat(ops_api, canary):
 
 
 @pytest.fixture
-def bot_api(db) -> APIClient:
-    return api_for(make_user("agent-bot", "integration"))
+def bot_api(channel) -> APIClient:
+    """An AI agent's client, granted the `channel` fixture that the canary's orders are on."""
+    user = make_user("agent-bot", "integration")
+    ChannelApiGrant.objects.create(user=user, channel=channel)
+    return api_for(user)
 
 
 def test_assignment_gives_sticky_arm(bot_api, canary, channel):

@@ -22,6 +22,7 @@ from inventory.models import Replenishment
 from reviews.models import ReviewItem, ReviewKind, ReviewStatus
 from tests.conftest import make_user
 
+from .conftest import channel_grant
 from .recommender_fixtures import order_create, sku_create, stock_set, warehouse
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -334,7 +335,7 @@ def test_shortage_api_returns_recommendation(
     default_policies, client, integration_user, channel, ordered, similar
 ):
     order = order_create(channel, [(ordered, 2, "19.99")])
-    client.force_login(integration_user)
+    client.force_login(channel_grant(integration_user, channel))
     url = reverse("order-shortages", kwargs={"order_id": order.pk})
 
     response = client.post(url, {"line": 1, "quantity_short": 2}, content_type="application/json")
@@ -360,7 +361,7 @@ def test_shortage_api_rejects_bad_input(
     default_policies, client, integration_user, channel, ordered, body, field
 ):
     order = order_create(channel, [(ordered, 2, "19.99")])
-    client.force_login(integration_user)
+    client.force_login(channel_grant(integration_user, channel))
     url = reverse("order-shortages", kwargs={"order_id": order.pk})
 
     response = client.post(url, body, content_type="application/json")

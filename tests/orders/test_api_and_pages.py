@@ -7,7 +7,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from orders.models import Order
+from orders.models import ChannelApiGrant, Order
 from reviews.models import ReviewItem, ReviewStatus
 from tests.conftest import as_body, make_user, order_payload, signed_headers
 from tests.orders.test_pipeline import UNMAPPED_LINE
@@ -19,6 +19,12 @@ def token_client(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client
+
+
+def granted(user, channel):
+    """Grant an integration user the channel, so it may read the channel's orders."""
+    ChannelApiGrant.objects.create(user=user, channel=channel)
+    return user
 
 
 def ingest(post_webhook, count: int, lines: list[dict] | None = None) -> None:
@@ -36,7 +42,7 @@ def test_orders_api_needs_authentication(channel):
 
 def test_integration_token_lists_orders_with_lines(channel, catalog, post_webhook):
     ingest(post_webhook, 2)
-    client = token_client(make_user("robot", "integration"))
+    client = token_client(granted(make_user("robot", "integration"), channel))
 
     response = client.get("/api/v1/orders/?status=ready")
 
@@ -50,7 +56,7 @@ def test_integration_token_lists_orders_with_lines(channel, catalog, post_webhoo
 
 
 def test_orders_api_query_count_is_flat(channel, catalog, post_webhook):
-    client = token_client(make_user("robot", "integration"))
+    client = token_client(granted(make_user("robot", "integration"), channel))
     ingest(post_webhook, 2)
     with CaptureQueriesContext(connection) as few:
         client.get("/api/v1/orders/")

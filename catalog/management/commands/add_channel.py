@@ -36,6 +36,11 @@ class Command(BaseCommand):
         notification_url: str | None,
         **options,
     ) -> None:
+        if secret is not None and not _is_utf8_text(secret):
+            raise CommandError(
+                "--secret is not valid UTF-8 text: the shell passed bytes that are not UTF-8. "
+                "Pass the secret as UTF-8 (check the encoding of the terminal or script)."
+            )
         try:
             channel, created = channel_upsert(
                 kind=kind,
@@ -58,3 +63,13 @@ def _message(error: Exception) -> str:
     if isinstance(error, ValidationError) and hasattr(error, "message_dict"):
         return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
     return str(error)
+
+
+def _is_utf8_text(text: str) -> bool:
+    # Python decodes argv bytes that are not UTF-8 into lone surrogates, which no database
+    # column can store.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
-from catalog.models import ChannelKind
+from catalog.models import Channel, ChannelKind
 from catalog.services import channel_upsert
 from omsguard.celery import app as celery_app
 from orders.demo import (
@@ -18,7 +18,13 @@ from orders.demo import (
     shopify_samples_replay,
 )
 from orders.demo_channels import demo_channels_load
-from orders.models import CarrierCodeMapping, CarrierService, Delivery, DeliveryOutcome
+from orders.models import (
+    CarrierCodeMapping,
+    CarrierService,
+    ChannelApiGrant,
+    Delivery,
+    DeliveryOutcome,
+)
 
 DEMO_CHANNEL = "demo-shop"
 DEMO_SECRET = "demo-shopify-webhook-secret"  # noqa: S105 - printed for the demo on purpose
@@ -86,6 +92,7 @@ class Command(BaseCommand):
             status = result.response.get("status") or result.response.get("error", {}).get("code")
             self.stdout.write(f"  {result.status_code} {status:<9} {result.file}")
         self._load_other_channels()
+        self._grant_demo_channels()
         self._propose_demo_decisions()
         # After the demo proposals, so that the history's decisions cannot change their
         # verdicts (breakers and the autonomy gate read recent decisions).
@@ -109,6 +116,12 @@ class Command(BaseCommand):
                 f"Channel {code}: {len(results)} deliveries "
                 f"({statuses.count('accepted')} accepted, {statuses.count('duplicate')} duplicate)."
             )
+
+    def _grant_demo_channels(self) -> None:
+        # An integration reads and writes only the channels granted to it.
+        user = get_user_model().objects.get(username="integration")
+        for channel in Channel.objects.filter(code__startswith="demo-"):
+            ChannelApiGrant.objects.get_or_create(user=user, channel=channel)
 
     def _propose_demo_decisions(self) -> None:
         from guardrails.demo import demo_decisions_replay
