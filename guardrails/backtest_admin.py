@@ -104,8 +104,10 @@ class ShadowEvaluationAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         # With one version filtered, show its agree/disagree summary above the list.
-        version_id = request.GET.get("policy_version__id__exact")
-        version = PolicyVersion.objects.filter(pk=version_id).first() if version_id else None
+        version_id = request.GET.get("policy_version__id__exact", "")
+        # Anything but an id is left to the changelist, which redirects it to ?e=1.
+        is_id = version_id.isascii() and version_id.isdigit() and len(version_id) <= 18
+        version = PolicyVersion.objects.filter(pk=int(version_id)).first() if is_id else None
         extra_context = dict(extra_context or {})
         if version is not None:
             extra_context["shadow_version"] = version

@@ -78,8 +78,10 @@ class VersionSerializer(serializers.ModelSerializer):
     # and the schema would give these enums generated names.
     kind = serializers.CharField(read_only=True, help_text=_one_of(VersionKind))
     status = serializers.CharField(read_only=True, help_text=_one_of(VersionStatus))
-    action = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    action = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Version
@@ -161,7 +163,7 @@ class ResumeSerializer(serializers.Serializer):
 
 
 class CanaryEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = CanaryEvent
@@ -180,10 +182,12 @@ class CanarySerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Null when the subject had no active version at the start.",
     )
-    action = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    channel = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    ended_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    action = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    channel = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    ended_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Canary

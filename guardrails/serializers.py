@@ -29,8 +29,12 @@ class DecisionSerializer(serializers.ModelSerializer):
     channel = serializers.SlugRelatedField(slug_field="code", read_only=True)
     fired = serializers.SerializerMethodField(help_text="The reasons that failed or blocked.")
     policy_version_label = serializers.SerializerMethodField()
-    reverted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    labelled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reverted_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    labelled_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     # Plain text fields: other components already use an "outcome" enum with other values.
     outcome = serializers.CharField(read_only=True, help_text="unlabelled, correct or error.")
 

@@ -4,9 +4,10 @@ import django_filters
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+
+from omsguard.api_parsers import JSONParser
 
 from . import selectors, services
 from .models import InventoryDiscrepancy, StockEvent, StockEventOutcome, StockLevel

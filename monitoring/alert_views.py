@@ -109,7 +109,7 @@ def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
 @htmx_login_required
 def alert_silence(request: HttpRequest, alert_id: int) -> HttpResponse:
     hours = request.POST.get("hours", "")
-    if not hours.isdigit() or int(hours) not in SILENCE_HOURS:
+    if not (hours.isascii() and hours.isdigit()) or int(hours) not in SILENCE_HOURS:
         return _flash(
             request,
             400,
@@ -198,7 +198,7 @@ def _filters_parse(params: QueryDict) -> tuple[dict, list[str]]:
         filters["owner"] = params["owner"][:150]
     rule = params.get("rule", "")
     if rule:
-        if rule.isdigit() and len(rule) <= 18:
+        if rule.isascii() and rule.isdigit() and len(rule) <= 18:
             filters["rule"] = int(rule)
         else:
             errors.append(f"rule {rule[:30]!r} is not a rule id")

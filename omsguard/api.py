@@ -18,5 +18,13 @@ class ModelPermissions(permissions.DjangoModelPermissions):
 
 
 class Pagination(pagination.PageNumberPagination):
+    """Pages of `page_size` rows (default PAGE_SIZE, at most max_page_size).
+
+    An invalid page (not a number, below 1, or past the last page) gets 404 with the API's
+    error body, as DRF decides; the HTML pages show the nearest page instead. A page_size
+    that is not a positive integer means the default size, and a larger one the maximum.
+    """
+
+    invalid_page_message = "Invalid page {page_number!r:.40}: {message}."
     page_size_query_param = "page_size"
     max_page_size = 500

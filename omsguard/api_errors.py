@@ -1,7 +1,7 @@
 """The one error response shape of the REST API."""
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.response import Response
@@ -28,6 +28,21 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
                 }
             },
             status=413,
+        )
+    if isinstance(exc, TooManyFieldsSent):
+        # Django raises this while DRF first reads the query string or the form.
+        return Response(
+            {
+                "error": {
+                    "code": "too_many_fields",
+                    "message": (
+                        f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} "
+                        "query or form fields."
+                    ),
+                    "fields": {},
+                }
+            },
+            status=400,
         )
     response = drf_exception_handler(exc, context)
     if response is None:

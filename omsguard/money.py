@@ -12,11 +12,20 @@ class UnknownCurrency(ValueError):
         super().__init__(f"{code!r} is not an ISO 4217 currency code.")
 
 
-@cache
 def minor_units(currency: str) -> int:
-    """Digits after the decimal point for a currency (JPY 0, USD 2, KWD 3)."""
+    """Digits after the decimal point for a currency (JPY 0, USD 2, KWD 3).
+
+    Raises UnknownCurrency for anything else, including values that are not text.
+    """
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isupper():
         raise UnknownCurrency(currency)
+    return _iso_minor_units(currency)
+
+
+# Cached apart from minor_units, whose callers may pass a list or a dict from a payload:
+# those cannot be cache keys and raised TypeError instead of UnknownCurrency.
+@cache
+def _iso_minor_units(currency: str) -> int:
     try:
         exponent = iso4217.Currency(currency).exponent
     except (KeyError, ValueError):
@@ -37,7 +46,16 @@ def is_currency(code: object) -> bool:
 
 
 def money_round(amount: Decimal, currency: str) -> Decimal:
-    """Round half up to the currency's minor unit: 2.675 USD -> 2.68, 1234.5 JPY -> 1235."""
+    """Round half up to the currency's minor unit: 2.675 USD -> 2.68, 1234.5 JPY -> 1235.
+
+    Ties round away from zero (-2.675 USD -> -2.68). Raises TypeError for a float or any
+    other type than Decimal: a float cannot hold most amounts exactly (2.675 is stored as
+    2.67499...), so convert from the amount's text instead.
+    """
+    if not isinstance(amount, Decimal):
+        raise TypeError(
+            f"money_round takes a Decimal amount, got {type(amount).__name__} {amount!r}."
+        )
     return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
 
 

@@ -118,10 +118,26 @@ def parse_currency(value: Any, field_name: str) -> str:
 def parse_timestamp(value: Any, field_name: str) -> datetime | None:
     if value in (None, ""):
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        # Well formed but impossible, such as month 13: parse_datetime raises for those.
+        parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise AdapterError(field_name, f"not an ISO 8601 timestamp with offset: {value!r}")
     return parsed
+
+
+def optional_object(value: Any, field_name: str) -> dict:
+    """A JSON object that may be missing: null, absent or empty gives {}.
+
+    Any other type raises AdapterError naming the field, rather than failing later on .get().
+    """
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise AdapterError(field_name, "expected a JSON object")
+    return value
 
 
 def text(value: Any, field_name: str = "value") -> str:

@@ -88,7 +88,13 @@ def channel_file_entries(*, channel: Channel, data: Any) -> list[Any]:
             orders = data["payload"].get("Orders")
             if not isinstance(orders, list):
                 raise AdapterError("payload.Orders", "expected a JSON array")
-            return [{"order": order, "items": order.get("OrderItems")} for order in orders]
+            # An entry that is no object is left for the adapter to reject, naming it.
+            return [
+                {"order": order, "items": order.get("OrderItems")}
+                if isinstance(order, dict)
+                else {"order": order}
+                for order in orders
+            ]
     elif isinstance(data, dict) and isinstance(data.get("orders"), list):
         return data["orders"]
     if isinstance(data, list):

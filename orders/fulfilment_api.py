@@ -12,12 +12,9 @@ import logging
 from collections.abc import Callable
 
 import django_filters
-from django import forms
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch, QuerySet, TextChoices
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
@@ -28,7 +25,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.models import MAX_INTEGER, Channel
+from omsguard.api_filters import BooleanFilter, IdFilter, IsoDateTimeFilter
 from omsguard.api_parsers import JSONParser
+from omsguard.api_schema import idempotency_key_parameter
 from omsguard.money import money_format
 
 from . import fulfilment
@@ -384,26 +383,7 @@ class ChargebackSerializer(_OrderFieldsSerializer):
         return money_format(chargeback.amount, chargeback.currency)
 
 
-class ApiErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
-
-
-class FulfilmentErrorSerializer(serializers.Serializer):
-    error = ApiErrorDetailSerializer()
-
-
 # --- Filters -------------------------------------------------------------------------------
-
-
-class IdFilter(django_filters.NumberFilter):
-    """A database id: a whole number the id column can hold, so a huge one is a 400."""
-
-    field_class = forms.IntegerField
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
 
 
 class _FactFilter(django_filters.FilterSet):
@@ -415,9 +395,9 @@ class _FactFilter(django_filters.FilterSet):
 class ShipmentFilter(_FactFilter):
     status = django_filters.ChoiceFilter(choices=ShipmentStatus.choices)
     shipment_id = django_filters.CharFilter()
-    is_duplicate = django_filters.BooleanFilter()
-    shipped_after = django_filters.IsoDateTimeFilter(field_name="shipped_at", lookup_expr="gte")
-    shipped_before = django_filters.IsoDateTimeFilter(field_name="shipped_at", lookup_expr="lt")
+    is_duplicate = BooleanFilter()
+    shipped_after = IsoDateTimeFilter(field_name="shipped_at", lookup_expr="gte")
+    shipped_before = IsoDateTimeFilter(field_name="shipped_at", lookup_expr="lt")
 
     class Meta:
         model = Shipment
@@ -427,8 +407,8 @@ class ShipmentFilter(_FactFilter):
 class FulfilmentExceptionFilter(_FactFilter):
     stage = django_filters.ChoiceFilter(choices=FulfilmentStage.choices)
     reason = django_filters.ChoiceFilter(choices=FulfilmentExceptionReason.choices)
-    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    occurred_after = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = FulfilmentException
@@ -436,8 +416,8 @@ class FulfilmentExceptionFilter(_FactFilter):
 
 
 class _ReceivedFilter(_FactFilter):
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
 
 class OrderReturnFilter(_ReceivedFilter):
@@ -461,11 +441,9 @@ class ChargebackFilter(_ReceivedFilter):
 # --- Views ---------------------------------------------------------------------------------
 
 
-IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
-    "Idempotency-Key",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
+IDEMPOTENCY_KEY_PARAMETER = idempotency_key_parameter(
     required=False,
+    max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
     description=(
         "Optional. A retry with the same key and body gets the first response again; the "
         "same key with another body gets 409."
@@ -481,9 +459,8 @@ def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
         404: "No such record visible to this user.",
         409: "The id was recorded with other content, or the status change is not allowed.",
     }
-    return {
-        code: OpenApiResponse(FulfilmentErrorSerializer, descriptions[code]) for code in statuses
-    }
+    # The schema hook in omsguard.api_schema gives each of them the API's one error body.
+    return {code: OpenApiResponse(description=descriptions[code]) for code in statuses}
 
 
 def _create_schema(

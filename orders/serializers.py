@@ -53,7 +53,7 @@ class OrderSerializer(serializers.ModelSerializer):
     discount_total = MoneyField()
     total = MoneyField()
     presentment_total = serializers.SerializerMethodField()
-    carrier_service = serializers.StringRelatedField(read_only=True)
+    carrier_service = serializers.StringRelatedField(read_only=True, allow_null=True)
 
     def get_presentment_total(self, order: Order) -> str | None:
         if order.presentment_total is None:

@@ -6,6 +6,8 @@ from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from omsguard.api_filters import BooleanFilter, IdFilter, IsoDateTimeFilter
+
 from . import labels
 from .label_serializers import ErrorLabelInputSerializer, ErrorLabelSerializer, LabelTermSerializer
 from .models import ErrorLabel, LabelKind, LabelTerm
@@ -13,7 +15,7 @@ from .models import ErrorLabel, LabelKind, LabelTerm
 
 class LabelTermFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=LabelKind.choices)
-    is_active = django_filters.BooleanFilter()
+    is_active = BooleanFilter()
 
     class Meta:
         model = LabelTerm
@@ -34,16 +36,16 @@ class LabelTermViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ErrorLabelFilter(django_filters.FilterSet):
-    decision = django_filters.NumberFilter(field_name="decision_id")
-    review_item = django_filters.NumberFilter(field_name="review_item_id")
+    decision = IdFilter(field_name="decision_id")
+    review_item = IdFilter(field_name="review_item_id")
     cause = django_filters.CharFilter(field_name="cause__code", help_text="Cause term code.")
     impact = django_filters.CharFilter(field_name="impact__code", help_text="Impact term code.")
-    since = django_filters.IsoDateTimeFilter(
+    since = IsoDateTimeFilter(
         field_name="labelled_at",
         lookup_expr="gte",
         help_text="Labelled at or after this time (ISO 8601).",
     )
-    until = django_filters.IsoDateTimeFilter(
+    until = IsoDateTimeFilter(
         field_name="labelled_at", lookup_expr="lt", help_text="Labelled before this time."
     )
 

@@ -29,8 +29,10 @@ class ReviewItemSerializer(serializers.ModelSerializer):
     def get_channel(self, item: ReviewItem) -> str | None:
         return review_item_channel_code(item)
 
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ReviewItem

@@ -7,6 +7,7 @@ from catalog.models import ExternalIdKind
 from omsguard.money import money_round
 
 from ..canonical import (
+    MAX_AMOUNT,
     AdapterError,
     CanonicalLine,
     CanonicalOrder,
@@ -162,6 +163,9 @@ def _parse_line(position: int, item: Any, currency: str, *, allow_zero: bool) ->
 
     quantity = _quantity(item.get("QuantityOrdered"), f"{prefix}.QuantityOrdered", allow_zero)
     line_total = _amount(item.get("ItemPrice"), f"{prefix}.ItemPrice")
+    if line_total >= MAX_AMOUNT:
+        # Checked before rounding, which cannot quantize an amount of more than 28 digits.
+        raise AdapterError(f"{prefix}.ItemPrice.Amount", f"amount too large: {line_total}")
     # ItemPrice is the line total; the unit price is rounded to the currency's minor unit.
     unit_price = money_round(line_total / quantity, currency) if quantity else Decimal(0)
     seller_sku = text(item.get("SellerSKU"), f"{prefix}.SellerSKU").strip()

@@ -77,7 +77,7 @@ def parse_order(payload: Any) -> CanonicalOrder:
         shipping_method=shipping_line["title"] or shipping_line["code"],
         shipping_lines=[shipping_line] if shipping_line["code"] or shipping_line["title"] else [],
         placed_at=parse_timestamp(payload.get("placed_at"), "placed_at"),
-        tags=[text(tag, "tags") for tag in payload.get("tags") or []],
+        tags=[text(tag, "tags") for tag in _array(payload.get("tags"), "tags")],
         source_updated_at=parse_timestamp(payload.get("updated_at"), "updated_at"),
         event_version=text(payload.get("updated_at"), "updated_at"),
         state=state,
@@ -116,6 +116,14 @@ def _parse_line(position: int, line: Any) -> CanonicalLine:
         raw=line,
         identifiers=identifiers,
     )
+
+
+def _array(value: Any, field_name: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise AdapterError(field_name, "expected a JSON array")
+    return value
 
 
 def _object(value: Any, field_name: str) -> dict:

@@ -9,6 +9,7 @@ from ..canonical import (
     AdapterError,
     CanonicalLine,
     CanonicalOrder,
+    optional_object,
     parse_currency,
     parse_money,
     parse_quantity,
@@ -65,7 +66,9 @@ def parse_order(payload: Any) -> CanonicalOrder:
         instruction.get("finalDestinationAddress")
     )
     buyer = payload.get("buyer") if isinstance(payload.get("buyer"), dict) else {}
-    registration = buyer.get("buyerRegistrationAddress") or {}
+    registration = optional_object(
+        buyer.get("buyerRegistrationAddress"), "buyer.buyerRegistrationAddress"
+    )
     if hub_fulfillment:
         # eBay International Shipping: the seller ships to eBay's US hub (shipTo, kept in the
         # raw delivery with its shipToReferenceId), and eBay forwards to the buyer. The
@@ -76,15 +79,16 @@ def parse_order(payload: Any) -> CanonicalOrder:
             name=text(registration.get("fullName")),
         )
     else:
+        primary_phone = optional_object(ship_to.get("primaryPhone"), "shipTo.primaryPhone")
         shipping_address = _address(
             ship_to.get("contactAddress"),
             "fulfillmentStartInstructions[0].shippingStep.shipTo.contactAddress",
             name=text(ship_to.get("fullName")),
-            phone=text((ship_to.get("primaryPhone") or {}).get("phoneNumber")),
+            phone=text(primary_phone.get("phoneNumber"), "shipTo.primaryPhone.phoneNumber"),
         )
 
     shipping_lines = _shipping_lines(step, pricing, currency)
-    cancel_state = (payload.get("cancelStatus") or {}).get("cancelState")
+    cancel_state = optional_object(payload.get("cancelStatus"), "cancelStatus").get("cancelState")
     tags = ["ebay_international_shipping"] if hub_fulfillment else []
     return CanonicalOrder(
         channel_order_id=order_id,

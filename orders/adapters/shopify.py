@@ -11,6 +11,7 @@ from ..canonical import (
     AdapterError,
     CanonicalLine,
     CanonicalOrder,
+    optional_object,
     parse_currency,
     parse_money,
     parse_optional_money,
@@ -68,8 +69,10 @@ def parse_order(payload: Any) -> CanonicalOrder:
         raise AdapterError("line_items", "an order needs at least one line item")
 
     currency = parse_currency(payload.get("currency"), "currency")
-    presentment = payload.get("total_price_set", {}) or {}
-    presentment_money = presentment.get("presentment_money") or {}
+    presentment = optional_object(payload.get("total_price_set"), "total_price_set")
+    presentment_money = optional_object(
+        presentment.get("presentment_money"), "total_price_set.presentment_money"
+    )
 
     return CanonicalOrder(
         channel_order_id=text(order_id),
@@ -134,11 +137,14 @@ def _parse_line(position: int, item: Any) -> CanonicalLine:
 
 
 def _shipping_total(payload: dict) -> Decimal:
-    shop_money = ((payload.get("total_shipping_price_set") or {}).get("shop_money")) or {}
+    price_set = optional_object(payload.get("total_shipping_price_set"), "total_shipping_price_set")
+    shop_money = optional_object(price_set.get("shop_money"), "total_shipping_price_set.shop_money")
     if shop_money.get("amount") not in (None, ""):
         return parse_money(shop_money["amount"], "total_shipping_price_set.shop_money.amount")
 
     lines = payload.get("shipping_lines") or []
+    if not isinstance(lines, list):
+        raise AdapterError("shipping_lines", "expected a JSON array")
     total = parse_optional_money(None, "shipping_lines")
     for index, line in enumerate(lines):
         if isinstance(line, dict):
@@ -182,7 +188,7 @@ def _shipping_lines(payload: dict) -> list[dict[str, str]]:
 
 def _shipping_method(payload: dict) -> str:
     lines = payload.get("shipping_lines") or []
-    first = lines[0] if lines and isinstance(lines[0], dict) else {}
+    first = lines[0] if isinstance(lines, list) and lines and isinstance(lines[0], dict) else {}
     return text(first.get("title") or first.get("code"))
 
 

@@ -16,6 +16,7 @@ from ..canonical import (
     AdapterError,
     CanonicalLine,
     CanonicalOrder,
+    optional_object,
     parse_currency,
     parse_quantity,
     parse_timestamp,
@@ -92,6 +93,8 @@ def parse_order(payload: Any) -> CanonicalOrder:
     shipping_lines = _shipping_lines(shipment, order, currency)
 
     taxes = order.get("taxes") or []
+    if not isinstance(taxes, list):
+        raise AdapterError("order.taxes", "expected a JSON array")
     version = order.get("version")
     return CanonicalOrder(
         channel_order_id=order_id,
@@ -119,7 +122,9 @@ def parse_order(payload: Any) -> CanonicalOrder:
         taxes_included=any(
             isinstance(tax, dict) and tax.get("type") == "INCLUSIVE" for tax in taxes
         ),
-        source_name=text((order.get("source") or {}).get("name"), "order.source.name"),
+        source_name=text(
+            optional_object(order.get("source"), "order.source").get("name"), "order.source.name"
+        ),
         pos_register=text(order.get("location_id"), "order.location_id"),
         event_version=text(version, "order.version"),
         customer_email=text(recipient.get("email_address"), "recipient.email_address"),
@@ -207,7 +212,7 @@ def _shipping_lines(shipment: dict | None, order: dict, currency: str) -> list[d
     """
     if shipment is None:
         return []
-    details = shipment.get("shipment_details") or {}
+    details = optional_object(shipment.get("shipment_details"), "shipment_details")
     carrier = text(details.get("carrier"), "shipment_details.carrier").strip()
     shipping_type = text(details.get("shipping_type"), "shipment_details.shipping_type").strip()
     title = " ".join(part for part in (carrier, shipping_type) if part)

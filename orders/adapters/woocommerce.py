@@ -59,7 +59,11 @@ def parse_gmt(value: Any, field_name: str) -> datetime | None:
     """Parse a WooCommerce `*_gmt` field, which is UTC written without an offset."""
     if value in (None, ""):
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        # Well formed but impossible, such as month 13: parse_datetime raises for those.
+        parsed = None
     if parsed is None:
         raise AdapterError(field_name, f"not an ISO 8601 timestamp: {value!r}")
     if parsed.tzinfo is None:
@@ -128,9 +132,13 @@ def parse_order(payload: Any) -> CanonicalOrder:
         shipping_lines=shipping_lines,
         placed_at=parse_gmt(payload.get("date_created_gmt"), "date_created_gmt"),
         source_updated_at=parse_gmt(payload.get("date_modified_gmt"), "date_modified_gmt"),
-        state="cancelled" if payload.get("status") in CANCELLED_STATUSES else "open",
+        state="cancelled" if _status(payload) in CANCELLED_STATUSES else "open",
         in_store_pickup=in_store_pickup,
     )
+
+
+def _status(payload: dict) -> str:
+    return text(payload.get("status"), "status")
 
 
 def _order_id(payload: dict) -> str:
