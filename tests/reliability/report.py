@@ -52,6 +52,14 @@ def measured_on_line(scales: set[str]) -> str:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if commit and changed:
+        commit += " with uncommitted changes"
     return (
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at scale {', '.join(sorted(scales))} "
         f"on {os.cpu_count()} CPU cores, Python {platform.python_version()}"
