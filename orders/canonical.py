@@ -129,7 +129,7 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
 
 
 def optional_object(value: Any, field_name: str) -> dict:
-    """A JSON object that may be missing: null, absent or empty gives {}.
+    """Return a JSON object field that may be missing; null, absent or empty gives {}.
 
     Any other type raises AdapterError naming the field, rather than failing later on .get().
     """
