@@ -155,7 +155,8 @@ class AlertRuleForm(forms.ModelForm):
         elif rule.remediation == Remediation.PAUSE_CANARIES and target:
             from guardrails.models import Canary
 
-            if not target.isdigit() or not Canary.objects.filter(pk=int(target)).exists():
+            is_id = target.isascii() and target.isdigit()
+            if not is_id or not Canary.objects.filter(pk=int(target)).exists():
                 self.add_error(
                     "remediation_target",
                     f"There is no canary #{target}; leave it empty to pause every running one.",

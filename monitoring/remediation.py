@@ -242,7 +242,7 @@ def _canaries_pause(*, alert: Alert, target: str, user: AbstractBaseUser) -> Rem
 
     canaries = Canary.objects.filter(status=CanaryStatus.RUNNING).order_by("pk")
     if target != ALL_CANARIES:
-        if not target.isdigit():
+        if not (target.isascii() and target.isdigit()):
             raise AlertError(
                 "target_not_found",
                 f"{target!r} is not a canary id; fix the rule's remediation target.",

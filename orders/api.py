@@ -127,7 +127,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             )
         limit = settings.OMSGUARD_API_ORDER_MAX_BYTES
         declared = request.META.get("CONTENT_LENGTH")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             return _error(413, "too_large", f"Request body is larger than {limit} bytes.")
         body = request.body
         if len(body) > limit:

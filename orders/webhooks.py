@@ -153,7 +153,7 @@ def _read_body(request: HttpRequest) -> bytes | None:
     """The raw body, or None when it exceeds the configured limit."""
     limit = settings.OMSGUARD_WEBHOOK_MAX_BYTES
     declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     try:
         body = request.body
