@@ -46,7 +46,7 @@ from tests.workers import Worker, queue_for_test, require_services, worker_start
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 SUITE = "duplicates"
-SENDS = int(sized(full=10_000, ci=300))
+SENDS = int(sized(full=10_000, ci=150))
 REPEAT_SHARE = 0.30
 CLIENTS = 8
 # Solo workers on the test's queue. The full size runs two, so processing keeps up with sends.

@@ -14,7 +14,7 @@ documents) and is symmetric around zero. Minor units follow ISO 4217 for zero-de
 and three-decimal (KWD, BHD) currencies. Every value that is no currency code raises
 UnknownCurrency, and a float amount raises TypeError.
 
-Examples per property: `sized(full=3_000, ci=100)`. CI runs derandomized, so each run sends
+Examples per property: `sized(full=3_000, ci=50)`. CI runs derandomized, so each run sends
 the same examples. Run alone: `pytest tests/reliability/test_properties.py`.
 """
 
@@ -48,7 +48,7 @@ from tests.reliability.figures import figure, scale, sized
 SUITE = "properties"
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
-EXAMPLES = int(sized(full=3_000, ci=100))
+EXAMPLES = int(sized(full=3_000, ci=50))
 PROPERTY_SETTINGS = settings(
     max_examples=EXAMPLES,
     derandomize=scale() == "ci",

@@ -50,7 +50,7 @@ from tests.workers import (
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 SUITE = "worker crash"
-BATCH = int(sized(full=2000, ci=150))
+BATCH = int(sized(full=2000, ci=60))
 # The first worker is killed once this share of the batch is processed.
 KILL_AFTER_SHARE = 0.25
 VISIBILITY_TIMEOUT = 5
