@@ -163,7 +163,7 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 def _channel_refusal(request: Request, *, order_id: int) -> Response | None:
     """Return a 403 when the order is on a channel the integration has no grant for.
 
-    An unknown order passes here, so the service answers it with its usual 404.
+    An unknown order passes here, so the service returns its usual 404 for it.
     """
     channel = Order.objects.filter(pk=order_id).values_list("channel_id", "channel__code").first()
     if channel is None or channel_allowed(request.user, channel[0]):

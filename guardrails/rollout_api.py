@@ -262,7 +262,7 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         query.is_valid(raise_exception=True)
         params = query.validated_data
 
-        # An integration asks only about orders of its granted channels; others are not found.
+        # An integration may look up only orders of its granted channels. Others are not found.
         orders = channel_scoped(Order.objects.select_related("channel"), request.user)
         order = orders.filter(pk=params["order"]).first()
         if order is None:

@@ -3,7 +3,7 @@
 django-filter's own NumberFilter and BooleanFilter are lenient in ways that mislead a client.
 A NumberFilter on an id takes "1.5" or "1e300", and the second overflows the database's
 integer. A BooleanFilter treats "yes" or "flase" as no filter at all, so the client gets every
-row. These answer such values with a 400 naming the parameter instead. IsoDateTimeFilter
+row. These reject such values with a 400 naming the parameter instead. IsoDateTimeFilter
 rejects a time that does not exist in UTC, which SQLite could not compare.
 """
 

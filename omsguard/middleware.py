@@ -3,7 +3,7 @@
 Only connection-level failures count: the server refused or dropped the connection, is
 starting or shutting down, has no connection slot left, or (SQLite) the file is locked or
 cannot be opened. Any other OperationalError is a fault in the query or the schema and
-stays a 500, so a 503 never hides a bug. is_database_unavailable() holds the rule.
+stays a 500, so a 503 never hides a bug. is_database_unavailable() contains the rule.
 
 Django (5.2) converts an exception into a response at every middleware layer
 (convert_exception_to_response), so, unless DEBUG_PROPAGATE_EXCEPTIONS is on, no exception

@@ -101,7 +101,7 @@ class CarrierRecommendationView(APIView):
 
 
 def _orders_visible(request: Request):
-    """The orders the user may run a recommender on: an integration's granted channels only."""
+    """Return the orders the user may run a recommender on, limited to an integration's channels."""
     return channel_scoped(Order.objects.select_related("channel"), request.user)
 
 
