@@ -16,6 +16,9 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+from omsguard.queues import queue_names
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -180,6 +183,12 @@ CELERY_IMPORTS = [
     "monitoring.notification_tasks",
 ]
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("OMSGUARD_CELERY_QUEUE", "omsguard")
+# Tasks go to four queues named after this namespace: omsguard.ingest, .decisions, .reviews and
+# .monitoring (omsguard/queues.py). A worker started without -Q consumes all four.
+CELERY_TASK_ROUTES = ("omsguard.queues.route_task",)
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in queue_names(CELERY_TASK_DEFAULT_QUEUE)
+]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

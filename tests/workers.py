@@ -1,8 +1,8 @@
 """Start and stop real Celery worker processes for tests, against the test database.
 
-Each worker consumes a queue of its own, so a worker already running on the machine never
-takes a test's tasks. Without Redis or PostgreSQL the worker tests skip, unless
-OMSGUARD_REQUIRE_SERVICES=1, as in CI, where they fail instead.
+Each worker consumes the four queues of a namespace of its own (omsguard/queues.py), so a
+worker already running on the machine never takes a test's tasks. Without Redis or PostgreSQL
+the worker tests skip, unless OMSGUARD_REQUIRE_SERVICES=1, as in CI, where they fail instead.
 """
 
 import os
@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection
 
 from omsguard.celery import app as celery_app
+from omsguard.queues import queue_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Timeouts in seconds: generous bounds for a loaded CI runner, not tuned values.
@@ -32,9 +33,10 @@ WORKER_STOP_TIMEOUT = 10
 
 @dataclass
 class Worker:
-    """A `celery worker` subprocess consuming one queue, with its output in a log file."""
+    """A `celery worker` subprocess consuming one namespace's queues, logging to a file."""
 
     nodename: str
+    # The queue namespace: the worker consumes queue_names(queue), such as "<queue>.ingest".
     queue: str
     process: subprocess.Popen
     log_path: Path
@@ -82,14 +84,15 @@ def worker_process_stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def queue_delete(name: str) -> None:
-    """Delete the test's queue from Redis, with kombu's binding keys for it."""
+def queue_delete(namespace: str) -> None:
+    """Delete the test's queues from Redis, with kombu's binding keys for them."""
     with celery_app.connection_for_write() as broker:
-        queue = celery_app.amqp.queues[name](broker.default_channel)
-        # kombu's queue_delete removes only the bindings recorded on this channel (kombu 5.7),
-        # so declare the queue on it first.
-        queue.declare()
-        queue.delete()
+        for name in [namespace, *queue_names(namespace)]:
+            queue = celery_app.amqp.queues[name](broker.default_channel)
+            # kombu's queue_delete removes only the bindings recorded on this channel (kombu
+            # 5.7), so declare the queue on it first.
+            queue.declare()
+            queue.delete()
 
 
 def worker_wait_ready(worker: Worker) -> None:
@@ -123,10 +126,10 @@ def require_services() -> None:
 
 @contextmanager
 def queue_for_test() -> Iterator[str]:
-    """Route this process's tasks to a new queue, and delete the queue afterwards."""
+    """Route this process's tasks to queues of a new namespace, and delete them afterwards."""
     queue = f"omsguard-test-{uuid.uuid4().hex[:12]}"
-    # tests/conftest.py made tasks eager; Celery's router reads task_default_queue at each
-    # send (celery 5.7), so setting it here routes this process's tasks to the new queue.
+    # tests/conftest.py made tasks eager; omsguard.queues.route_task reads task_default_queue
+    # at each send, so setting it here routes this process's tasks to the new namespace.
     previous_eager = celery_app.conf.task_always_eager
     previous_queue = celery_app.conf.task_default_queue
     celery_app.conf.task_always_eager = False
@@ -171,7 +174,7 @@ def worker_start(
         *pool,
         "--loglevel=INFO",
         "-Q",
-        queue,
+        ",".join(queue_names(queue)),
         "-n",
         nodename,
         "--without-gossip",

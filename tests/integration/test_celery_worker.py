@@ -16,6 +16,7 @@ from celery.signals import after_task_publish
 from django.urls import reverse
 
 from catalog.models import Channel, ChannelKind, ChannelSkuMapping, ExternalIdKind, Sku
+from omsguard.queues import INGEST, queue_name
 from orders.models import Delivery, DeliveryOutcome, Order, OrderStatus
 from tests.conftest import SECRET, as_body, order_payload, signed_headers
 from tests.workers import (
@@ -111,7 +112,7 @@ def test_webhook_is_processed_by_worker(worker, shopify_channel, client):
 
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "accepted"
-    assert worker.published == [(PROCESS_DELIVERY_TASK, worker.queue)]
+    assert worker.published == [(PROCESS_DELIVERY_TASK, queue_name(worker.queue, INGEST))]
 
     delivery = _wait_until_processed(response.json()["delivery"], worker)
     assert delivery.outcome == DeliveryOutcome.PROCESSED, delivery.error
@@ -134,7 +135,7 @@ def test_duplicate_delivery_processed_once_by_worker(worker, shopify_channel, cl
     assert second.status_code == 200, second.content
     assert second.json() == {"status": "duplicate", "delivery": first.json()["delivery"]}
     # The duplicate is acknowledged without queueing a second task.
-    assert worker.published == [(PROCESS_DELIVERY_TASK, worker.queue)]
+    assert worker.published == [(PROCESS_DELIVERY_TASK, queue_name(worker.queue, INGEST))]
 
     delivery = _wait_until_processed(first.json()["delivery"], worker)
     assert delivery.outcome == DeliveryOutcome.PROCESSED, delivery.error

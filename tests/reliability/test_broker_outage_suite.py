@@ -35,6 +35,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from catalog.models import Channel
 from omsguard.celery import app as celery_app
+from omsguard.queues import INGEST, queue_name
 from orders.models import Delivery, DeliveryOutcome, Order, OrderEvent
 from tests import workers
 from tests.integration.test_celery_worker import shopify_channel  # noqa: F401 (fixture)
@@ -123,10 +124,10 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait()
 
-    def queue_length(self, queue: str) -> int:
-        """The number of tasks waiting in `queue` (kombu keeps a queue as a Redis list)."""
+    def queue_length(self, namespace: str) -> int:
+        """Tasks waiting in the namespace's ingest queue (kombu keeps a queue as a Redis list)."""
         with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2) as client:
-            return client.llen(queue)
+            return client.llen(queue_name(namespace, INGEST))
 
     def log_tail(self) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
