@@ -13,7 +13,7 @@ PORT ?= 8000
 
 export DJANGO_SETTINGS_MODULE := omsguard.settings
 
-.PHONY: demo test install lint serve worker clean screenshots reliability
+.PHONY: demo test install lint serve worker clean screenshots reliability bench
 
 install: $(STAMP)
 
@@ -83,6 +83,13 @@ reliability: install
 	OMSGUARD_RELIABILITY_SCALE=full OMSGUARD_RELIABILITY_FIGURES=$(RELIABILITY_FIGURES) \
 		OMSGUARD_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -m reliability -p no:cacheprovider $(PYTEST_ARGS)
 	$(BIN)/python -m tests.reliability.report $(RELIABILITY_FIGURES) docs/reliability.md
+
+# `make bench` runs every benchmark part against the PostgreSQL server of BENCH_POSTGRES_URL and
+# the Redis of BENCH_REDIS_URL (defaults: the local ones; each part creates and drops a database
+# of its own) and prints each figure beside its same-run baseline and target. BENCH_ARGS takes
+# --quick, --parts ingest,decisions and --strict (docs/performance.md).
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

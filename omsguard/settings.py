@@ -153,6 +153,18 @@ else:
         }
     }
 
+# A PostgreSQL read replica for the dashboards' heavy reads (docs/deploy.md). Only code that
+# asks for omsguard.databases.reporting_database() reads from it; everything else, and every
+# write, uses the primary. Tests read the primary through it (TEST MIRROR).
+OMSGUARD_REPLICA_DATABASE_URL = os.environ.get("OMSGUARD_REPLICA_DATABASE_URL", "")
+if DATABASE_URL and OMSGUARD_REPLICA_DATABASE_URL:
+    DATABASES["replica"] = dj_database_url.parse(
+        OMSGUARD_REPLICA_DATABASE_URL,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: Celery broker and cache. Without it tasks run eagerly in the calling process.
