@@ -5,14 +5,19 @@ benchmark measures the configuration a deployment runs. Environment variables ov
 defaults; docs/deploy.md explains the choices.
 """
 
-import multiprocessing
 import os
 
+# The Procfile passes --bind 0.0.0.0:$PORT, which overrides this; a systemd node sets
+# GUNICORN_BIND to the address its load balancer connects to.
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 
 # Sync workers: each request holds a worker while it waits for PostgreSQL and Redis, so twice
-# the cores plus one keeps the CPUs busy while some workers wait (gunicorn's own advice).
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+# the cores plus one keeps the CPUs busy while some workers wait (gunicorn's own advice). The
+# cores are those this process may run on (a container's cpuset), not all of the host's.
+# NOTE: a CPU quota (docker --cpus, a Kubernetes limit) does not show here; set WEB_CONCURRENCY.
+# os.sched_getaffinity exists on Linux only; elsewhere count all cores.
+cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+workers = int(os.environ.get("WEB_CONCURRENCY", cores * 2 + 1))
 worker_class = "sync"
 
 # A webhook sender gives up after a few seconds (Shopify: 5 s); a request still running after

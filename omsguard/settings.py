@@ -165,6 +165,12 @@ if DATABASE_URL and OMSGUARD_REPLICA_DATABASE_URL:
     )
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 
+# Behind PgBouncer in transaction pooling mode, server-side cursors (QuerySet.iterator) break;
+# DB_DISABLE_SERVER_SIDE_CURSORS=1 turns them off (docs/deploy.md).
+if DATABASE_URL and env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False):
+    for _alias in DATABASES.values():
+        _alias["DISABLE_SERVER_SIDE_CURSORS"] = True
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: Celery broker and cache. Without it tasks run eagerly in the calling process.
@@ -180,7 +186,8 @@ if REDIS_URL:
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
-    CELERY_BROKER_URL = REDIS_URL
+    # A deployment may run Celery on RabbitMQ (amqp://...) and keep Redis for the cache.
+    CELERY_BROKER_URL = os.environ.get("OMSGUARD_BROKER_URL") or REDIS_URL
     CELERY_TASK_ALWAYS_EAGER = False
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -275,6 +282,8 @@ CSRF_FAILURE_VIEW = "reviews.views.csrf_failure"
 
 # Security: strict by default, relaxed only by DEBUG or explicit variables.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancers check /healthz over plain HTTP and often cannot add X-Forwarded-Proto.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
