@@ -4,7 +4,9 @@ series, one KPI split by channel and by dimension, and the 90-day goals against 
 Every figure comes from the rollups. A page reads the rows of all the counters it needs for
 the period and the period before it at once, splits them per day in Python and computes
 each KPI from those sums with `kpi_compute`. So the number of queries does not grow with
-the days, KPIs, channels or rows.
+the days, KPIs, channels or rows. The database sums the rows of all channels first
+(`rollup_rows_summed`), except those of the histogram and gauge counters, so Python
+receives about one row per counter, dimension value and day.
 
 A period of N days is N whole UTC days ending with today so far: on 31 March at 12:30, the
 7-day period runs from 25 March 00:00 to 31 March 12:30. The trend compares it with the
@@ -23,6 +25,8 @@ from django.db.models import Min
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from omsguard.databases import reporting_database
+
 from .charts import line_chart_svg, value_format
 from .kpis import COUNTERS, KPIS, Kind, Kpi
 from .models import KpiRollup, MonitoringSettings
@@ -34,7 +38,7 @@ from .selectors import (
     kpi_compute,
     kpi_counters,
     period_filter,
-    rollup_rows,
+    rollup_rows_summed,
     rollup_table,
 )
 
@@ -341,14 +345,14 @@ def rollup_rows_read(
     if not counters:
         return []
     if channel is None:
-        return rollup_rows(counters, start=start, end=end)
+        return rollup_rows_summed(counters, start=start, end=end)
 
     per_channel = {counter for counter in counters if COUNTERS[counter].per_channel}
     rows: list[RollupRow] = []
     if per_channel:
-        rows += rollup_rows(per_channel, start=start, end=end, channel=channel)
+        rows += rollup_rows_summed(per_channel, start=start, end=end, channel=channel)
     if counters - per_channel:
-        rows += rollup_rows(counters - per_channel, start=start, end=end)
+        rows += rollup_rows_summed(counters - per_channel, start=start, end=end)
     # rollup_table keeps the latest gauge snapshot, so it needs the rows in bucket order.
     rows.sort(key=lambda row: row[2])
     return rows
@@ -543,13 +547,14 @@ def goal_evaluate(kpi: Kpi, baseline: Baseline, recent_table: RollupTable, recen
 
 
 def _baseline_dates() -> tuple[date | None, date | None, bool]:
-    settings_row = MonitoringSettings.objects.order_by("pk").first()
+    database = reporting_database()
+    settings_row = MonitoringSettings.objects.using(database).order_by("pk").first()
     if settings_row is not None and settings_row.baseline_start is not None:
         start = settings_row.baseline_start
         end = settings_row.baseline_end or start + (BASELINE_DEFAULT_DAYS - 1) * DAY
         return start, end, True
 
-    first = KpiRollup.objects.aggregate(first=Min("bucket_start"))["first"]
+    first = KpiRollup.objects.using(database).aggregate(first=Min("bucket_start"))["first"]
     if first is None:
         return None, None, False
     start = _utc_date(first)
@@ -583,9 +588,8 @@ def kpi_breakdown(
 
     # One query with the channel column: the split by channel comes from the same rows.
     labelled = list(
-        KpiRollup.objects.filter(
-            period_filter(period.previous().start, period.end), counter__in=sorted(counters)
-        )
+        KpiRollup.objects.using(reporting_database())
+        .filter(period_filter(period.previous().start, period.end), counter__in=sorted(counters))
         .order_by("bucket_start")
         .values_list(
             "channel", "counter", "dimension", "bucket_start", "count", "total", "histogram"

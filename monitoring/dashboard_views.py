@@ -6,7 +6,7 @@ gets only that area back.
 """
 
 from collections.abc import Callable
-from functools import wraps
+from functools import cached_property, wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from catalog.models import Channel
+from omsguard.databases import reporting_database
 
 from . import dashboard, drilldown
 from .charts import value_format
@@ -23,6 +24,9 @@ from .selectors import KpiValue, kpi_counters
 
 DASHBOARD_PERMISSION = "monitoring.view_dashboard"
 RECORDS_PAGE_SIZE = 25
+# A records list counts at most this many records and pages through only those, because
+# an exact count of a million shipments takes longer than the rest of the page.
+RECORDS_COUNT_LIMIT = 10_000
 # The element the period and channel controls swap, and the template that renders it.
 BODY_TARGET = "dashboard-body"
 DIMENSION_MAX_LENGTH = 100
@@ -80,6 +84,7 @@ def kpi_detail(request: HttpRequest, slug: str) -> HttpResponse:
         channel=filters["channel"],
         dimension=dimension or None,
         user=request.user,
+        expected=breakdown.card.current.sample,
     )
     sections = [
         _section_page(section, request.GET, number)
@@ -108,6 +113,27 @@ def kpi_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "monitoring/dashboard/kpi.html", context)
 
 
+class CappedPaginator(Paginator):
+    """A paginator over the first RECORDS_COUNT_LIMIT records only.
+
+    The count query stops after one row more than that, so its cost does not grow with the
+    period. Records past the limit are on no page, and the page shows that the list is
+    longer.
+    """
+
+    @cached_property
+    def counted(self) -> int:
+        return self.object_list.order_by()[: RECORDS_COUNT_LIMIT + 1].count()
+
+    @cached_property
+    def count(self) -> int:
+        return min(self.counted, RECORDS_COUNT_LIMIT)
+
+    @property
+    def capped(self) -> bool:
+        return self.counted > RECORDS_COUNT_LIMIT
+
+
 def _filters(params: QueryDict) -> dict:
     """Read the requested period and channel, with defaults for invalid values and notices."""
     notices = []
@@ -120,7 +146,9 @@ def _filters(params: QueryDict) -> dict:
             choices = ", ".join(str(choice) for choice in dashboard.PERIOD_DAYS)
             notices.append(f"Invalid period {raw_days!r}: use {choices} days. Showing {days} days.")
 
-    channels = list(Channel.objects.order_by("code").values_list("code", "name"))
+    channels = list(
+        Channel.objects.using(reporting_database()).order_by("code").values_list("code", "name")
+    )
     channel = params.get("channel", "") or None
     if channel is not None and channel not in {code for code, _name in channels}:
         notices.append(f"There is no channel {channel!r}. Showing all channels.")
@@ -142,7 +170,8 @@ def _section_page(section: drilldown.Section, params: QueryDict, number: int) ->
     keeps its place while another one moves.
     """
     page_param = "page" if number == 1 else f"page{number}"
-    page = Paginator(section.queryset, RECORDS_PAGE_SIZE).get_page(params.get(page_param))
+    paginator = CappedPaginator(section.queryset, RECORDS_PAGE_SIZE)
+    page = paginator.get_page(params.get(page_param))
 
     def query_for(page_number: int) -> str:
         link_params = params.copy()
@@ -152,6 +181,9 @@ def _section_page(section: drilldown.Section, params: QueryDict, number: int) ->
     return {
         "section": section,
         "page": page,
+        "count_display": (
+            f"more than {RECORDS_COUNT_LIMIT:,}" if paginator.capped else f"{paginator.count:,}"
+        ),
         "rows": [section.row(record) for record in page.object_list],
         "previous_query": query_for(page.previous_page_number()) if page.has_previous() else "",
         "next_query": query_for(page.next_page_number()) if page.has_next() else "",

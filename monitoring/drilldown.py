@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from guardrails.models import Decision
 from inventory.models import InventoryDiscrepancy
+from omsguard.databases import reporting_database
 from omsguard.money import money_format
 from orders.models import (
     Chargeback,
@@ -54,6 +55,11 @@ SECTION_TITLES = {
     ("substitutions_applied", 0): "Substitutions applied as the AI proposed them",
     ("substitutions_applied", 1): "Substitutions applied with a reviewer's revised SKU",
 }
+# A mean's or percentile's list puts the slowest records first, which sorts every record
+# of the period by elapsed time. No index can contain an elapsed time, because its start
+# and end often live in different tables. Above this many records (the KPI's count from
+# the rollups) the list is newest first instead, which an index on the time serves.
+SLOWEST_FIRST_LIMIT = 10_000
 # The header of the elapsed column, per counter with a start time.
 ELAPSED_HEADERS = {
     "decision_latency": "Delivery to decision",
@@ -87,6 +93,9 @@ class Records:
     description: str
     sections: list[Section]
     channel_applied: bool  # False when the counter is kept for all channels together
+    # True when a mean's or percentile's list is newest first because it is too long to
+    # sort by elapsed time (SLOWEST_FIRST_LIMIT).
+    newest_first_instead: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,11 +115,14 @@ def drilldown_records(
     channel: str | None = None,
     dimension: str | None = None,
     user: Any = None,
+    expected: int | None = None,
 ) -> Records:
     """List the records behind the KPI's value over [start, end), for a channel and dimension.
 
     Gauge KPIs (queue size, oldest item) are snapshots, so their list is the review items
-    open now, whatever the period.
+    open now, whatever the period. `expected` is how many records the rollups counted. A
+    mean's or percentile's list is newest first rather than slowest first when that is
+    over SLOWEST_FIRST_LIMIT.
     """
     scope = _Scope(start, end, channel, dimension, _admin_check(user))
     counter = records_counter(kpi)
@@ -124,15 +136,25 @@ def drilldown_records(
 
     sources = counter_sources()[counter]
     per_channel = COUNTERS[counter].per_channel
+    slowest_first = kpi.kind in (Kind.MEAN, Kind.PERCENTILE)
+    too_many = expected is not None and expected > SLOWEST_FIRST_LIMIT
     sections = []
     for index, source in enumerate(sources):
-        queryset = _facts(kpi, counter, source, scope, per_channel=per_channel)
+        queryset = _facts(
+            kpi,
+            counter,
+            source,
+            scope,
+            per_channel=per_channel,
+            slowest_first=slowest_first and not too_many,
+        )
         sections.append(_section(counter, index, source, queryset, scope))
     return Records(
         counter=counter,
         description=COUNTERS[counter].source,
         sections=sections,
         channel_applied=per_channel,
+        newest_first_instead=slowest_first and too_many,
     )
 
 
@@ -152,8 +174,16 @@ def records_counter(kpi: Kpi) -> str:
 # --- Building the querysets ----------------------------------------------------------------
 
 
-def _facts(kpi: Kpi, counter: str, source: Source, scope: _Scope, *, per_channel: bool):
-    facts = source.facts()
+def _facts(
+    kpi: Kpi,
+    counter: str,
+    source: Source,
+    scope: _Scope,
+    *,
+    per_channel: bool,
+    slowest_first: bool,
+) -> QuerySet:
+    facts = source.facts().using(reporting_database())
     if source.not_before:
         # An indexed column never later than the fact's time narrows the scan first.
         facts = facts.filter(**{f"{source.not_before}__gte": scope.start})
@@ -178,7 +208,7 @@ def _facts(kpi: Kpi, counter: str, source: Source, scope: _Scope, *, per_channel
             F("fact_at") - _expression(source.started), output_field=DurationField()
         )
         facts = facts.annotate(elapsed=elapsed)
-        if kpi.kind in (Kind.MEAN, Kind.PERCENTILE):
+        if slowest_first:
             # The slowest first: they are what moves a mean or a 95th percentile.
             return facts.order_by(F("elapsed").desc(nulls_last=True), "-pk")
     return facts.order_by("-fact_at", "-pk")
@@ -208,7 +238,8 @@ def _section(
 def _open_items_section(scope: _Scope) -> Section:
     items = (
         # Known-answer items test reviewers; the queue-size KPI leaves them out too.
-        ReviewItem.objects.filter(status=ReviewStatus.OPEN, known_answer__isnull=True)
+        ReviewItem.objects.using(reporting_database())
+        .filter(status=ReviewStatus.OPEN, known_answer__isnull=True)
         .annotate(
             channel_code=Coalesce(
                 F("order__channel__code"), F("delivery__channel__code"), Value("")

@@ -11,6 +11,7 @@ dimension is exact at hour resolution without reading the raw tables again.
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from operator import add
 
 
 class Unit(StrEnum):
@@ -502,8 +503,13 @@ def histogram_add(histogram: list[int], seconds: float) -> None:
 def histogram_merge(histograms: list[list[int]]) -> list[int]:
     """Add histograms bucket by bucket; empty or short lists count as zeros."""
     merged = histogram_empty()
+    size = len(merged)
     for histogram in histograms:
-        for index, value in enumerate(histogram[: len(merged)]):
+        if len(histogram) == size:
+            # The usual case, added up in C, because a dashboard page merges thousands.
+            merged = list(map(add, merged, histogram))
+            continue
+        for index, value in enumerate(histogram[:size]):
             merged[index] += value
     return merged
 
