@@ -72,7 +72,16 @@ def order_reserve_stock(
     order's SKUs are locked here in pk order, so concurrent orders queue on them and each
     reads the reservations of the ones before it.
     """
-    lines = list(order.lines.filter(sku__isnull=False).select_related("sku").order_by("position"))
+    shared = getattr(order, "_prefetched_objects_cache", {}).get("lines")
+    if shared is not None:
+        # The hygiene checks share the order's lines, read once with their SKUs.
+        lines = sorted(
+            (line for line in shared if line.sku_id is not None), key=lambda line: line.position
+        )
+    else:
+        lines = list(
+            order.lines.filter(sku__isnull=False).select_related("sku").order_by("position")
+        )
     return _lines_reserve(order=order, lines=lines, actor=actor)
 
 

@@ -1,10 +1,10 @@
 """Fixed-window rate limits on Django's cache, for the REST API and the channel webhooks.
 
-Each (scope, subject, window) has one integer counter in the cache. `cache.add` creates it and
-`cache.incr` counts, both atomic in Redis, so every web process shares one count and no
-per-request list is kept. A fixed window lets a client send up to twice the limit across a
-window boundary, at the end of one window and the start of the next. That is the price of one
-counter per subject.
+Each (scope, subject, window) has one integer counter in the cache. On Redis one MULTI/EXEC
+creates it (SET NX with its expiry) and counts (INCR) in a single round trip; other caches use
+`cache.add` and `cache.incr`. Every web process shares one count and no per-request list is
+kept. A fixed window lets a client send up to twice the limit across a window boundary, at the
+end of one window and the start of the next. That is the price of one counter per subject.
 
 Without REDIS_URL the cache is per-process memory: each process then counts on its own, and
 the memory cache may evict a counter early when it holds more than 300 keys, so development
@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import RedisError
@@ -151,6 +152,9 @@ def _counter_key(scope: str, subject: str, window: int) -> str:
 def _counter_increment(key: str, *, timeout: int) -> int | None:
     """Add one to the counter and return the new count, or None when the cache is unreachable."""
     try:
+        backend = caches[DEFAULT_CACHE_ALIAS]
+        if isinstance(backend, RedisCache):
+            return _redis_counter_increment(backend, key, timeout=timeout)
         for _attempt in range(2):
             cache.add(key, 0, timeout=timeout)
             try:
@@ -162,6 +166,26 @@ def _counter_increment(key: str, *, timeout: int) -> int | None:
     except CACHE_ERRORS as error:
         _cache_error_log(error)
         return None
+
+
+def _redis_counter_increment(backend: RedisCache, key: str, *, timeout: int) -> int:
+    """Create the counter if missing and count, in one Redis round trip.
+
+    Django's cache.add and cache.incr take three round trips (SET NX, EXISTS, INCRBY), three
+    of the eight a webhook acknowledgement made. MULTI/EXEC sends both commands together and
+    runs them as one, so the counter cannot expire between them. The value is a plain
+    integer, as Django's Redis cache stores ints, so cache.get still reads it.
+
+    NOTE: `backend._cache` is the internal redis-py client holder of Django's RedisCache
+    (Django 5.2); Django has no public call for a pipeline.
+    """
+    cache_key = backend.make_and_validate_key(key)
+    client = backend._cache.get_client(cache_key, write=True)
+    with client.pipeline(transaction=True) as pipeline:
+        pipeline.set(cache_key, 0, nx=True, ex=timeout)
+        pipeline.incr(cache_key)
+        _created, count = pipeline.execute()
+    return int(count)
 
 
 def _cache_error_log(error: Exception) -> None:

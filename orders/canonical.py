@@ -1,5 +1,7 @@
 """The canonical order every channel adapter produces, and the adapter error type."""
 
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -174,6 +176,24 @@ LINE_TEXT_LIMITS = {
     "channel_variant_id": 100,
     "title": 500,
 }
+
+
+# In a UTF-8 JSON body, a decoded NUL character can only come from a \u0000 escape (JSON
+# forbids raw control characters in strings), and a lone surrogate from a \uD800-\uDFFF
+# escape or from its raw UTF-8 bytes (ED A0-BF), which json.loads lets through.
+UNSTORABLE_UTF8 = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
+
+
+def json_may_be_unstorable(body: bytes) -> bool:
+    """Whether a JSON body can decode to strings check_storable_json rejects.
+
+    False means it cannot, so the walk over every decoded string can be skipped; True means
+    it might (an escaped backslash before "u0000" also matches) and the walk decides. Only
+    UTF-8 bodies are scanned; json.loads also reads UTF-16 and UTF-32, which are walked.
+    """
+    if json.detect_encoding(body) not in ("utf-8", "utf-8-sig"):
+        return True
+    return UNSTORABLE_UTF8.search(body) is not None
 
 
 def check_storable_json(value: Any, field_name: str = "body") -> None:

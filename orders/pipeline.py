@@ -6,24 +6,32 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import OperationalError, transaction
 
 from catalog.models import Channel, Sku
-from catalog.selectors import mapping_find_sku
+from catalog.selectors import mappings_find_skus
 from guardrails.services import audit_record
 from omsguard.money import is_currency, money_round
 
 from .adapters import adapter_for
 from .adapters.canonical import CATALOG_SKU
-from .canonical import AdapterError, CanonicalOrder, check_order_limits, check_storable_json
+from .canonical import (
+    AdapterError,
+    CanonicalOrder,
+    check_order_limits,
+    check_storable_json,
+    json_may_be_unstorable,
+)
 from .channel_holds import channel_hold_reasons, channel_hold_state_read
-from .hygiene import order_run_hygiene
+from .hygiene import CHECKED_FIELDS, order_lines_shared, order_run_hygiene
 from .models import Delivery, DeliveryOutcome, Order, OrderLine, OrderStatus
 from .services import (
     delivery_finish,
     delivery_mark_dead_letter,
+    insert_unless_duplicate,
     order_cancel,
     order_event_add,
+    order_events_batched,
     order_flag,
     order_hold,
     order_hold_incomplete,
@@ -79,7 +87,8 @@ def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
 
         try:
             payload = _decode_json(delivery)
-            check_storable_json(payload)
+            if json_may_be_unstorable(bytes(delivery.body)):
+                check_storable_json(payload)
             canonical = adapter_for(delivery.channel.kind).parse_order(payload)
             check_order_limits(canonical)
         except AdapterError as error:
@@ -91,17 +100,21 @@ def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
                 delivery=delivery, outcome=DeliveryOutcome.FAILED, worker=worker, error=str(error)
             )
 
-        order = _order_create(delivery=delivery, canonical=canonical)
-        if order is None:
-            outcome, error = order_apply_update(delivery=delivery, canonical=canonical)
-            return delivery_finish(delivery=delivery, outcome=outcome, worker=worker, error=error)
+        with order_events_batched():
+            created = _order_create(delivery=delivery, canonical=canonical)
+            if created is None:
+                outcome, error = order_apply_update(delivery=delivery, canonical=canonical)
+                return delivery_finish(
+                    delivery=delivery, outcome=outcome, worker=worker, error=error
+                )
 
-        if canonical.state == ORDER_STATE_CANCELLED:
-            order_cancel(order=order, delivery=delivery)
-        elif canonical.state == ORDER_STATE_INCOMPLETE:
-            order_hold_incomplete(order=order)
-        else:
-            order_check_hygiene(order=order)
+            order, lines = created
+            if canonical.state == ORDER_STATE_CANCELLED:
+                order_cancel(order=order, delivery=delivery)
+            elif canonical.state == ORDER_STATE_INCOMPLETE:
+                order_hold_incomplete(order=order)
+            else:
+                order_check_hygiene(order=order, lines=lines)
         return delivery_finish(delivery=delivery, outcome=DeliveryOutcome.PROCESSED, worker=worker)
 
 
@@ -153,27 +166,34 @@ def order_fields(canonical: CanonicalOrder) -> dict:
     return fields
 
 
-def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | None:
-    """Create the order and its lines; None when the channel order already exists."""
+def _order_create(
+    *, delivery: Delivery, canonical: CanonicalOrder
+) -> tuple[Order, list[OrderLine]] | None:
+    """Create the order and its lines; None when the channel order already exists.
+
+    The insert skips an existing (channel, channel order id) instead of failing, so no
+    savepoint is needed to carry on in the same transaction.
+    """
     fields = order_fields(canonical)
     currency = canonical.currency
-    try:
-        with transaction.atomic():
-            order = Order.objects.create(
-                channel=delivery.channel,
-                channel_order_id=canonical.channel_order_id,
-                delivery=delivery,
-                status=OrderStatus.RECEIVED,
-                **fields,
-            )
-    except IntegrityError:
+    order = Order(
+        channel=delivery.channel,
+        channel_order_id=canonical.channel_order_id,
+        delivery=delivery,
+        status=OrderStatus.RECEIVED,
+        **fields,
+    )
+    if not insert_unless_duplicate(order):
         logger.info(
             "order already exists; delivery not applied",
             extra={"delivery": delivery.pk, "channel_order_id": canonical.channel_order_id},
         )
         return None
 
-    OrderLine.objects.bulk_create(
+    skus = lines_find_skus(
+        channel=delivery.channel, identifier_lists=[line.identifiers for line in canonical.lines]
+    )
+    lines = OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
             position=line.position,
@@ -183,10 +203,10 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
             title=line.title,
             quantity=line.quantity,
             unit_price=money_round(line.unit_price, currency),
-            sku=line_find_sku(channel=delivery.channel, identifiers=line.identifiers),
+            sku=sku,
             raw=line.raw,
         )
-        for line in canonical.lines
+        for line, sku in zip(canonical.lines, skus, strict=True)
     )
     order_event_add(
         order=order,
@@ -194,7 +214,7 @@ def _order_create(*, delivery: Delivery, canonical: CanonicalOrder) -> Order | N
         message=f"Received from {delivery.channel} ({delivery.topic}).",
         data={"delivery": delivery.pk, "delivery_id": delivery.delivery_id},
     )
-    return order
+    return order, sorted(lines, key=lambda line: line.position)
 
 
 def _presentment_total(canonical: CanonicalOrder) -> Decimal | None:
@@ -205,36 +225,69 @@ def _presentment_total(canonical: CanonicalOrder) -> Decimal | None:
     return money_round(canonical.presentment_total, canonical.presentment_currency)
 
 
-def order_check_hygiene(*, order: Order) -> None:
-    """Run the hygiene checks, record their flags, and hold the order or mark it ready."""
-    order.status = OrderStatus.VALIDATED
-    order.save(update_fields=["status", "updated_at"])
-    findings = order_run_hygiene(order=order)
-    holds = [finding for finding in findings if finding["severity"] == "hold"]
-    flags = [finding for finding in findings if finding["severity"] == "flag"]
-    order_event_add(
-        order=order,
-        kind="order.validated",
-        message=f"Hygiene checks: {len(holds)} holds, {len(flags)} flags.",
-        data={"codes": [finding["code"] for finding in findings]},
-    )
+def order_check_hygiene(*, order: Order, lines: list[OrderLine] | None = None) -> None:
+    """Run the hygiene checks, record their flags, and hold the order or mark it ready.
 
-    # Open AI proposals keep the order on hold, and the hygiene checks do not see them.
-    holds = [*_open_proposal_holds(order), *holds, *channel_hold_reasons(order.channel)]
-    if flags:
-        order_flag(order=order, flags=flags)
-    if holds:
-        order_hold(order=order, reasons=holds)
-    else:
-        order_mark_ready(order=order)
+    `lines` are the order's lines with their SKUs, in position order, when the caller has
+    them (they were just created); otherwise they are read once here. The checks share
+    them instead of each reading them again.
+
+    The order passes through "validated" in memory only: its status, with the fields the
+    checks set (CHECKED_FIELDS), is written once at the end, inside the same transaction,
+    so no other transaction could have seen the intermediate write.
+    """
+    order.status = OrderStatus.VALIDATED
+    with order_lines_shared(order, lines), order_events_batched():
+        findings = order_run_hygiene(order=order)
+        holds = [finding for finding in findings if finding["severity"] == "hold"]
+        flags = [finding for finding in findings if finding["severity"] == "flag"]
+        order_event_add(
+            order=order,
+            kind="order.validated",
+            message=f"Hygiene checks: {len(holds)} holds, {len(flags)} flags.",
+            data={"codes": [finding["code"] for finding in findings]},
+        )
+
+        # Open AI proposals keep the order on hold, and the hygiene checks do not see them.
+        holds = [*_open_proposal_holds(order), *holds, *channel_hold_reasons(order.channel)]
+        unsaved = ["status", *CHECKED_FIELDS]
+        if flags:
+            order_flag(order=order, flags=flags, also_save=unsaved)
+        if holds:
+            order_hold(order=order, reasons=holds, also_save=unsaved)
+        else:
+            order_mark_ready(order=order, also_save=unsaved)
+
+
+def lines_find_skus(
+    *, channel: Channel, identifier_lists: list[list[tuple[str, str]]]
+) -> list[Sku | None]:
+    """line_find_sku for each line's identifiers, with at most two queries for all of them."""
+    by_code: dict[str, Sku] = {}
+    catalog_codes = [
+        next((value for kind, value in pairs if kind == CATALOG_SKU and value), None)
+        for pairs in identifier_lists
+    ]
+    wanted_codes = {code for code in catalog_codes if code is not None}
+    if wanted_codes:
+        # Codes are unique, so this finds what .first() on one code would.
+        active = Sku.objects.filter(code__in=wanted_codes, is_active=True)
+        by_code = {sku.code: sku for sku in active}
+
+    found: list[Sku | None] = [by_code.get(code) if code else None for code in catalog_codes]
+    # A line that names a catalog SKU is decided by it; the others go by the channel mappings.
+    mapped = [index for index, code in enumerate(catalog_codes) if code is None]
+    skus = mappings_find_skus(
+        channel=channel, identifier_lists=[identifier_lists[index] for index in mapped]
+    )
+    for index, sku in zip(mapped, skus, strict=True):
+        found[index] = sku
+    return found
 
 
 def line_find_sku(*, channel: Channel, identifiers: list[tuple[str, str]]) -> Sku | None:
     """Find the line's SKU: the catalog SKU code it names, else the channel's mapping."""
-    for kind, value in identifiers:
-        if kind == CATALOG_SKU and value:
-            return Sku.objects.filter(code=value, is_active=True).first()
-    return mapping_find_sku(channel=channel, identifiers=identifiers)
+    return lines_find_skus(channel=channel, identifier_lists=[identifiers])[0]
 
 
 def order_apply_update(*, delivery: Delivery, canonical: CanonicalOrder) -> tuple[str, str]:
@@ -350,7 +403,10 @@ def _lines_replace(*, order: Order, canonical: CanonicalOrder) -> None:
     """Update lines in place by position, add new ones and delete those the update dropped."""
     currency = canonical.currency
     existing = {line.position: line for line in order.lines.all()}
-    for line in canonical.lines:
+    skus = lines_find_skus(
+        channel=order.channel, identifier_lists=[line.identifiers for line in canonical.lines]
+    )
+    for line, sku in zip(canonical.lines, skus, strict=True):
         values = {
             "channel_line_id": line.channel_line_id,
             "channel_sku": line.channel_sku,
@@ -358,7 +414,7 @@ def _lines_replace(*, order: Order, canonical: CanonicalOrder) -> None:
             "title": line.title,
             "quantity": line.quantity,
             "unit_price": money_round(line.unit_price, currency),
-            "sku": line_find_sku(channel=order.channel, identifiers=line.identifiers),
+            "sku": sku,
             "raw": line.raw,
         }
         stored = existing.pop(line.position, None)

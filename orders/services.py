@@ -1,12 +1,16 @@
 """Writes for deliveries and orders: recording inbound deliveries, order state and timeline."""
 
+import functools
 import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import F, Model
 from django.utils import timezone
 
 from catalog.models import Channel, Sku
@@ -41,22 +45,22 @@ def delivery_record(
 
     Returns (delivery, created). A delivery id already recorded for the channel is not stored
     or queued again; this holds for concurrent copies too, because the second insert waits on
-    the unique index and then fails.
+    the unique index and then inserts nothing.
+
+    Outside a transaction (a webhook request) the one INSERT commits by itself: a single round
+    trip to the database, with no BEGIN, savepoint or COMMIT of its own.
     """
-    try:
-        with transaction.atomic():
-            delivery = Delivery.objects.create(
-                channel=channel,
-                delivery_id=delivery_id,
-                topic=topic,
-                event_id=event_id,
-                triggered_at=triggered_at,
-                headers=headers,
-                body=body,
-                signature_valid=True,
-            )
-            transaction.on_commit(lambda: _enqueue_processing(delivery.pk))
-    except IntegrityError:
+    delivery = Delivery(
+        channel=channel,
+        delivery_id=delivery_id,
+        topic=topic,
+        event_id=event_id,
+        triggered_at=triggered_at,
+        headers=headers,
+        body=body,
+        signature_valid=True,
+    )
+    if not insert_unless_duplicate(delivery):
         existing = Delivery.objects.get(channel=channel, delivery_id=delivery_id)
         logger.info(
             "duplicate delivery acknowledged",
@@ -64,11 +68,63 @@ def delivery_record(
         )
         return existing, False
 
+    transaction.on_commit(lambda: _enqueue_processing(delivery.pk))
     logger.info(
         "delivery recorded",
         extra={"channel": channel.code, "delivery_id": delivery_id, "delivery": delivery.pk},
     )
     return delivery, True
+
+
+def insert_unless_duplicate(instance: Model) -> bool:
+    """INSERT a new model instance with ON CONFLICT DO NOTHING; True when its row was inserted.
+
+    On success the instance gets its primary key, as save() would give it. When a row with
+    the same unique values exists, nothing is written and False is returned, without the
+    IntegrityError that would abort the surrounding transaction. So no savepoint is needed
+    around it, which saves two round trips per insert on PostgreSQL. The statement is built
+    once per model: the insert then takes about 340 Python function calls, where the ORM,
+    which builds it on every call, took about 570 (cProfile of the webhook view).
+
+    NOTE: Django has no public API for ON CONFLICT DO NOTHING that returns the new key, so
+    this writes the statement itself (PostgreSQL and SQLite 3.35+ syntax). It sends no
+    pre_save or post_save signals (Delivery and Order have no receivers), and any unique
+    constraint of the table counts as a duplicate, not only the one the caller has in mind.
+    """
+    model = type(instance)
+    connection = connections[router.db_for_write(model)]
+    statement, fields = _insert_statement(model, connection.alias)
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, add=True), connection=connection)
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    setattr(instance, model._meta.pk.attname, row[0])
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return True
+
+
+@functools.cache
+def _insert_statement(model: type[Model], alias: str) -> tuple[str, list]:
+    meta = model._meta
+    quote = connections[alias].ops.quote_name
+    fields = [
+        field
+        for field in meta.local_concrete_fields
+        if not field.generated and field is not meta.auto_field
+    ]
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    statement = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}"
+    )
+    return statement, fields
 
 
 def _enqueue_processing(delivery_pk: int) -> None:
@@ -201,6 +257,10 @@ def deliveries_sweep(*, older_than_seconds: int, limit: int = 500) -> list[int]:
     return ids
 
 
+# While order_events_batched() runs, the events order_event_add makes wait here.
+_batched_events: ContextVar[list[OrderEvent] | None] = ContextVar("batched_events", default=None)
+
+
 def order_event_add(
     *,
     order: Order,
@@ -209,7 +269,12 @@ def order_event_add(
     actor: AbstractBaseUser | None = None,
     data: dict | None = None,
 ) -> OrderEvent:
-    return OrderEvent.objects.create(
+    """Add an entry to the order's timeline.
+
+    Inside order_events_batched() the event is inserted when that block ends, so the returned
+    event has no primary key until then.
+    """
+    event = OrderEvent(
         order=order,
         kind=kind,
         message=message,
@@ -217,6 +282,35 @@ def order_event_add(
         actor=actor,
         data=data or {},
     )
+    batch = _batched_events.get()
+    if batch is not None:
+        batch.append(event)
+    else:
+        event.save(force_insert=True)
+    return event
+
+
+@contextmanager
+def order_events_batched() -> Iterator[None]:
+    """Insert the timeline events added inside this block with one INSERT when it ends.
+
+    Processing an order adds three to six events; one statement instead of one each saves
+    round trips. Call inside the transaction that writes them: when the block raises, its
+    events are dropped with the transaction. Each event's created_at is the time of that
+    INSERT, so their order by (created_at, id) stays the order they were added in. A nested
+    block adds to the outer one's batch.
+    """
+    if _batched_events.get() is not None:
+        yield
+        return
+    batch: list[OrderEvent] = []
+    token = _batched_events.set(batch)
+    try:
+        yield
+    finally:
+        _batched_events.reset(token)
+    if batch:
+        OrderEvent.objects.bulk_create(batch)
 
 
 def order_version_bump(order: Order, *, reason: str) -> Order:
@@ -242,13 +336,20 @@ def order_lock(*, order_id: int) -> Order:
 
 
 def order_hold(
-    *, order: Order, reasons: list[dict], actor: AbstractBaseUser | None = None
+    *,
+    order: Order,
+    reasons: list[dict],
+    actor: AbstractBaseUser | None = None,
+    also_save: Sequence[str] = (),
 ) -> Order:
-    """Put an order on hold with the given reasons. Call inside a transaction, order locked."""
+    """Put an order on hold with the given reasons. Call inside a transaction, order locked.
+
+    `also_save` names more fields the caller changed, written in the same UPDATE.
+    """
     before = {"status": order.status, "hold_reasons": order.hold_reasons}
     order.status = OrderStatus.ON_HOLD
     order.hold_reasons = reasons
-    order.save(update_fields=["status", "hold_reasons", "updated_at"])
+    order.save(update_fields=["status", "hold_reasons", *also_save, "updated_at"])
 
     summary = "; ".join(reason["message"] for reason in reasons)
     order_event_add(order=order, kind="order.held", message=f"Held: {summary}", actor=actor)
@@ -269,23 +370,34 @@ def order_hold(
     return order
 
 
-def order_flag(*, order: Order, flags: list[dict]) -> Order:
-    """Record findings that need a person's eye but hold nothing. Call with the order locked."""
+def order_flag(*, order: Order, flags: list[dict], also_save: Sequence[str] = ()) -> Order:
+    """Record findings that need a person's eye but hold nothing. Call with the order locked.
+
+    `also_save` names more fields the caller changed, written in the same UPDATE.
+    """
     order.flags = [*order.flags, *flags]
-    order.save(update_fields=["flags", "updated_at"])
+    order.save(update_fields=["flags", *also_save, "updated_at"])
     for finding in flags:
         order_event_add(order=order, kind="order.flagged", message=finding["message"], data=finding)
     logger.info("order flagged", extra={"order": order.pk, "flags": [f["code"] for f in flags]})
     return order
 
 
-def order_mark_ready(*, order: Order, actor: AbstractBaseUser | None = None) -> Order:
-    """Mark an order ready for fulfilment. Call inside a transaction, order locked."""
+def order_mark_ready(
+    *,
+    order: Order,
+    actor: AbstractBaseUser | None = None,
+    also_save: Sequence[str] = (),
+) -> Order:
+    """Mark an order ready for fulfilment. Call inside a transaction, order locked.
+
+    `also_save` names more fields the caller changed, written in the same UPDATE.
+    """
     before = {"status": order.status, "hold_reasons": order.hold_reasons}
     was_held = order.status == OrderStatus.ON_HOLD
     order.status = OrderStatus.READY
     order.hold_reasons = []
-    order.save(update_fields=["status", "hold_reasons", "updated_at"])
+    order.save(update_fields=["status", "hold_reasons", *also_save, "updated_at"])
 
     message = "Hold released; ready for fulfilment." if was_held else "Ready for fulfilment."
     order_event_add(order=order, kind="order.ready", message=message, actor=actor)

@@ -5,12 +5,20 @@ returns findings. A finding with severity "hold" keeps the order from being conf
 automatically; a "flag" is recorded on the order and shown to people but holds nothing.
 Checks may open review items; a hold finding then names the item in "review_item", so that
 deciding the item settles exactly that hold.
+
+Checks read the order's lines with `order.lines.all()`, which order_check_hygiene fills once
+for all of them (order_lines_shared), and filter them in Python. A check that sets an order
+field leaves it unsaved and lists it in CHECKED_FIELDS; order_check_hygiene writes those
+with the order's new status in one UPDATE.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal, TypedDict
 
-from ..models import Order
+from django.db.models import Prefetch, prefetch_related_objects
+
+from ..models import Order, OrderLine
 
 
 class Finding(TypedDict, total=False):
@@ -60,3 +68,35 @@ def order_run_hygiene(*, order: Order) -> list[Finding]:
     for check in hygiene_checks():
         findings.extend(check(order=order))
     return findings
+
+
+# Order fields the checks set in memory; order_check_hygiene saves them with the status.
+CHECKED_FIELDS = ("carrier_service", "address_score", "address_reasons")
+LINES_CACHE = "lines"
+
+
+@contextmanager
+def order_lines_shared(order: Order, lines: list[OrderLine] | None = None) -> Iterator[None]:
+    """Let every `order.lines.all()` inside the block return these lines without a query.
+
+    `lines` must be all of the order's lines with their SKUs, in position order; without
+    them they are read here with one query. The lines are forgotten when the block ends, so
+    later reads of the order see its lines as they are then.
+    """
+    cache = order.__dict__.setdefault("_prefetched_objects_cache", {})
+    previous = cache.pop(LINES_CACHE, None)
+    if lines is None:
+        queryset = OrderLine.objects.select_related("sku").order_by("position")
+        prefetch_related_objects([order], Prefetch(LINES_CACHE, queryset=queryset))
+    else:
+        # What prefetch_related_objects stores: a queryset whose results are already known.
+        queryset = order.lines.all()
+        queryset._result_cache = list(lines)
+        queryset._prefetch_done = True
+        cache[LINES_CACHE] = queryset
+    try:
+        yield
+    finally:
+        cache.pop(LINES_CACHE, None)
+        if previous is not None:
+            cache[LINES_CACHE] = previous

@@ -39,9 +39,9 @@ def check_shipping_address(*, order: Order) -> list[Finding]:
         return [_hold_missing_address(order)]
 
     result = address_validate(order.shipping_address)
+    # Both saved by order_check_hygiene with the status (CHECKED_FIELDS).
     order.address_score = result.score
     order.address_reasons = result.reasons_as_dicts()
-    order.save(update_fields=["address_score", "address_reasons", "updated_at"])
 
     threshold = address_min_score()
     if result.score >= threshold:
@@ -88,9 +88,9 @@ def _hold_missing_address(order: Order) -> Finding:
         message="The order has shipping lines but no shipping address.",
         severity=Severity.ERROR,
     )
+    # Both saved by order_check_hygiene with the status (CHECKED_FIELDS).
     order.address_score = 0
     order.address_reasons = [reason.as_dict()]
-    order.save(update_fields=["address_score", "address_reasons", "updated_at"])
     # No correction can be proposed, so the reviewer rejects the item and fixes the order.
     item = review_item_open_address(
         order=order,

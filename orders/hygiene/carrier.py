@@ -34,8 +34,8 @@ def check_carrier_codes(*, order: Order) -> list[Finding]:
         if mapping is not None:
             services.append(mapping.service)
             if position == 1:
+                # Saved by order_check_hygiene with the status (CHECKED_FIELDS).
                 order.carrier_service = mapping.service
-                order.save(update_fields=["carrier_service", "updated_at"])
             continue
 
         normalized = normalize_carrier_code(code)

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Q
 
 from omsguard.money import money_format, money_round
 
@@ -87,14 +88,23 @@ def _order_value(order: Order) -> list[Finding]:
 
 
 def _priority_customer(order: Order) -> list[Finding]:
-    customers = PriorityCustomer.objects.filter(channel=order.channel)
+    # One query for both ways of matching; a customer id match wins over an email match.
+    clauses = []
+    if order.customer_id:
+        clauses.append(Q(customer_id=order.customer_id))
+    if order.customer_email:
+        clauses.append(Q(email__iexact=order.customer_email))
+    if not clauses:
+        return []
+    wanted = clauses[0] if len(clauses) == 1 else clauses[0] | clauses[1]
+    candidates = list(PriorityCustomer.objects.filter(wanted, channel=order.channel).order_by("pk"))
     match, matched_on = None, ""
     if order.customer_id:
-        match = customers.filter(customer_id=order.customer_id).first()
+        match = next((c for c in candidates if c.customer_id == order.customer_id), None)
         matched_on = "customer_id"
-    if match is None and order.customer_email:
-        match = customers.filter(email__iexact=order.customer_email).first()
-        matched_on = "email"
+    if match is None and candidates:
+        # No customer id matched, so each candidate was found by its email.
+        match, matched_on = candidates[0], "email"
     if match is None:
         return []
     message = "The customer is on the channel's priority list"
@@ -132,14 +142,21 @@ def _unusual_routing(order: Order) -> list[Finding]:
     country = (order.shipping_address or {}).get("country_code", "")
     if not country:
         return findings
-    history = list(
+    history_query = (
         Order.objects.filter(channel=order.channel)
         .exclude(pk=order.pk)
         .order_by("-created_at")
         .values_list("shipping_address__country_code", flat=True)[:ROUTING_HISTORY]
     )
-    if len(history) < settings.OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS or country in history:
+    # Most orders go to a usual country: one row answers that, instead of reading back the
+    # channel's last ROUTING_HISTORY orders; those are read only for an unusual one.
+    known = history_query.aggregate(
+        orders=Count("pk"),
+        seen=Count("pk", filter=Q(shipping_address__country_code=country)),
+    )
+    if known["orders"] < settings.OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS or known["seen"]:
         return findings
+    history = list(history_query)
 
     message = f"Destination country {country} is not among the channel's last {len(history)} orders"
     findings.append(flag("unusual_destination", message, data={"country": country}))

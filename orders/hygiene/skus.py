@@ -11,7 +11,10 @@ def check_sku_mappings(*, order: Order) -> list[Finding]:
     from reviews.services import review_item_open_unmapped_sku
 
     findings = []
-    for line in order.lines.filter(sku__isnull=True).order_by("position"):
+    unmapped = sorted(
+        (line for line in order.lines.all() if line.sku_id is None), key=lambda line: line.position
+    )
+    for line in unmapped:
         item = review_item_open_unmapped_sku(
             order=order,
             line=line,

@@ -333,7 +333,10 @@ def test_channel_without_mapping_fails_with_reason(catalog):
 
 @pytest.mark.django_db
 def test_wrongly_mapped_line_fails_round_trip(channel, catalog, monkeypatch):
-    monkeypatch.setattr("orders.pipeline.line_find_sku", lambda **kwargs: None)
+    monkeypatch.setattr(
+        "orders.pipeline.lines_find_skus",
+        lambda **kwargs: [None] * len(kwargs["identifier_lists"]),
+    )
 
     results = by_check(connector_smoke_run(channel=channel))
 
