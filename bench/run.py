@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import REPO_ROOT, Figure, print_table  # noqa: E402
+from harness import REPO_ROOT, Figure, print_table, template_migrate  # noqa: E402
 
 # In the order they run: the parts with servers first, the large seeded databases last.
 PARTS = ("ingest", "decisions", "queue_page", "dashboard", "import_skus")
@@ -38,6 +38,9 @@ def main() -> int:
     started = datetime.now(UTC)
     figures_path = Path(tempfile.mkstemp(prefix="bench-figures-", suffix=".jsonl")[1])
     failed: list[str] = []
+    # Once for all parts; each part then clones the template without migrating it again.
+    template_migrate()
+    os.environ["BENCH_TEMPLATE_MIGRATED"] = "1"
     try:
         for part in arguments.parts:
             if not _part_run(part, arguments.quick, figures_path):
