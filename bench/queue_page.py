@@ -1,29 +1,37 @@
 """Benchmark the review queue pages on a large database: 1,000,000 orders, 100,000 open items.
 
-Creates the database omsguard_bench_queue on the PostgreSQL server of BENCH_POSTGRES_URL
-(default postgres://postgres@127.0.0.1:5432), migrates it and seeds it, then drops it at the
-end. The seed first runs the real hygiene checks on one template order, so every review item
-kind carries the source data and proposal the application writes, then copies the template
-rows with `INSERT ... SELECT ... FROM generate_series` in a few statements:
+    .venv/bin/python bench/queue_page.py [--quick] [--orders N] [--open-items M] [--requests R]
+        [--no-vacuum]
+
+Creates the database omsguard_bench_queue_page as a clone of the migrated bench template
+(bench/harness.py) and drops it at the end, also when the run fails. The seed first runs the
+real hygiene checks on one template order, so every review item kind carries the source data
+and proposal the application writes, then copies the template rows with
+`INSERT ... SELECT ... FROM generate_series` in a few statements:
 
 - N deliveries and N orders (one line and one timeline event each, one audit entry each);
 - M open review items on the first M orders, spread over the kinds the template produced plus
   unusual routing, and M decided items on the next M orders (the "similar past decisions");
 - four more timeline events on each order with an open item.
 
-Then it logs in a CS manager and requests each page with the Django test client, in this
-process (no HTTP server, so no socket or worker queueing is measured), DEBUG off:
+After the seed it runs ANALYZE and, unless --no-vacuum, VACUUM on the review items, as
+autovacuum would some time after a bulk insert; it prints the per-kind summary's scan.
 
+Then it logs in a CS manager and requests each page with the Django test client, in this
+process, DEBUG off, Celery tasks eager and the cache in memory. No HTTP server or socket is
+involved, so the figures are the Django request time: middleware, views, queries, templates.
+
+- /healthz, one `SELECT 1` through the same middleware and client: the baseline;
 - /queue/ (the landing page with the counts per queue);
 - /queue/all/ and /queue/high_value/ (the first page of open items);
 - /queue/items/<id>/ for open items of every kind, in turn;
 - /orders/<id>/history/ for orders that have an open item.
 
-It prints p50/p95/max latency and the SQL queries per request of each page.
-
-    .venv/bin/python bench/queue_page.py [--quick] [--orders N] [--open-items M] [--requests R]
-
-`--quick` seeds 50,000 orders with 5,000 open items.
+Each page gets 5 warm-up requests, then R timed requests one after another. Figures: each
+page's p95 (target under 150 ms), its SQL queries per request, and the change in its query
+count between the template order's few items (before the bulk seed) and the seeded size, which
+must be 0. Full size is 1,000,000 orders, 100,000 open items and 100 requests per page;
+`--quick` is 20,000 orders, 2,000 open items and 20 requests per page.
 """
 
 import argparse
@@ -36,18 +44,21 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATABASE_NAME = "omsguard_bench_queue"
-SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+import harness  # noqa: E402
+
+PART = "queue_page"
+DATABASE_NAME = "omsguard_bench_queue_page"
 WARM_UP_REQUESTS = 5
 MANAGER = "bench-manager"
+LATENCY_LIMIT_MS = 150
+BASELINE = "/healthz"
 
-sys.path.insert(0, str(REPO_ROOT))
-# Set before Django loads its settings: the bench database, no Redis (tasks run eagerly and the
-# cache is in memory), DEBUG off so no SQL piles up in memory, plain HTTP for the test client.
-os.environ["DATABASE_URL"] = f"{SERVER_URL}/{DATABASE_NAME}"
+sys.path.insert(0, str(harness.REPO_ROOT))
+# Set before Django loads its settings: no Redis (tasks run eagerly and the cache is in memory),
+# DEBUG off so no SQL piles up in memory, plain HTTP for the test client.
+os.environ["DATABASE_URL"] = harness.database_url(DATABASE_NAME)
 os.environ.pop("REDIS_URL", None)
 os.environ["DEBUG"] = "0"
 os.environ["SECURE_SSL_REDIRECT"] = "0"
@@ -60,35 +71,50 @@ warnings.filterwarnings("ignore", message="No directory at")
 
 def main() -> None:
     arguments = _arguments()
-    _database_create()
     try:
+        harness.database_create(DATABASE_NAME)
         import django
 
         django.setup()
         _settings_for_test_client()
-        _migrate()
         print(f"database   postgresql {DATABASE_NAME} ({os.cpu_count()} CPUs)")
 
         templates = _seed_templates()
-        _seed_bulk(templates, orders=arguments.orders, open_items=arguments.open_items)
-        results = _measure(arguments.requests)
+        client = _client()
+        few = _query_counts(client, _count_urls(templates))
+        _seed_bulk(
+            templates,
+            orders=arguments.orders,
+            open_items=arguments.open_items,
+            vacuum=arguments.vacuum,
+        )
+        many = _query_counts(client, _count_urls(templates))
+        print(f"summary    {_summary_plan()}")
+        results = _measure(client, arguments.requests)
     finally:
         _close_django_connections()
-        _database_drop()
+        harness.database_drop(DATABASE_NAME)
 
-    _report(results)
+    harness.emit(_figures(results, few, many, arguments))
 
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="50,000 orders, 5,000 open items.")
+    parser.add_argument("--quick", action="store_true", help="20,000 orders, 2,000 open items.")
     parser.add_argument("--orders", type=int, help="Orders to seed (default 1,000,000).")
     parser.add_argument("--open-items", type=int, help="Open review items (default 100,000).")
     parser.add_argument("--requests", type=int, help="Timed requests per page (default 100).")
+    parser.add_argument(
+        "--no-vacuum",
+        dest="vacuum",
+        action="store_false",
+        help="Skip the VACUUM of the review items after the seed (no visibility map yet).",
+    )
     arguments = parser.parse_args()
-    arguments.orders = arguments.orders or (50_000 if arguments.quick else 1_000_000)
-    arguments.open_items = arguments.open_items or (5_000 if arguments.quick else 100_000)
-    arguments.requests = arguments.requests or (30 if arguments.quick else 100)
+    quick = harness.quick_mode()
+    arguments.orders = arguments.orders or (20_000 if quick else 1_000_000)
+    arguments.open_items = arguments.open_items or (2_000 if quick else 100_000)
+    arguments.requests = arguments.requests or (20 if quick else 100)
     if arguments.open_items * 2 > arguments.orders:
         parser.error("--orders must be at least twice --open-items (open and decided items)")
     if arguments.requests < 10:
@@ -96,24 +122,11 @@ def _arguments() -> argparse.Namespace:
     return arguments
 
 
-# --- Database ----------------------------------------------------------------------------------
-
-
-def _database_create() -> None:
-    with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as server:
-        server.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
-        server.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-
-
-def _database_drop() -> None:
-    with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as server:
-        server.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
-
-
 def _close_django_connections() -> None:
-    from django.db import connections
+    if "django.db" in sys.modules:
+        from django.db import connections
 
-    connections.close_all()
+        connections.close_all()
 
 
 def _settings_for_test_client() -> None:
@@ -127,14 +140,6 @@ def _settings_for_test_client() -> None:
     }
     # The seeded address items email their customers; keep those messages in memory.
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-
-
-def _migrate() -> None:
-    from django.core.management import call_command
-
-    started = time.monotonic()
-    call_command("migrate", verbosity=0)
-    print(f"migrate    {time.monotonic() - started:.1f} s")
 
 
 # --- Seed --------------------------------------------------------------------------------------
@@ -246,7 +251,7 @@ def _seed_templates() -> dict:
     }
 
 
-def _seed_bulk(templates: dict, *, orders: int, open_items: int) -> None:
+def _seed_bulk(templates: dict, *, orders: int, open_items: int, vacuum: bool) -> None:
     from django.db import connection, transaction
 
     started = time.monotonic()
@@ -309,6 +314,10 @@ def _seed_bulk(templates: dict, *, orders: int, open_items: int) -> None:
         _step("review items", open_items * 2, started)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+        if vacuum:
+            # What autovacuum does some time after a bulk insert: it sets the visibility map,
+            # which lets the per-kind summary read only its index (an index-only scan).
+            cursor.execute("VACUUM reviews_reviewitem")
     print(f"seeded     in {time.monotonic() - started:.1f} s")
 
 
@@ -432,7 +441,62 @@ def _query_counter(counts: list[int], timings: dict[str, list[float]]):
         yield
 
 
-BASELINE = "/healthz (baseline)"
+def _client():
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    client = Client()
+    client.force_login(User.objects.get(username=MANAGER))
+    return client
+
+
+def _count_urls(templates: dict) -> dict[str, list[str]]:
+    """The URLs whose query counts are compared before and after the bulk seed, per page.
+
+    The same template order and items both times, so only the size of the database changes.
+    """
+    return {
+        "/queue/ (landing)": ["/queue/"],
+        "/queue/all/": ["/queue/all/"],
+        "/queue/high_value/": ["/queue/high_value/"],
+        "/queue/items/<id>/": [f"/queue/items/{pk}/" for pk in templates["items"].values()],
+        "/orders/<id>/history/": [f"/orders/{templates['order']}/history/"],
+    }
+
+
+def _query_counts(client, pages: dict[str, list[str]]) -> dict[str, list[int]]:
+    """Queries of one request to each URL, after one request that fills the caches."""
+    from django.core.cache import cache
+
+    # The bulk seed writes with SQL, past the code that invalidates cached counts.
+    cache.clear()
+    counts = {}
+    for name, urls in pages.items():
+        counts[name] = []
+        for url in urls:
+            client.get(url)
+            queries: list[int] = [0]
+            with _query_counter(queries, {}):
+                response = client.get(url)
+            if response.status_code != 200:
+                raise SystemExit(f"GET {url} failed with status {response.status_code}")
+            counts[name].append(queries[0])
+    return counts
+
+
+def _summary_plan() -> str:
+    """Return the scan lines of the per-kind summary's plan, such as its heap fetches."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from reviews.selectors import review_queue_summary
+
+    with CaptureQueriesContext(connection) as captured:
+        review_queue_summary()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, TIMING OFF) " + captured.captured_queries[-1]["sql"])
+        lines = [row[0].strip(" ->") for row in cursor.fetchall()]
+    return "; ".join(line for line in lines if "Scan" in line or "Heap Fetches" in line)
 
 
 def _pages(requests: int) -> dict[str, list[str]]:
@@ -445,7 +509,6 @@ def _pages(requests: int) -> dict[str, list[str]]:
         .values_list("pk", "order_id")[:requests]
     )
     return {
-        # The baseline: one database round trip through the same middleware and client.
         BASELINE: ["/healthz"] * requests,
         "/queue/ (landing)": ["/queue/"] * requests,
         "/queue/all/": ["/queue/all/"] * requests,
@@ -455,12 +518,7 @@ def _pages(requests: int) -> dict[str, list[str]]:
     }
 
 
-def _measure(requests: int) -> dict:
-    from django.contrib.auth.models import User
-    from django.test import Client
-
-    client = Client()
-    client.force_login(User.objects.get(username=MANAGER))
+def _measure(client, requests: int) -> dict:
     results = {}
     for name, urls in _pages(requests).items():
         for url in urls[:WARM_UP_REQUESTS]:
@@ -475,7 +533,7 @@ def _measure(requests: int) -> dict:
             if response.status_code != 200:
                 failures.append(f"{url} {response.status_code}")
         results[name] = {
-            "latencies": latencies,
+            "latencies": sorted(latencies),
             "queries": queries,
             "failures": failures,
             "slowest": max(
@@ -487,28 +545,79 @@ def _measure(requests: int) -> dict:
     return results
 
 
-def _report(results: dict) -> None:
-    baseline_p50 = statistics.median(results[BASELINE]["latencies"])
-    print(
-        "page                      p50 ms   p95 ms   max ms   p50/baseline   queries/request"
-        "   failures"
-    )
-    for name, result in results.items():
-        latencies = sorted(result["latencies"])
-        p50 = statistics.median(latencies)
-        p95 = statistics.quantiles(latencies, n=20, method="inclusive")[18]
-        queries = sorted(set(result["queries"]))
-        query_text = str(queries[0]) if len(queries) == 1 else f"{queries[0]}-{queries[-1]}"
-        print(
-            f"{name:<24} {p50 * 1000:7.1f}  {p95 * 1000:7.1f}  {latencies[-1] * 1000:7.1f}   "
-            f"{p50 / baseline_p50:11.1f}x   {query_text:>15}   {len(result['failures'])}"
+def _figures(
+    results: dict, few: dict[str, list[int]], many: dict[str, list[int]], arguments
+) -> list[harness.Figure]:
+    size = f"{arguments.orders:,} orders, {arguments.open_items:,} open items"
+    if not arguments.vacuum:
+        size += ", no VACUUM"
+    baseline = results[BASELINE]["latencies"]
+    baseline_p95 = harness.percentile(baseline, 0.95) * 1000
+    figures = [
+        harness.info(
+            PART,
+            f"{BASELINE} p95 (baseline)",
+            baseline_p95,
+            "ms",
+            detail=f"one SELECT 1 through the same middleware and test client; {size}",
         )
-        for failure in result["failures"][:3]:
-            print(f"    failed: {failure}")
+    ]
+    for name, result in results.items():
+        if name == BASELINE:
+            continue
+        latencies = result["latencies"]
         sql, durations = result["slowest"]
         # The column list tells little; the tables, conditions and order identify the query.
-        tail = sql[max(sql.find(" FROM "), 0) :][:220]
-        print(f"    slowest query, p50 {statistics.median(durations) * 1000:.1f} ms: ...{tail}")
+        tail = sql[max(sql.find(" FROM "), 0) :][:160]
+        figures.append(
+            harness.at_most(
+                PART,
+                f"{name} p95",
+                harness.percentile(latencies, 0.95) * 1000,
+                "ms",
+                limit=LATENCY_LIMIT_MS,
+                baseline_name=BASELINE,
+                baseline_value=baseline_p95,
+                detail=(
+                    f"p50 {statistics.median(latencies) * 1000:.1f} ms over "
+                    f"{len(latencies)} requests ({size}); slowest query p50 "
+                    f"{statistics.median(durations) * 1000:.1f} ms: ...{tail}"
+                ),
+            )
+        )
+        queries = result["queries"]
+        figures.append(
+            harness.info(
+                PART,
+                f"{name} queries per request",
+                max(queries),
+                "queries",
+                detail=f"{min(queries)} to {max(queries)} over the timed requests",
+            )
+        )
+        changes = [after - before for before, after in zip(few[name], many[name], strict=True)]
+        figures.append(
+            harness.exactly(
+                PART,
+                f"{name} query count change",
+                max(changes, key=abs),
+                "queries",
+                expected=0,
+                detail=f"{few[name]} with the template order's items, {many[name]} at {size}",
+            )
+        )
+    failures = [failure for result in results.values() for failure in result["failures"]]
+    figures.append(
+        harness.exactly(
+            PART,
+            "failed requests",
+            len(failures),
+            "requests",
+            expected=0,
+            detail="; ".join(failures[:3]),
+        )
+    )
+    return figures
 
 
 if __name__ == "__main__":

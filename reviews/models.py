@@ -126,6 +126,35 @@ class ReviewItem(models.Model):
             models.Index(fields=["status", "kind", "created_at"]),
             models.Index(fields=["status", "due_at"], name="review_item_open_due"),
             models.Index(fields=["status", "assignee"], name="review_item_open_assignee"),
+            # Partial indexes over open items only, each matching a queue query exactly: the
+            # first page of every queue reads 25 index entries instead of sorting all open
+            # items, and the per-kind summary is an index-only scan (due_at is included).
+            models.Index(
+                fields=["created_at", "id"],
+                name="review_item_open_created",
+                condition=models.Q(status=ReviewStatus.OPEN),
+            ),
+            models.Index(
+                fields=["kind", "created_at", "id"],
+                name="review_item_open_kind",
+                include=["due_at"],
+                condition=models.Q(status=ReviewStatus.OPEN),
+            ),
+            models.Index(
+                fields=["due_at", "created_at", "id"],
+                name="review_item_open_by_due",
+                condition=models.Q(status=ReviewStatus.OPEN),
+            ),
+            # The item page's "similar past decisions": the last 20 decided items of a kind and
+            # action, newest first, read from the index instead of sorting the kind's history.
+            models.Index(
+                fields=["kind", "action_code", "-decided_at", "-id"],
+                name="review_item_decided_similar",
+                condition=models.Q(
+                    status__in=[ReviewStatus.ACCEPTED, ReviewStatus.REJECTED],
+                    known_answer__isnull=True,
+                ),
+            ),
         ]
         permissions = [("decide_reviewitem", "Can accept or reject review items")]
 

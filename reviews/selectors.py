@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.core.paginator import Page, Paginator
 from django.db.models import Count, Min, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
@@ -164,6 +165,28 @@ def review_queue_items(
     if not filterset.is_valid():
         return filterset, base.order_by(*SORT_ORDERINGS[DEFAULT_SORT])
     return filterset, filterset.qs
+
+
+def review_queue_page(
+    items: QuerySet[ReviewItem], *, number: Any, per_page: int, count: int | None = None
+) -> Page:
+    """Return one page of `items` in two queries: the page's ids, then their joined rows.
+
+    Only the narrow id query sorts and skips, so on PostgreSQL it walks a partial index of
+    open items (ReviewItem.Meta.indexes) and stops after one page. The joins and the wide JSON
+    columns are read for the page's rows only. An invalid page number gives the nearest page,
+    as Paginator.get_page does. Without `count` (the number of items, when the caller knows
+    it), a COUNT query comes first.
+    """
+    paginator = Paginator(items.values_list("pk", flat=True), per_page)
+    if count is not None:
+        paginator.count = count
+    page = paginator.get_page(number)
+    ids = list(page.object_list)
+    rows = review_items_base().order_by().in_bulk(ids)
+    # An item deleted between the two queries is left out of the page.
+    page.object_list = [rows[pk] for pk in ids if pk in rows]
+    return page
 
 
 def review_queue_summary(*, now: datetime | None = None) -> list[KindSummary]:

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
@@ -146,7 +145,12 @@ def _list_context(
     if kind is not None:
         # An invalid filter returns the whole queue, but a kind's page never shows other kinds.
         items = items.filter(kind=kind)
-    page = Paginator(items, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = selectors.review_queue_page(
+        items,
+        number=request.GET.get("page"),
+        per_page=QUEUE_PAGE_SIZE,
+        count=_summary_count(filterset, summary, kind),
+    )
     _rows_prepare(page.object_list, request.user)
 
     # The pager's links keep the filters, and the kind when the path does not carry it.
@@ -168,6 +172,23 @@ def _list_context(
 
 def _open_count(summary: list) -> int:
     return sum(row.open for row in summary)
+
+
+def _summary_count(filterset, summary: list, kind: str | None) -> int | None:
+    """Return the list's item count from the summary when only the kind narrows it, else None.
+
+    This saves a COUNT over every open item on the unfiltered pages. An invalid filter falls
+    back to the whole queue (of the page's kind), so the summary counts it too.
+    """
+    if filterset.is_valid():
+        cleaned = filterset.form.cleaned_data
+        narrowing = [name for name in cleaned if name not in ("kind", "sort")]
+        if any(cleaned[name] not in (None, "") for name in narrowing):
+            return None
+        kind = cleaned.get("kind") or kind
+    if kind is None:
+        return _open_count(summary)
+    return next((row.open for row in summary if row.kind == kind), 0)
 
 
 def _rows_prepare(items: Iterable[ReviewItem], user) -> None:
