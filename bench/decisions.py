@@ -1,152 +1,224 @@
-"""Benchmark the decisions API: verdict latency and throughput beside a bare DRF insert.
-
-Creates the database omsguard_bench_decisions on the PostgreSQL server of BENCH_POSTGRES_URL
-(default postgres://postgres@127.0.0.1:5432), migrates it (which loads the default policies),
-seeds one order per request, an integration user with an API token, and drops the database at
-the end. Starts gunicorn (2 sync workers, 127.0.0.1, first free port of 8150-8159) and a Celery
-worker on a queue of its own, with Redis DB 5 as the broker.
-
-Celery runs with eager mode off, as in production: decision_propose queues the breaker check
-on commit and the worker runs it, so the measured verdict latency includes publishing the task
-to Redis but not the check itself. The worker shares the machine's cores with gunicorn.
-
-Then C client threads POST /api/v1/decisions/ with a fixed mix of proposals (carrier choices
-applied and queued, shipping address corrections queued, billing address changes blocked,
-ship date estimates as recommendations), each on its own order, and print:
-
-- decisions per second and p50/p95/p99 latency of the responses, by verdict too;
-- the server-side latency the decisions recorded (Decision.latency_ms);
-- the baseline: the same number of POSTs, with the same token authentication and JSON parsing,
-  to /bench/insert-row/, a DRF view that inserts the body as one row;
-- the ratio of the two.
+"""Benchmark the decisions API: verdict throughput and latency beside a bare DRF insert.
 
     .venv/bin/python bench/decisions.py [--quick] [--requests N] [--clients C]
+
+Clones the database omsguard_bench_decisions from the migrated template (which contains the
+default policies), seeds one order per request and an integration user with an API token, and
+drops the database at the end. Starts gunicorn with deploy/gunicorn.conf.py and one Celery
+worker (concurrency 1) on the four queues of a namespace of its own, with the bench Redis as
+broker. Celery runs with eager mode off, as in production: decision_propose queues the breaker
+check on commit and the worker runs it, so the measured latency includes publishing that task
+to Redis but not the check itself. The worker shares the machine's cores with gunicorn.
+
+C client threads (16 by default) POST /api/v1/decisions/ with a fixed mix of proposals, each
+on its own order: carrier choices applied and queued, shipping address corrections queued,
+billing address changes blocked and ship date estimates as recommendations. After a warm-up
+that is not timed, it measures:
+
+- decisions per second against baseline (c): the same bodies, with the same token
+  authentication, POSTed to /bench/insert-row/, a DRF view that inserts the body as one row.
+  The baseline runs after the worker has taken every queued breaker check, so the checks do
+  not slow it;
+- the p95 latency of the decisions, with the baseline's p95 beside it;
+- failed requests, and the verdicts the decisions got;
+- the latency the server recorded on each decision (Decision.latency_ms);
+- the RSS of the largest gunicorn process and of the largest worker process after the run.
+
+Full size: 3000 requests; --quick: 200 requests.
 """
 
 import argparse
-import http.client
-import itertools
 import json
 import os
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
-import psycopg
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+import harness  # noqa: E402
+
+PART = "decisions"
 DATABASE_NAME = "omsguard_bench_decisions"
-SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
-REDIS_URL = "redis://127.0.0.1:6379/5"
-PORTS = range(8150, 8160)
-START_TIMEOUT = 60
+FULL_REQUESTS = 3000
+QUICK_REQUESTS = 200
+CLIENTS = 16
+# Untimed requests before each measurement, enough to reach every gunicorn worker (2 x cores
+# + 1 by default) a few times. Quick mode sends fewer, to stay within the CI time budget.
+WARM_UP_REQUESTS = 64
+QUICK_WARM_UP_REQUESTS = 32
 DRAIN_TIMEOUT = 300
-WARM_UP_REQUESTS = 20
-
-sys.path.insert(0, str(REPO_ROOT))
-# Set before Django loads its settings: the bench database and Redis DB 5, with DEBUG off so
-# no SQL statements pile up in memory.
-os.environ["DATABASE_URL"] = f"{SERVER_URL}/{DATABASE_NAME}"
-os.environ["REDIS_URL"] = REDIS_URL
-os.environ["DEBUG"] = "0"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omsguard.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only-key-not-for-production")
+MEMORY_LIMIT_MB = 250
 
 
 def main() -> None:
     arguments = _arguments()
-    _database_create()
-    processes: list[subprocess.Popen] = []
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-decisions-"))
-    queue = f"bench-decisions-{uuid.uuid4().hex[:8]}"
+    run_id = uuid.uuid4().hex[:8]
+    namespace = f"bench-{PART}-{run_id}"
+    log_dir = Path(tempfile.mkdtemp(prefix=f"bench-{PART}-"))
+    processes = []
+    figures: list[harness.Figure] = []
     try:
+        harness.database_create(DATABASE_NAME)
+        # Before django.setup(): the settings read both when they load.
+        os.environ["DATABASE_URL"] = harness.database_url(DATABASE_NAME)
+        os.environ["REDIS_URL"] = harness.REDIS_URL
+        os.environ["DEBUG"] = "0"
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omsguard.settings")
+        os.environ.setdefault("SECRET_KEY", "bench-only-key-not-for-production")
+        sys.path.insert(0, str(harness.REPO_ROOT))
         import django
 
         django.setup()
-        _migrate()
-        print(f"database   postgresql {DATABASE_NAME}, broker {REDIS_URL}, queue {queue}")
+        from omsguard.queues import queue_names
+
         print(
             f"requests   {arguments.requests} decisions and {arguments.requests} bare inserts "
-            f"from {arguments.clients} clients ({os.cpu_count()} CPUs)"
+            f"from {arguments.clients} clients ({os.cpu_count()} CPUs), log {log_dir}"
         )
+        warm_up_count = QUICK_WARM_UP_REQUESTS if harness.quick_mode() else WARM_UP_REQUESTS
+        seed = _seed(arguments.requests + warm_up_count)
+        environment = harness.server_environment(database=DATABASE_NAME, namespace=namespace)
+        port = harness.free_port()
+        processes.append(harness.gunicorn_start(port, environment, log_dir))
+        processes.append(
+            harness.worker_start(
+                queues=queue_names(namespace),
+                nodename=f"bench-{PART}-{run_id}@127.0.0.1",
+                environment=environment,
+                log_dir=log_dir,
+            )
+        )
+        web, worker = processes
 
-        seed = _seed(arguments.requests + WARM_UP_REQUESTS)
-        port = _free_port()
-        processes.append(_gunicorn_start(port, queue, log_dir))
-        processes.append(_worker_start(queue, log_dir))
-        _wait_ready(port, queue, processes, log_dir)
+        headers = {"Content-Type": "application/json", "Authorization": f"Token {seed['token']}"}
+        requests = [
+            (headers, _proposal(index, order)) for index, order in enumerate(seed["orders"])
+        ]
+        warm_up, measured = requests[:warm_up_count], requests[warm_up_count:]
+        harness.post_all(port, "/api/v1/decisions/", warm_up, arguments.clients)
+        harness.post_all(port, "/bench/insert-row/", warm_up, arguments.clients)
+        _queue_wait_empty(f"{namespace}.decisions")
 
-        bodies = [_proposal(index, order) for index, order in enumerate(seed["orders"])]
-        warm_up, bodies = bodies[:WARM_UP_REQUESTS], bodies[WARM_UP_REQUESTS:]
-        _post_all(port, "/api/v1/decisions/", warm_up, 2, seed["token"])
-        _post_all(port, "/bench/insert-row/", warm_up, 2, seed["token"])
+        cpu_before = _cpu_seconds(web.pid)
+        decisions = harness.post_all(port, "/api/v1/decisions/", measured, arguments.clients)
+        decisions_cpu = _cpu_seconds(web.pid) - cpu_before
+        drained = _queue_wait_empty(f"{namespace}.decisions")
+        cpu_before = _cpu_seconds(web.pid)
+        bare = harness.post_all(port, "/bench/insert-row/", measured, arguments.clients)
+        bare_cpu = _cpu_seconds(web.pid) - cpu_before
+        print(f"worker     took every breaker check {drained:.1f} s after the last decision")
 
-        decisions = _post_all(port, "/api/v1/decisions/", bodies, arguments.clients, seed["token"])
-        # Let the worker finish the queued breaker checks so it does not slow the baseline.
-        drained = _wait_queue_empty(queue)
-        bare = _post_all(port, "/bench/insert-row/", bodies, arguments.clients, seed["token"])
-        recorded = _recorded_latencies(seed["orders"][WARM_UP_REQUESTS:])
+        measured_orders = seed["orders"][warm_up_count:]
+        figures = _figures(
+            decisions,
+            bare,
+            clients=arguments.clients,
+            verdicts=_verdicts(measured_orders),
+            recorded=_recorded_latencies(measured_orders),
+            web_rss=harness.largest_rss(web.pid),
+            worker_rss=harness.largest_rss(worker.pid),
+            cpu_per_request=(
+                decisions_cpu / decisions.requests * 1000,
+                bare_cpu / bare.requests * 1000,
+            ),
+        )
     finally:
         for process in processes:
-            _stop(process)
-        _close_django_connections()
-        _database_drop()
-        _queue_delete(queue)
-        print(f"logs       {log_dir}")
-
-    _report(decisions, bare, recorded, drained)
+            harness.stop(process)
+        _django_connections_close()
+        harness.database_drop(DATABASE_NAME)
+        queues = [*_queue_names(namespace), namespace]
+        harness.queues_delete(queues)
+        _permanent_bindings_delete(queues)
+    harness.emit(figures)
 
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="300 requests of each kind.")
-    parser.add_argument("--requests", type=int, help="Decisions to propose (default 3000).")
-    parser.add_argument("--clients", type=int, default=8, help="Client threads (default 8).")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_REQUESTS} requests.")
+    parser.add_argument(
+        "--requests", type=int, help=f"Decisions to propose (default {FULL_REQUESTS})."
+    )
+    parser.add_argument(
+        "--clients", type=int, default=CLIENTS, help=f"Client threads (default {CLIENTS})."
+    )
     arguments = parser.parse_args()
-    arguments.requests = arguments.requests or (300 if arguments.quick else 3000)
+    default = QUICK_REQUESTS if harness.quick_mode() else FULL_REQUESTS
+    arguments.requests = arguments.requests or default
     if arguments.requests < 100 or arguments.clients < 1:
         parser.error("--requests must be at least 100 and --clients at least 1")
     return arguments
 
 
-# --- Database ----------------------------------------------------------------------------------
+def _queue_names(namespace: str) -> list[str]:
+    # Imported here, as the cleanup also runs when Django never loaded.
+    sys.path.insert(0, str(harness.REPO_ROOT))
+    from omsguard.queues import queue_names
+
+    return queue_names(namespace)
 
 
-def _database_create() -> None:
-    with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as server:
-        server.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
-        server.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+def _permanent_bindings_delete(queues: list[str]) -> None:
+    """Delete the `_kombu.binding_permanent.<queue>` keys that kombu also creates for a queue.
+
+    NOTE: harness.queues_delete deletes only `_kombu.binding.<queue>`, so without this each run
+    leaves one key per queue in the bench Redis.
+    """
+    import redis
+
+    with redis.Redis.from_url(harness.REDIS_URL, socket_timeout=5) as client:
+        client.delete(*(f"_kombu.binding_permanent.{queue}" for queue in queues))
 
 
-def _database_drop() -> None:
-    with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as server:
-        server.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
+def _django_connections_close() -> None:
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
 
 
-def _close_django_connections() -> None:
-    from django.db import connections
-
-    connections.close_all()
+# --- Seed data ---------------------------------------------------------------------------------
 
 
-def _migrate() -> None:
-    from django.core.management import call_command
+SHIPPING_ADDRESS = {
+    "name": "Ada Quill",
+    "address1": "12 Birch Lane",
+    "city": "Austin",
+    "province_code": "TX",
+    "zip": "78701",
+    "country_code": "US",
+}
 
-    started = time.monotonic()
-    call_command("migrate", verbosity=0)
-    print(f"migrate    {time.monotonic() - started:.1f} s (loads the default policies)")
+# (share of requests out of 20, action, confidence, before, after), each on a fresh order.
+PROPOSAL_MIX = [
+    (8, "select_carrier", "0.95", {"carrier_service": None}, {"carrier_service": "ups/ground"}),
+    (3, "select_carrier", "0.60", {"carrier_service": None}, {"carrier_service": "ups/ground"}),
+    (
+        3,
+        "correct_shipping_address",
+        "0.97",
+        {"shipping_address": SHIPPING_ADDRESS},
+        {"shipping_address": SHIPPING_ADDRESS | {"address1": "12 Birch Ln"}},
+    ),
+    (
+        3,
+        "change_billing_address",
+        "0.99",
+        {"billing_address": None},
+        {"billing_address": SHIPPING_ADDRESS},
+    ),
+    (3, "estimate_ship_date", "0.90", {}, {"ship_date": "2026-12-07"}),
+]
+PROPOSAL_CYCLE = [entry for entry in PROPOSAL_MIX for _ in range(entry[0])]
 
 
 def _seed(count: int) -> dict:
-    """Create one order per request on one channel, and an integration user with a token."""
+    """Create one ready order per request on one channel, an integration user with a token
+    granted that channel, and the baseline's table."""
     from decimal import Decimal
 
     from django.contrib.auth.models import Group, User
@@ -209,38 +281,6 @@ def _seed(count: int) -> dict:
     return {"orders": [order.pk for order in orders], "token": token.key}
 
 
-SHIPPING_ADDRESS = {
-    "name": "Ada Quill",
-    "address1": "12 Birch Lane",
-    "city": "Austin",
-    "province_code": "TX",
-    "zip": "78701",
-    "country_code": "US",
-}
-
-# (share of requests out of 20, action, confidence, before, after), each on a fresh order.
-PROPOSAL_MIX = [
-    (8, "select_carrier", "0.95", {"carrier_service": None}, {"carrier_service": "ups/ground"}),
-    (3, "select_carrier", "0.60", {"carrier_service": None}, {"carrier_service": "ups/ground"}),
-    (
-        3,
-        "correct_shipping_address",
-        "0.97",
-        {"shipping_address": SHIPPING_ADDRESS},
-        {"shipping_address": SHIPPING_ADDRESS | {"address1": "12 Birch Ln"}},
-    ),
-    (
-        3,
-        "change_billing_address",
-        "0.99",
-        {"billing_address": None},
-        {"billing_address": SHIPPING_ADDRESS},
-    ),
-    (3, "estimate_ship_date", "0.90", {}, {"ship_date": "2026-12-07"}),
-]
-PROPOSAL_CYCLE = [entry for entry in PROPOSAL_MIX for _ in range(entry[0])]
-
-
 def _proposal(index: int, order_id: int) -> bytes:
     # Spread the kinds evenly over the run instead of in blocks.
     _, action, confidence, before, after = PROPOSAL_CYCLE[(index * 7) % len(PROPOSAL_CYCLE)]
@@ -258,6 +298,44 @@ def _proposal(index: int, order_id: int) -> bytes:
     ).encode()
 
 
+# --- Measurements ------------------------------------------------------------------------------
+
+
+def _queue_wait_empty(queue: str) -> float:
+    """Return the seconds until the worker has taken every task waiting in `queue`."""
+    started = time.monotonic()
+    while harness.queue_length(queue) > 0:
+        if time.monotonic() - started > DRAIN_TIMEOUT:
+            raise SystemExit(f"{queue} still has tasks after {DRAIN_TIMEOUT} s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user and system) used so far by the process tree under `pid`.
+
+    Unlike wall time, it barely changes with the load other programs put on the machine, so
+    it compares runs taken at different times. A process that exited is not counted.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in harness.process_tree(pid):
+        try:
+            # The command name in brackets may contain spaces; the fields after it are fixed.
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def _verdicts(order_ids: list[int]) -> Counter:
+    from guardrails.models import Decision
+
+    rows = Decision.objects.filter(order_id__in=order_ids).values_list("verdict", flat=True)
+    return Counter(rows)
+
+
 def _recorded_latencies(order_ids: list[int]) -> list[float]:
     from guardrails.models import Decision
 
@@ -265,213 +343,83 @@ def _recorded_latencies(order_ids: list[int]) -> list[float]:
     return sorted(rows.values_list("latency_ms", flat=True))
 
 
-# --- Processes ---------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit(f"no free port in {PORTS.start}-{PORTS.stop - 1} on 127.0.0.1")
-
-
-def _environment(queue: str) -> dict[str, str]:
-    return os.environ | {
-        "OMSGUARD_CELERY_QUEUE": queue,
-        "OMSGUARD_BENCH_ENDPOINTS": "1",
-        # The bench talks plain HTTP to 127.0.0.1.
-        "SECURE_SSL_REDIRECT": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-
-
-def _gunicorn_start(port: int, queue: str, log_dir: Path) -> subprocess.Popen:
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    command = [gunicorn, "omsguard.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"]
-    return _spawn(command, queue, log_dir / "gunicorn.log")
-
-
-def _worker_start(queue: str, log_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "celery", "-A", "omsguard", "worker", "-Q", queue]
-    command += ["-n", f"{queue}@bench", "--loglevel=WARNING", "--without-gossip"]
-    command += ["--without-mingle", "--concurrency=1"]
-    return _spawn(command, queue, log_dir / "worker.log")
-
-
-def _spawn(command: list[str], queue: str, log_path: Path) -> subprocess.Popen:
-    with log_path.open("wb") as log:
-        # A session of its own, so Ctrl-C reaches only the bench, which then stops the group.
-        return subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=_environment(queue),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _wait_ready(port: int, queue: str, processes: list[subprocess.Popen], log_dir: Path) -> None:
-    from omsguard.celery import app as celery_app
-
-    deadline = time.monotonic() + START_TIMEOUT
-    web_ready = worker_ready = False
-    while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise SystemExit(f"{process.args[0]} exited early; see the logs in {log_dir}")
-        web_ready = web_ready or _health_ok(port)
-        worker_ready = worker_ready or bool(
-            celery_app.control.ping(destination=[f"{queue}@bench"], timeout=1)
-        )
-        if web_ready and worker_ready:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"gunicorn or the worker did not start in {START_TIMEOUT} s; see {log_dir}")
-
-
-def _health_ok(port: int) -> bool:
-    try:
-        client = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        client.request("GET", "/healthz")
-        return client.getresponse().status == 200
-    except OSError:
-        return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop a process group with SIGTERM, then SIGKILL after 15 s."""
-    for sent, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sent)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _queue_length(queue: str) -> int:
-    from omsguard.celery import app as celery_app
-
-    with celery_app.connection_for_write() as broker:
-        return broker.default_channel.client.llen(queue)
-
-
-def _wait_queue_empty(queue: str) -> float:
-    """Seconds until the worker has taken every queued breaker check."""
-    started = time.monotonic()
-    while _queue_length(queue) > 0:
-        if time.monotonic() - started > DRAIN_TIMEOUT:
-            raise SystemExit(f"the queue still has tasks after {DRAIN_TIMEOUT} s")
-        time.sleep(0.1)
-    return time.monotonic() - started
-
-
-def _queue_delete(queue: str) -> None:
-    """Delete the bench queue and kombu's binding keys for it from Redis DB 5."""
-    from omsguard.celery import app as celery_app
-
-    with celery_app.connection_for_write() as broker:
-        bound = celery_app.amqp.queues[queue](broker.default_channel)
-        # kombu 5.7 removes only the bindings declared on this channel, so declare it first.
-        bound.declare()
-        bound.delete()
-
-
-# --- Load --------------------------------------------------------------------------------------
-
-
-def _post_all(port: int, path: str, bodies: list[bytes], clients: int, token: str) -> dict:
-    """POST every body from `clients` threads; record latency and verdict per response."""
-    latencies: list[tuple[float, str]] = []
-    failures: Counter = Counter()
-    lock = threading.Lock()
-    indexes = itertools.count()
-    headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
-
-    def client_loop() -> None:
-        client = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine, failed = [], Counter()
-        while (index := next(indexes)) < len(bodies):
-            sent = time.monotonic()
-            try:
-                # gunicorn's sync workers close the connection after each response;
-                # http.client then opens a new one for the next request.
-                client.request("POST", path, body=bodies[index], headers=headers)
-                response = client.getresponse()
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as error:
-                failed[type(error).__name__] += 1
-                client.close()
-                continue
-            elapsed = time.monotonic() - sent
-            if response.status not in (200, 201):
-                failed[f"HTTP {response.status}: {payload[:200]!r}"] += 1
-                continue
-            mine.append((elapsed, json.loads(payload).get("verdict", "stored")))
-        client.close()
-        with lock:
-            latencies.extend(mine)
-            failures.update(failed)
-
-    started = time.monotonic()
-    threads = [threading.Thread(target=client_loop, daemon=True) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.monotonic() - started
-    for failure, count in failures.most_common(3):
-        print(f"failures   {count} on {path}: {failure}")
-    return {"seconds": seconds, "latencies": latencies, "failures": sum(failures.values())}
-
-
-# --- Report ------------------------------------------------------------------------------------
-
-
-def _percentiles(values: list[float]) -> str:
-    if len(values) < 2:
-        return "too few responses"
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    p50, p95, p99 = (cuts[index] * 1000 for index in (49, 94, 98))
-    return f"p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  p99 {p99:6.1f} ms"
-
-
-def _report(decisions: dict, bare: dict, recorded: list[float], drained: float) -> None:
-    decision_rate = len(decisions["latencies"]) / decisions["seconds"]
-    bare_rate = len(bare["latencies"]) / bare["seconds"]
-    latencies = [seconds for seconds, _ in decisions["latencies"]]
-    bare_latencies = [seconds for seconds, _ in bare["latencies"]]
-
-    print(
-        f"decisions  {decision_rate:7.0f} /s  {_percentiles(latencies)}  "
-        f"failures {decisions['failures']}"
-    )
-    by_verdict: dict[str, list[float]] = {}
-    for seconds, verdict in decisions["latencies"]:
-        by_verdict.setdefault(verdict, []).append(seconds)
-    for verdict, values in sorted(by_verdict.items()):
-        print(f"  {verdict:<20} {len(values):6}  {_percentiles(values)}")
+def _figures(
+    decisions: harness.LoadResult,
+    bare: harness.LoadResult,
+    *,
+    clients: int,
+    verdicts: Counter,
+    recorded: list[float],
+    web_rss: float,
+    worker_rss: float,
+    cpu_per_request: tuple[float, float],
+) -> list[harness.Figure]:
+    baseline = "bare DRF insert (c)"
+    mix = ", ".join(f"{verdict} {count}" for verdict, count in verdicts.most_common())
+    statuses = ", ".join(f"HTTP {status} x{n}" for status, n in sorted(decisions.statuses.items()))
+    errors = f"; client errors: {decisions.errors[:3]}" if decisions.errors else ""
+    figures = [
+        harness.ratio_at_least(
+            PART,
+            "decisions per second",
+            decisions.per_second,
+            "/s",
+            baseline_name=baseline,
+            baseline_value=bare.per_second,
+            minimum=0.50,
+            detail=f"{decisions.requests} decisions from {clients} clients",
+        ),
+        harness.at_most(
+            PART,
+            "decision p95",
+            decisions.p(0.95),
+            "ms",
+            limit=15,
+            baseline_name=baseline,
+            baseline_value=bare.p(0.95),
+            detail=f"p50 {decisions.p(0.50):.1f} ms; baseline p50 {bare.p(0.50):.1f} ms",
+        ),
+        harness.exactly(
+            PART,
+            "failed decision requests",
+            decisions.failures(),
+            "requests",
+            expected=0,
+            detail=f"verdicts: {mix}; responses: {statuses}{errors}",
+        ),
+        harness.exactly(
+            PART,
+            "failed baseline requests",
+            bare.failures(),
+            "requests",
+            expected=0,
+        ),
+    ]
     if recorded:
-        server = [milliseconds / 1000 for milliseconds in recorded]
-        print(f"  recorded latency_ms (in the server)  {_percentiles(server)}")
-    print(
-        f"bare DRF   {bare_rate:7.0f} /s  {_percentiles(bare_latencies)}  "
-        f"failures {bare['failures']}"
+        figures += [
+            harness.info(PART, "server latency_ms p50", harness.percentile(recorded, 0.5), "ms"),
+            harness.info(PART, "server latency_ms p95", harness.percentile(recorded, 0.95), "ms"),
+        ]
+    figures.append(
+        harness.info(
+            PART,
+            "gunicorn CPU per decision",
+            cpu_per_request[0],
+            "ms",
+            baseline_name=baseline,
+            baseline_value=cpu_per_request[1],
+            detail="user and system CPU of the gunicorn processes over the timed requests",
+        )
     )
-    median_ratio = statistics.median(latencies) / statistics.median(bare_latencies)
-    print(
-        f"ratio      decisions run at {decision_rate / bare_rate:.2f}x the bare insert's "
-        f"throughput, with {median_ratio:.1f}x its p50 latency"
-    )
-    print(f"worker     queue of breaker checks empty {drained:.1f} s after the last decision")
+    figures += [
+        harness.at_most(
+            PART, "gunicorn worker RSS after the run", web_rss, "MB", limit=MEMORY_LIMIT_MB
+        ),
+        harness.at_most(
+            PART, "Celery worker RSS after the run", worker_rss, "MB", limit=MEMORY_LIMIT_MB
+        ),
+    ]
+    return figures
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """REST API of decisions: AI agents propose actions, people revert and label them."""
 
 import django_filters
+from django.db.models import Exists, OuterRef
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -8,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from omsguard.api_filters import IdFilter
-from orders.channel_access import CHANNEL_NOT_ALLOWED, channel_allowed, channel_scoped
-from orders.models import Order
+from orders.channel_access import CHANNEL_NOT_ALLOWED, channel_limited, channel_scoped
+from orders.models import ChannelApiGrant, Order
 
 from . import services
 from .disagreement_api import (
@@ -110,7 +111,9 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             )
         except services.DecisionError as error:
             return _error_response(error)
-        return self._answer(decision, status.HTTP_201_CREATED)
+        # The service returns the decision with every relation the serializer reads, so it is
+        # not read again; the channel check above already allowed its channel.
+        return Response(DecisionSerializer(decision).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=DecisionRevertSerializer,
@@ -163,12 +166,16 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 def _channel_refusal(request: Request, *, order_id: int) -> Response | None:
     """Return a 403 when the order is on a channel the integration has no grant for.
 
-    An unknown order passes here, so the service returns its usual 404 for it.
+    An unknown order passes here, so the service returns its usual 404 for it. The rule is
+    `channel_allowed`'s; the grant is read in the same query as the order's channel.
     """
-    channel = Order.objects.filter(pk=order_id).values_list("channel_id", "channel__code").first()
-    if channel is None or channel_allowed(request.user, channel[0]):
+    granted = ChannelApiGrant.objects.filter(user_id=request.user.pk, channel=OuterRef("channel"))
+    channel = (
+        Order.objects.filter(pk=order_id).values_list("channel__code", Exists(granted)).first()
+    )
+    if channel is None or channel[1] or not channel_limited(request.user):
         return None
-    message = f"This user may not propose decisions for channel {channel[1]!r}."
+    message = f"This user may not propose decisions for channel {channel[0]!r}."
     return Response(
         {"error": {"code": CHANNEL_NOT_ALLOWED, "message": message, "fields": {}}},
         status=status.HTTP_403_FORBIDDEN,

@@ -19,6 +19,7 @@ from catalog.models import Sku
 from orders.models import CarrierService, Order, OrderLine, OrderStatus, ServiceLevel
 
 from .models import Decision
+from .selectors import shared_read
 from .services import DecisionConflict, DecisionError
 
 logger = logging.getLogger(__name__)
@@ -313,11 +314,16 @@ def carrier_service_by_code(code: Any) -> CarrierService | None:
     if not isinstance(code, str) or code.count("/") != 1:
         return None
     carrier_code, service_code = code.split("/")
-    return (
-        CarrierService.objects.select_related("carrier")
-        .filter(carrier__code=carrier_code, code=service_code)
-        .first()
-    )
+
+    def read() -> CarrierService | None:
+        return (
+            CarrierService.objects.select_related("carrier")
+            .filter(carrier__code=carrier_code, code=service_code)
+            .first()
+        )
+
+    # A decision validates the proposal and then applies it: both find the same service.
+    return shared_read(("carrier_service", code), read)
 
 
 def carrier_service_code(service: CarrierService | None) -> str | None:

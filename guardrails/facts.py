@@ -30,12 +30,16 @@ def facts_for_order(
     model_name: str,
     model_version: str,
     extra_facts: dict | None = None,
+    order_summary: dict | None = None,
 ) -> dict:
-    """Gather what the engine reads about the order and the proposed action."""
+    """Gather what the engine reads about the order and the proposed action.
+
+    Pass `order_summary` when the caller already has `order_facts(order)`.
+    """
     facts = {
         "action": action.code,
         "channel": order.channel.code,
-        "order": order_facts(order),
+        "order": order_summary if order_summary is not None else order_facts(order),
         "item_price": None,
         "confidence": str(confidence),
         "model": {"name": model_name, "version": model_version},

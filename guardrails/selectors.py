@@ -1,12 +1,68 @@
 """Reads for the guardrail engine: the policy that judges an action, and the settings row."""
 
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q
+
 from catalog.models import Channel
 
-from .models import ActionType, GuardrailSettings, Policy, PolicyVersion
+from .models import ActionType, GuardrailSettings, Policy, PolicyBand, PolicyVersion
+
+# Inside `reads_shared()`: the values read so far in the block, by key.
+_shared_reads: ContextVar[dict[Hashable, Any] | None] = ContextVar("reads_shared", default=None)
+
+# Bands of published versions, per process, by (version id, version created_at). A stored
+# version and its bands never change: PolicyVersion.save() rejects a change of its rules,
+# bands are created with their version, and the admin cannot add, change or delete the bands
+# of a stored version. The creation time is part of the key because SQLite can hand a rolled
+# back version's id to the next version.
+_BANDS_CACHE: dict[tuple[int, datetime], tuple[PolicyBand, ...]] = {}
+# Versions are few (a handful per policy), so the cache is simply emptied when it reaches this.
+BANDS_CACHE_MAX = 1024
 
 
 def guardrail_settings() -> GuardrailSettings:
-    """The editable engine settings; the row is created with its defaults on first use."""
+    """The editable engine settings; the row is created with its defaults on first use.
+
+    Inside `reads_shared()`, every call after the first returns the same row.
+    """
+    return shared_read("guardrail_settings", _settings_read)
+
+
+@contextmanager
+def reads_shared() -> Iterator[None]:
+    """Make each `shared_read` key read the database at most once in the block.
+
+    Wrap work such as one decision, whose steps read the same rows (the engine settings,
+    carrier services) one after another and never change them. A change saved inside the
+    block is not seen by the block's later reads of that key. Nested blocks share the outer
+    block's values.
+    """
+    if _shared_reads.get() is not None:
+        yield
+        return
+    token = _shared_reads.set({})
+    try:
+        yield
+    finally:
+        _shared_reads.reset(token)
+
+
+def shared_read(key: Hashable, read: Callable[[], Any]) -> Any:
+    """Return `read()`, or inside `reads_shared()` the value an earlier call stored for `key`."""
+    values = _shared_reads.get()
+    if values is None:
+        return read()
+    if key not in values:
+        values[key] = read()
+    return values[key]
+
+
+def _settings_read() -> GuardrailSettings:
     settings_row, _ = GuardrailSettings.objects.get_or_create(pk=1)
     return settings_row
 
@@ -26,14 +82,45 @@ def policy_for(*, action: ActionType, channel: Channel | None) -> Policy | None:
 
 
 def policy_version_live_for(*, action: ActionType, channel: Channel | None) -> PolicyVersion | None:
-    """The live version that judges the action on the channel, with what evaluation reads."""
-    policy = policy_for(action=action, channel=channel)
-    if policy is None:
-        return None
-    return (
-        PolicyVersion.objects.select_related(
-            "policy__action", "policy__channel", "approver_group", "escalation_group"
+    """The live version that judges the action on the channel, with what evaluation reads.
+
+    One query reads the policy rows (the channel's own and the all-channels one) with their
+    live version and its groups, so a newly published version judges the very next call in
+    every process. Only the version's bands come from a per-process cache, because they never
+    change once stored.
+    """
+    in_channel = Q(channel__isnull=True)
+    if channel is not None:
+        in_channel |= Q(channel=channel)
+    policies = list(
+        Policy.objects.filter(in_channel, action=action, live_version__isnull=False).select_related(
+            "action",
+            "channel",
+            "live_version__approver_group",
+            "live_version__escalation_group",
         )
-        .prefetch_related("bands")
-        .get(pk=policy.live_version_id)
     )
+    # The channel's own policy wins over the all-channels one.
+    policies.sort(key=lambda policy: policy.channel_id is None)
+    if not policies:
+        return None
+    policy = policies[0]
+    version = policy.live_version
+    version.policy = policy
+    _bands_attach(version)
+    return version
+
+
+def _bands_attach(version: PolicyVersion) -> None:
+    """Set the version's bands as if prefetched, from the cache or one query."""
+    key = (version.pk, version.created_at)
+    bands = _BANDS_CACHE.get(key)
+    if bands is None:
+        bands = tuple(PolicyBand.objects.filter(version=version).order_by("position", "id"))
+        if len(_BANDS_CACHE) >= BANDS_CACHE_MAX:
+            _BANDS_CACHE.clear()
+        _BANDS_CACHE[key] = bands
+    queryset = version.bands.all()
+    queryset._result_cache = list(bands)
+    queryset._prefetch_done = True
+    version._prefetched_objects_cache = {"bands": queryset}

@@ -123,9 +123,9 @@ def decision_propose(
 
     from .appliers import applier_for, proposal_validate
     from .engine import evaluate, rules_from_version
-    from .facts import facts_for_order
+    from .facts import facts_for_order, order_facts
     from .rollouts import canary_judge, canary_route
-    from .selectors import action_get, policy_version_live_for
+    from .selectors import action_get, policy_version_live_for, reads_shared
 
     started = time.perf_counter()
     action = action_get(code=action_code) if isinstance(action_code, str) else None
@@ -138,7 +138,9 @@ def decision_propose(
         _check_storable(value, field)
     _check_storable(rationale, "rationale")
 
-    with transaction.atomic():
+    # Nothing in a decision changes the engine settings or the carrier services, so the steps
+    # that read them share one read each.
+    with reads_shared(), transaction.atomic():
         try:
             order = order_lock(order_id=order_id)
         except (Order.DoesNotExist, ValueError, TypeError):
@@ -160,8 +162,11 @@ def decision_propose(
             # A shadow proposal opens no review item, so it may come beside a pending one.
             _check_none_pending(order, action)
 
+        # Read once: the facts and, for a queued decision, the review item show it.
+        order_summary = order_facts(order)
         facts = facts_for_order(
             order=order,
+            order_summary=order_summary,
             action=action,
             before=before,
             after=after,
@@ -200,7 +205,7 @@ def decision_propose(
         if decision.verdict == Verdict.APPLIED:
             _decision_apply_autonomously(decision, order)
         if decision.verdict == Verdict.QUEUED_FOR_REVIEW:
-            _decision_queue(decision, order)
+            _decision_queue(decision, order, order_summary=order_summary)
         if version is not None and version.policy.shadow_version_id:
             _shadow_evaluate(decision, version.policy.shadow_version)
 
@@ -624,14 +629,16 @@ def _decision_mark_applied(
     )
 
 
-def _decision_queue(decision: Decision, order) -> None:
-    """Open the action's review item and, for actions that hold, hold the order on it."""
+def _decision_queue(decision: Decision, order, *, order_summary: dict) -> None:
+    """Open the action's review item and, for actions that hold, hold the order on it.
+
+    `order_summary` is `order_facts(order)` as the decision read it; a failed autonomous
+    apply rolls its changes back, so it is still the order's state.
+    """
     from orders.models import OrderStatus
     from orders.services import order_event_add, order_update_hold_reasons
     from reviews.models import ReviewItem
     from reviews.sla import review_item_routing_for_decision
-
-    from .facts import order_facts
 
     fired = [reason for reason in decision.reasons if reason["outcome"] in ("fail", "block")]
     summary = " ".join(reason["message"] for reason in fired) or "The policy asks for a person."
@@ -644,7 +651,7 @@ def _decision_queue(decision: Decision, order) -> None:
         order=order,
         order_line=line,
         reason=f"{decision.action.name} proposed by {decision.model_name}: {summary}",
-        source_data={"before": decision.before, "order": order_facts(order)},
+        source_data={"before": decision.before, "order": order_summary},
         proposal={
             "decision": decision.pk,
             "action": decision.action.code,
