@@ -133,7 +133,6 @@ def main() -> None:
         harness.database_drop(DATABASE_NAME)
         queues = [*_queue_names(namespace), namespace]
         harness.queues_delete(queues)
-        _permanent_bindings_delete(queues)
     harness.emit(figures)
 
 
@@ -160,18 +159,6 @@ def _queue_names(namespace: str) -> list[str]:
     from omsguard.queues import queue_names
 
     return queue_names(namespace)
-
-
-def _permanent_bindings_delete(queues: list[str]) -> None:
-    """Delete the `_kombu.binding_permanent.<queue>` keys that kombu also creates for a queue.
-
-    NOTE: harness.queues_delete deletes only `_kombu.binding.<queue>`, so without this each run
-    leaves one key per queue in the bench Redis.
-    """
-    import redis
-
-    with redis.Redis.from_url(harness.REDIS_URL, socket_timeout=5) as client:
-        client.delete(*(f"_kombu.binding_permanent.{queue}" for queue in queues))
 
 
 def _django_connections_close() -> None:

@@ -340,7 +340,9 @@ def queues_delete(queues: Iterable[str]) -> None:
 
     with redis.Redis.from_url(REDIS_URL, socket_timeout=5) as client:
         for queue in queues:
-            client.delete(queue, f"_kombu.binding.{queue}")
+            # kombu 5.7 keeps a queue's bindings in two sets named after its exchange, which
+            # the bench names like the queue.
+            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 def _wait_until(ready, processes: list[subprocess.Popen], what: str, log_dir: Path) -> None:
