@@ -69,9 +69,14 @@ screenshots: install ## Refresh docs/screenshots/ from a throw-away demo (needs 
 	$(BIN)/python manage.py take_screenshots --base-url http://127.0.0.1:$(SCREENSHOTS_PORT) \
 		--out docs/screenshots --username ops --password ops-demo-pass
 
+# `make test` spreads the tests over TEST_PROCESSES pytest-xdist workers, by default one per CPU
+# and at most 4; TEST_PROCESSES=0 runs them all in this one process. --dist loadgroup keeps the
+# tests of one group of XDIST_GROUPS (tests/conftest.py) on the same worker, one after another.
+TEST_PROCESSES ?= $(shell n=$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); \
+	[ "$$n" -gt 4 ] && n=4; echo $$n)
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
 
 # `make reliability` runs the fault, race and fuzz suites at full size against PostgreSQL and
 # Redis (DATABASE_URL and REDIS_URL), then rewrites the figures in docs/reliability.md.

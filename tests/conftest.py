@@ -249,6 +249,143 @@ def post_webhook(client: Client, django_capture_on_commit_callbacks) -> Callable
     return post
 
 
+# Under pytest-xdist (`make test` runs it with --dist loadgroup) the tests whose node id starts
+# with one of these prefixes form one unit of work: they run on one worker, one after another.
+# The bench starts `make bench` once per worker that gets one of its tests, and its databases
+# have fixed names. The reliability suites bind ports from fixed ranges, start private Redis and
+# PostgreSQL servers and are timing-sensitive. The browser tests share one Chromium per worker.
+# The other entries build a large module- or class-scoped fixture that two workers would each
+# build again.
+XDIST_GROUPS = {
+    "tests/bench/": "bench",
+    "tests/reliability/": "reliability",
+    "tests/browser/": "browser",
+    "tests/security/test_authz_matrix.py": "authz-matrix",
+    "tests/security/test_deploy_check.py": "deploy-check",
+    "tests/monitoring/test_demo_history.py::TestSmallHistory": "demo-history",
+    "tests/inventory/test_demo.py": "inventory-demo",
+}
+# Groups whose tests never write to the test database: the scheduler starts them first.
+XDIST_GROUPS_FIRST = {"bench"}
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    """The XDIST_GROUPS group of a test's node id (relative to the rootdir), or None."""
+    for prefix, group in XDIST_GROUPS.items():
+        if nodeid.startswith(prefix):
+            return group
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Schedule --dist loadgroup by XDIST_GROUPS, in the controller, which sees every node id.
+
+    xdist 3.8 implements the xdist_group marker by appending "@group" to the node id in the
+    worker, which has no effect from pytest 9.2 on (a node id is no longer an attribute that a
+    plugin can overwrite), so the marker alone would put the tests of a group on any worker.
+    """
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class DirectoryGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or super()._split_scope(nodeid)
+
+        def schedule(self) -> None:
+            # Units go in collection order (see pytest_collection_modifyitems below), not
+            # largest first as xdist's default would, and XDIST_GROUPS_FIRST before all.
+            if self.collection is not None or not self._check_nodes_have_same_collection():
+                super().schedule()
+                return
+            self.collection = list(next(iter(self.registered_collections.values())))
+            if not self.collection:
+                return
+            units: dict[str, dict[str, bool]] = {}
+            position: dict[str, int] = {}
+            for index, nodeid in enumerate(self.collection):
+                scope = self._split_scope(nodeid)
+                units.setdefault(scope, {})[nodeid] = False
+                position.setdefault(scope, -1 if scope in XDIST_GROUPS_FIRST else index)
+            for scope in sorted(units, key=position.__getitem__):
+                self.workqueue[scope] = units[scope]
+            # From here on as LoadScopeScheduling.schedule (xdist 3.8).
+            for _ in range(max(len(self.nodes) - len(self.workqueue), 0)):
+                unused_node, _assigned = self.assigned_work.popitem()
+                unused_node.shutdown()
+            for node in self.nodes:
+                self._assign_work_unit(node)
+            for node in self.nodes:
+                self._reschedule(node)
+            if not self.workqueue:
+                for node in self.nodes:
+                    node.shutdown()
+
+    return DirectoryGroupScheduling(config, log)
+
+
+def _uses_transactions(item: pytest.Item) -> bool:
+    """Whether pytest-django runs the test as a transactional one (it sorts those last)."""
+    marker = item.get_closest_marker("django_db")
+    fixtures = getattr(item, "fixturenames", [])
+    transactional = bool(
+        marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))
+    )
+    return transactional or "transactional_db" in fixtures or "live_server" in fixtures
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-django has sorted the items: database tests, then transactional tests, whose
+    # teardown empties every table (the data migrations' role groups too), then tests without
+    # a database. A worker must keep that order, so each group moves to its first test, or to
+    # the first transactional test of the session when it has plain database tests and
+    # transactional ones: the worker that runs it has run only plain database tests before it
+    # and gets none after it. Every worker computes the same order; the controller keeps it.
+    if not (hasattr(config, "workerinput") and config.getoption("loadgroup", False)):
+        return
+    transactional = [_uses_transactions(item) for item in items]
+    boundary = transactional.index(True) if any(transactional) else len(items)
+    anchors: dict[str, int] = {}
+    for index, item in enumerate(items):
+        group = xdist_group_of(item.nodeid)
+        if group is None:
+            continue
+        if group not in anchors:
+            anchors[group] = index
+        elif transactional[index] and not transactional[anchors[group]]:
+            # Plain database tests and transactional ones: at the boundary of the two.
+            anchors[group] = boundary
+    if not anchors:
+        return
+    members: dict[str, list[pytest.Item]] = {group: [] for group in anchors}
+    rest: list[tuple[int, pytest.Item]] = []
+    for index, item in enumerate(items):
+        group = xdist_group_of(item.nodeid)
+        if group is None:
+            rest.append((index, item))
+        else:
+            members[group].append(item)
+    ordered: list[pytest.Item] = []
+    starts = sorted((index, group) for group, index in anchors.items())
+    for index, item in rest:
+        while starts and starts[0][0] <= index:
+            ordered.extend(members[starts.pop(0)[1]])
+        ordered.append(item)
+    for _, group in starts:
+        ordered.extend(members[group])
+    items[:] = ordered
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.reliability import figures
+
+    # A plugin, not the reliability conftest: under xdist only the controller prints the
+    # summary, and it loads no conftest below tests/ when the whole suite runs.
+    config.pluginmanager.register(figures, "omsguard-reliability-figures")
+
+
 # CI gate: with OMSGUARD_REQUIRE_BROWSER=1 a run fails unless at least one test marked `browser`
 # passed, so skipped, deselected or erroring browser tests cannot go unnoticed. CI sets it and
 # runs the whole suite. A subset run (-k, a single file) with no browser test in it fails too.
@@ -258,6 +395,7 @@ _browser_gate_failure = ""
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Under xdist the controller receives the reports of every worker through this hook too.
     global _browser_tests_passed
     if report.when == "call" and report.passed and "browser" in report.keywords:
         _browser_tests_passed += 1
@@ -265,6 +403,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     global _browser_gate_failure
+    # An xdist worker saw only its share of the tests; the controller, which saw them all,
+    # decides.
+    if hasattr(session.config, "workerinput"):
+        return
     if os.environ.get(REQUIRE_BROWSER_VARIABLE) != "1" or _browser_tests_passed > 0:
         return
     _browser_gate_failure = (

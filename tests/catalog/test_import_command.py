@@ -149,11 +149,25 @@ def test_command_exit_status_in_a_real_process(tmp_path):
     manage = [sys.executable, str(REPO_ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=environment, check=True, cwd=REPO_ROOT)
 
-    codes = [
-        subprocess.run(
-            [*manage, "import_skus", path], env=environment, cwd=REPO_ROOT, capture_output=True
-        ).returncode
+    # The three imports run at the same time, because each process spends most of its time
+    # starting Django; SQLite's busy timeout (omsguard/settings.py) serialises their writes.
+    processes = [
+        subprocess.Popen(
+            [*manage, "import_skus", path],
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for path in (good, partial, broken)
     ]
+    try:
+        outputs = [process.communicate(timeout=120)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    codes = [process.returncode for process in processes]
 
-    assert codes == [0, 3, 1]
+    assert codes == [0, 3, 1], "\n".join(outputs)

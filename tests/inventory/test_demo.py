@@ -1,26 +1,60 @@
 """The demo's stock: every sample order reserves except #1007, which a restock releases."""
 
+import uuid
+from collections.abc import Iterator
 from io import StringIO
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
+from django.test import TestCase, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from inventory.models import Location, StockLevel
+from omsguard.celery import app as celery_app
 from orders.models import Order, OrderStatus
 from reviews.models import ReviewItem, ReviewKind, ReviewStatus
+from tests.conftest import _CertainOnlyDraw
 
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(scope="module")
+def seeded_once(django_db_setup, django_db_blocker) -> Iterator[str]:
+    """Seed the demo once for the module, in a transaction rolled back at the module's end.
+
+    A seed takes seconds, and each test only reads it or changes it inside its own
+    transaction, which nests in this one as a savepoint. The module scope comes before the
+    autouse fixtures of tests/conftest.py, so the seed applies their settings itself: tasks
+    eager, audit sampling and known-answer seeding only at a rate of 1, rate limits apart.
+    """
+    with django_db_blocker.unblock():
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        eager = celery_app.conf.task_always_eager
+        celery_app.conf.task_always_eager = True
+        out = StringIO()
+        try:
+            with (
+                override_settings(DEBUG=True, OMSGUARD_RATE_LIMIT_NAMESPACE=uuid.uuid4().hex),
+                mock.patch("guardrails.sampling.random", _CertainOnlyDraw()),
+                mock.patch("reviews.known_answers.random", _CertainOnlyDraw()),
+                TestCase.captureOnCommitCallbacks(execute=True),
+            ):
+                call_command("seed_demo", "--no-history", stdout=out)
+            yield out.getvalue()
+        finally:
+            celery_app.conf.task_always_eager = eager
+            transaction.set_rollback(True)
+            atomic.__exit__(None, None, None)
+
+
 @pytest.fixture
-def seeded(settings, django_capture_on_commit_callbacks) -> str:
+def seeded(seeded_once: str, settings, db) -> str:
     settings.DEBUG = True
-    out = StringIO()
-    with django_capture_on_commit_callbacks(execute=True):
-        call_command("seed_demo", "--no-history", stdout=out)
-    return out.getvalue()
+    return seeded_once
 
 
 def test_demo_holds_only_the_short_hoodie(seeded):

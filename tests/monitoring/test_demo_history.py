@@ -1,12 +1,16 @@
 """The demo history: 120 days across the demo channels, loaded once, improving after a baseline."""
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
+from unittest import mock
 
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.db import transaction
 from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncDate
 
@@ -19,12 +23,14 @@ from monitoring.demo import (
     BASELINE_DAYS,
     HISTORY_MARK,
     HISTORY_MODEL_NAME,
+    HistoryResult,
     HistoryStaff,
     demo_history_load,
 )
 from monitoring.kpis import KPIS
 from monitoring.models import Granularity, KpiRollup
 from monitoring.selectors import kpi_value, mix_deviation
+from omsguard.celery import app as celery_app
 from orders.carrier_reference import carrier_reference_load
 from orders.demo import demo_catalog_load
 from orders.models import (
@@ -38,7 +44,7 @@ from orders.models import (
     Shipment,
 )
 from reviews.models import ReviewItem, ReviewStatus
-from tests.conftest import ensure_role_groups, make_user
+from tests.conftest import _CertainOnlyDraw, ensure_role_groups, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -47,8 +53,7 @@ END = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
 START = datetime(2026, 8, 7, tzinfo=UTC)  # midnight 120 days before END's day
 
 
-@pytest.fixture
-def world(db) -> HistoryStaff:
+def world_create() -> HistoryStaff:
     """The rows the history refers to: two demo channels, the catalog, carriers, policies."""
     ensure_role_groups()
     default_policies_load()
@@ -64,89 +69,123 @@ def world(db) -> HistoryStaff:
     )
 
 
-def small_history(staff: HistoryStaff):
+@pytest.fixture
+def world(db) -> HistoryStaff:
+    """The rows the history refers to, for one test (tests/reviews imports this fixture)."""
+    return world_create()
+
+
+def small_history(staff: HistoryStaff) -> HistoryResult:
     return demo_history_load(staff=staff, now=NOW, daily_orders=(8, 12))
 
 
-def test_history_covers_every_day(world):
-    result = small_history(world)
-
-    assert result.created
-    assert (result.start, result.end) == (START, END)
-    days = Order.objects.annotate(day=TruncDate("created_at")).values("day").distinct()
-    assert days.count() == 121  # 120 whole days and the hours of END's day
-    span = Order.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
-    assert START <= span["first"] < START + timedelta(days=1)
-    assert END - timedelta(hours=12) < span["last"] < END
-    assert set(Order.objects.values_list("channel__code", flat=True)) == {
-        "demo-shop",
-        "demo-amazon",
-    }
+@dataclass(frozen=True)
+class LoadedHistory:
+    staff: HistoryStaff
+    result: HistoryResult
 
 
-def test_history_writes_every_kind_of_fact(world):
-    result = small_history(world)
+@pytest.fixture(scope="class")
+def loaded(django_db_setup, django_db_blocker) -> Iterator[LoadedHistory]:
+    """One small history for the class, in a transaction rolled back after its last test.
 
-    assert result.counts["orders"] == Order.objects.count()
-    assert Shipment.objects.count() > 0.8 * Order.objects.count()
-    assert (
-        Shipment.objects.filter(is_duplicate=False).values("carrier_code").distinct().count() >= 3
-    )
-    assert OrderReturn.objects.exists()
-    assert FulfilmentException.objects.exists()
-    assert Decision.objects.filter(review_outcome="disagreed").exists()
-    assert Decision.objects.filter(outcome="error", reverted_at__isnull=False).exists()
-    assert OrderEvent.objects.filter(kind="order.held").exists()
-    assert InventoryDiscrepancy.objects.exclude(difference=0).exists()
-    assert Order.objects.filter(status=OrderStatus.CANCELLED).exists()
-    # Every review item was decided by a person; none waits in a queue.
-    assert not ReviewItem.objects.filter(status=ReviewStatus.OPEN).exists()
-    assert not ReviewItem.objects.filter(decided_by__isnull=True).exists()
-
-
-def test_history_rows_carry_timestamps_not_now(world):
-    small_history(world)
-
-    for model, field in [
-        (Order, "created_at"),
-        (Delivery, "received_at"),
-        (OrderEvent, "created_at"),
-        (ReviewItem, "created_at"),
-        (Decision, "created_at"),
-        (InventoryDiscrepancy, "created_at"),
-    ]:
-        latest = model.objects.aggregate(latest=Max(field))["latest"]
-        assert latest < END, model.__name__
-    assert Order._meta.get_field("created_at").auto_now_add
+    Each test only reads the history or changes it inside its own transaction, which nests
+    in this one as a savepoint. A class, not the module, bounds it: the transactional test
+    below must not run inside this transaction. The class scope comes before the autouse
+    fixtures of tests/conftest.py, so the load applies their eager tasks and draws itself.
+    """
+    with django_db_blocker.unblock():
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        eager = celery_app.conf.task_always_eager
+        celery_app.conf.task_always_eager = True
+        try:
+            with (
+                mock.patch("guardrails.sampling.random", _CertainOnlyDraw()),
+                mock.patch("reviews.known_answers.random", _CertainOnlyDraw()),
+            ):
+                staff = world_create()
+                result = small_history(staff)
+            yield LoadedHistory(staff=staff, result=result)
+        finally:
+            celery_app.conf.task_always_eager = eager
+            transaction.set_rollback(True)
+            atomic.__exit__(None, None, None)
 
 
-def test_history_rows_are_marked(world):
-    small_history(world)
+class TestSmallHistory:
+    def test_history_covers_every_day(self, loaded):
+        result = loaded.result
 
-    assert set(Order.objects.values_list("source_name", flat=True)) == {HISTORY_MARK}
-    assert set(Delivery.objects.values_list("processed_by", flat=True)) == {HISTORY_MARK}
-    assert set(Decision.objects.values_list("model_name", flat=True)) == {HISTORY_MODEL_NAME}
-    assert set(Shipment.objects.values_list("order__source_name", flat=True)) == {HISTORY_MARK}
-    assert set(StockEvent.objects.values_list("source", flat=True)) == {HISTORY_MARK}
-    assert set(OrderReturn.objects.values_list("note", flat=True)) == {HISTORY_MARK}
-    assert set(ReviewItem.objects.values_list("decision_note", flat=True)) == {HISTORY_MARK}
+        assert result.created
+        assert (result.start, result.end) == (START, END)
+        days = Order.objects.annotate(day=TruncDate("created_at")).values("day").distinct()
+        assert days.count() == 121  # 120 whole days and the hours of END's day
+        span = Order.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
+        assert START <= span["first"] < START + timedelta(days=1)
+        assert END - timedelta(hours=12) < span["last"] < END
+        assert set(Order.objects.values_list("channel__code", flat=True)) == {
+            "demo-shop",
+            "demo-amazon",
+        }
 
+    def test_history_writes_every_kind_of_fact(self, loaded):
+        result = loaded.result
 
-def test_history_loads_once(world):
-    small_history(world)
-    counts = [
-        model.objects.count()
-        for model in (Order, Delivery, Shipment, Decision, ReviewItem, InventoryDiscrepancy)
-    ]
+        assert result.counts["orders"] == Order.objects.count()
+        assert Shipment.objects.count() > 0.8 * Order.objects.count()
+        assert (
+            Shipment.objects.filter(is_duplicate=False).values("carrier_code").distinct().count()
+            >= 3
+        )
+        assert OrderReturn.objects.exists()
+        assert FulfilmentException.objects.exists()
+        assert Decision.objects.filter(review_outcome="disagreed").exists()
+        assert Decision.objects.filter(outcome="error", reverted_at__isnull=False).exists()
+        assert OrderEvent.objects.filter(kind="order.held").exists()
+        assert InventoryDiscrepancy.objects.exclude(difference=0).exists()
+        assert Order.objects.filter(status=OrderStatus.CANCELLED).exists()
+        # Every review item was decided by a person; none waits in a queue.
+        assert not ReviewItem.objects.filter(status=ReviewStatus.OPEN).exists()
+        assert not ReviewItem.objects.filter(decided_by__isnull=True).exists()
 
-    again = small_history(world)
+    def test_history_rows_carry_timestamps_not_now(self, loaded):
+        for model, field in [
+            (Order, "created_at"),
+            (Delivery, "received_at"),
+            (OrderEvent, "created_at"),
+            (ReviewItem, "created_at"),
+            (Decision, "created_at"),
+            (InventoryDiscrepancy, "created_at"),
+        ]:
+            latest = model.objects.aggregate(latest=Max(field))["latest"]
+            assert latest < END, model.__name__
+        assert Order._meta.get_field("created_at").auto_now_add
 
-    assert not again.created
-    assert again.counts == {}
-    assert [
-        model.objects.count()
-        for model in (Order, Delivery, Shipment, Decision, ReviewItem, InventoryDiscrepancy)
-    ] == counts
+    def test_history_rows_are_marked(self, loaded):
+        assert set(Order.objects.values_list("source_name", flat=True)) == {HISTORY_MARK}
+        assert set(Delivery.objects.values_list("processed_by", flat=True)) == {HISTORY_MARK}
+        assert set(Decision.objects.values_list("model_name", flat=True)) == {HISTORY_MODEL_NAME}
+        assert set(Shipment.objects.values_list("order__source_name", flat=True)) == {HISTORY_MARK}
+        assert set(StockEvent.objects.values_list("source", flat=True)) == {HISTORY_MARK}
+        assert set(OrderReturn.objects.values_list("note", flat=True)) == {HISTORY_MARK}
+        assert set(ReviewItem.objects.values_list("decision_note", flat=True)) == {HISTORY_MARK}
+
+    def test_history_loads_once(self, loaded):
+        counts = [
+            model.objects.count()
+            for model in (Order, Delivery, Shipment, Decision, ReviewItem, InventoryDiscrepancy)
+        ]
+
+        again = small_history(loaded.staff)
+
+        assert loaded.result.created
+        assert not again.created
+        assert again.counts == {}
+        assert [
+            model.objects.count()
+            for model in (Order, Delivery, Shipment, Decision, ReviewItem, InventoryDiscrepancy)
+        ] == counts
 
 
 def seed(*args: str) -> str:

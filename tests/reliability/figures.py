@@ -5,15 +5,22 @@ that got a 5xx, seconds until recovery). The figures are printed at the end of t
 and, when OMSGUARD_RELIABILITY_FIGURES names a file, appended to it as JSON lines, which
 `make reliability` turns into the tables of docs/reliability.md.
 
+Under pytest-xdist a worker records the figure, but the controller prints the summary: each
+figure travels to it in the user_properties of the next test report. tests/conftest.py
+registers this module as the plugin that attaches, collects and prints them.
+
 OMSGUARD_RELIABILITY_SCALE chooses the size of each suite: "full" for `make reliability`, and
 the smaller "ci" (the default) inside `make test`, so CI stays within its time budget.
 """
 
 import json
 import os
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
+
+import pytest
 
 SCALES = ("ci", "full")
 
@@ -27,7 +34,12 @@ class Figure:
     scale: str
 
 
+# The figures of every test report this process received: the whole run's in a serial run or
+# in the xdist controller, the worker's own share in an xdist worker.
 recorded: list[Figure] = []
+# Figures recorded in this process that no test report carries yet.
+_unreported: list[Figure] = []
+USER_PROPERTY = "reliability_figure"
 
 
 def scale() -> str:
@@ -49,7 +61,7 @@ def figure(suite: str, name: str, value: int | float | Decimal | str, unit: str 
     if isinstance(value, float):
         value = round(value, 3)
     entry = Figure(suite=suite, name=name, value=value, unit=unit, scale=scale())
-    recorded.append(entry)
+    _unreported.append(entry)
 
     target = os.environ.get("OMSGUARD_RELIABILITY_FIGURES")
     if target:
@@ -57,3 +69,33 @@ def figure(suite: str, name: str, value: int | float | Decimal | str, unit: str 
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(asdict(entry)) + "\n")
+
+
+# --- Plugin hooks (registered by tests/conftest.py) -------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator:
+    # The report of the phase that recorded a figure carries it. A module fixture records its
+    # figures at teardown, so the teardown report of the module's last test carries them.
+    report = yield
+    report.user_properties.extend((USER_PROPERTY, asdict(entry)) for entry in _unreported)
+    _unreported.clear()
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == USER_PROPERTY:
+            recorded.append(Figure(**value))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not recorded:
+        return
+    terminalreporter.section("reliability figures")
+    for entry in recorded:
+        unit = f" {entry.unit}" if entry.unit else ""
+        terminalreporter.write_line(
+            f"{entry.suite:<14} {entry.name:<52} {entry.value}{unit}  [{entry.scale}]"
+        )
