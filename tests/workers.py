@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection
 
 from omsguard.celery import app as celery_app
-from omsguard.queues import queue_names
+from omsguard.queues import QUEUE_KINDS, queue_name, queue_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Timeouts in seconds: generous bounds for a loaded CI runner, not tuned values.
@@ -143,12 +143,19 @@ def queue_for_test() -> Iterator[str]:
 
 
 def worker_start(
-    *, queue: str, log_path: Path, environment: dict[str, str], prefork: bool = False
+    *,
+    queue: str,
+    log_path: Path,
+    environment: dict[str, str],
+    prefork: bool = False,
+    kinds: Sequence[str] = QUEUE_KINDS,
 ) -> Worker:
     """Start a worker on `queue` in its own process group and wait until it replies to a ping.
 
-    With prefork=True it runs one pool child beside the main process, so a test can kill
-    both with os.killpg, as a lost machine or an OOM kill of the whole service would.
+    The worker consumes the queues of `kinds` in the namespace `queue` (all four by default; a
+    deployment's pool consumes one). With prefork=True it runs one pool child beside the main
+    process, so a test can kill both with os.killpg, as a lost machine or an OOM kill of the
+    whole service would.
     """
     nodename = host_format(f"test-worker-{uuid.uuid4().hex[:12]}@%h")
     env = os.environ.copy()
@@ -174,7 +181,7 @@ def worker_start(
         *pool,
         "--loglevel=INFO",
         "-Q",
-        ",".join(queue_names(queue)),
+        ",".join(queue_name(queue, kind) for kind in kinds),
         "-n",
         nodename,
         "--without-gossip",

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from celery.utils.nodenames import host_format
 from django.apps import apps as django_apps
 from django.conf import settings
 from django.urls import reverse
@@ -37,16 +36,14 @@ from omsguard.queues import (
     queue_names,
 )
 from orders.models import Delivery, DeliveryOutcome
-from tests import workers
 from tests.conftest import SECRET, as_body, order_payload, signed_headers
 from tests.workers import (
     REPO_ROOT,
     Worker,
     queue_for_test,
     require_services,
-    worker_kill,
+    worker_start,
     worker_stop,
-    worker_wait_ready,
 )
 
 # The kind of each task that exists today. A new task needs a row here, which makes its author
@@ -215,52 +212,6 @@ def test_periodic_tasks_pin_no_queue():
 # --- A pool per queue, with a real worker --------------------------------------------------------
 
 
-def _ingest_worker_start(namespace: str, log_path: Path) -> Worker:
-    """Start a worker that consumes only `<namespace>.ingest`, as an ingest pool does."""
-    nodename = host_format(f"test-ingest-{uuid.uuid4().hex[:12]}@%h")
-    environment = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "omsguard.settings",
-        "DATABASE_URL": workers.test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "OMSGUARD_CELERY_QUEUE": namespace,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "omsguard",
-        "worker",
-        "--pool=solo",
-        "--loglevel=INFO",
-        "-Q",
-        queue_name(namespace, INGEST),
-        "-n",
-        nodename,
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=environment,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    worker = Worker(nodename=nodename, queue=namespace, process=process, log_path=log_path)
-    try:
-        worker_wait_ready(worker)
-    except BaseException:
-        worker_kill(worker)
-        raise
-    return worker
-
-
 def _waiting_task_names(queue: str) -> list[str]:
     """Names of the tasks waiting in a Redis queue (kombu keeps each message as a JSON string)."""
     with redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5) as client:
@@ -299,7 +250,10 @@ def test_ingest_pool_leaves_other_queues(request, carriers, client, tmp_path):
     failed_before = request.session.testsfailed
 
     with queue_for_test() as namespace:
-        worker = _ingest_worker_start(namespace, tmp_path / "worker.log")
+        # Only <namespace>.ingest, as an ingest pool of a deployment consumes.
+        worker = worker_start(
+            queue=namespace, log_path=tmp_path / "worker.log", environment={}, kinds=[INGEST]
+        )
         try:
             breakers_sweep.delay()
             body = as_body(order_payload())
