@@ -1,4 +1,4 @@
-"""What the benchmark parts share: figures and targets, databases, servers, load and memory.
+"""Shared code of the benchmark parts: figures and targets, databases, servers, load, memory.
 
 Every part (bench/ingest.py, bench/decisions.py, ...) is a script that runs alone and ends by
 calling `emit(figures)`: it prints its figures as a table and, when `bench/run.py` started it,
@@ -133,7 +133,7 @@ def exactly(
 
 
 def info(part: str, name: str, value: float, unit: str, *, detail: str = "", **baseline) -> Figure:
-    """A figure shown for context, with no target."""
+    """Build a figure shown for context, with no target."""
     return Figure(part, name, value, unit, detail=detail, **baseline)
 
 
@@ -240,7 +240,7 @@ def free_port() -> int:
 
 
 def server_environment(*, database: str, namespace: str, **extra: str) -> dict[str, str]:
-    """The environment of the bench's gunicorn and workers: its database, Redis and queues."""
+    """Build the environment of the bench's gunicorn and workers: database, Redis, queues."""
     return (
         os.environ
         | {
@@ -299,7 +299,7 @@ def worker_start(
     log_dir: Path,
     concurrency: int = 1,
 ) -> subprocess.Popen:
-    """Start a prefork Celery worker on `queues` and wait until it answers a ping.
+    """Start a prefork Celery worker on `queues` and wait until it replies to a ping.
 
     `nodename` must be unique on the machine, such as "bench-ingest-1-<run>@127.0.0.1".
     """
@@ -382,7 +382,7 @@ def _worker_answers(nodename: str) -> bool:
 
 @dataclass
 class LoadResult:
-    """What `post_all` measured: wall time, sorted latencies (s) and the response statuses."""
+    """Measurements of one `post_all` call: wall time, sorted latencies (s), response statuses."""
 
     seconds: float
     latencies: list[float]
@@ -413,7 +413,7 @@ def post_all(
     server allows, and return the wall time and each request's latency.
 
     The threads run in the bench process, so Python's GIL makes this client slower than a C
-    load generator; the baselines are measured with the same client, so ratios stay fair.
+    load generator. The baselines are measured with the same client, so ratios stay fair.
     """
     latencies: list[float] = []
     statuses: Counter = Counter()
@@ -458,7 +458,7 @@ def post_all(
 
 
 def process_tree(pid: int) -> list[int]:
-    """The process and all its descendants (gunicorn's master and workers, Celery's pool)."""
+    """Return the process and all its descendants (gunicorn's workers, Celery's pool)."""
     found = [pid]
     for current in found:
         for children_file in Path(f"/proc/{current}/task").glob("*/children"):
@@ -479,5 +479,5 @@ def rss_megabytes(pid: int) -> float:
 
 
 def largest_rss(pid: int) -> float:
-    """The RSS in MB of the largest process in the tree under `pid`."""
+    """Return the RSS in MB of the largest process in the tree under `pid`."""
     return max((rss_megabytes(member) for member in process_tree(pid)), default=0.0)

@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/run.py [--quick] [--parts ingest,decisions,...] [--json PATH]
 
-Each part is a script in bench/ that also runs alone (`.venv/bin/python bench/ingest.py`). This
-runner starts each one as a process of its own, because each sets up Django on a bench database
-of its own, collects the figures they write (bench/harness.py), and prints one table with the
-targets of docs/performance.md marked PASS or MISS. It writes all figures, with the machine and
-the commit, to var/bench/bench-<UTC time>.json and var/bench/latest.json.
+Each part is a script in bench/ that also runs alone (`.venv/bin/python bench/ingest.py`). The
+runner starts each part as a process of its own, because each sets up Django on a bench
+database of its own. It collects the figures the parts write (bench/harness.py) and prints one
+table with the targets of docs/performance.md marked PASS or MISS. It writes all figures, with
+the machine and the commit, to var/bench/bench-<UTC time>.json and var/bench/latest.json.
 
 It exits 1 when a part fails to run; a missed target is printed, not an error, unless --strict.
 `--quick` runs every part at its small CI size: CI runs that through tests/bench/, which checks

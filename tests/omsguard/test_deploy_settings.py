@@ -49,7 +49,7 @@ def _settings_with(**environment: str) -> dict:
 
 
 @pytest.mark.django_db
-def test_health_check_answers_plain_http_while_pages_redirect(client, settings):
+def test_healthz_exempt_from_https_redirect(client, settings):
     settings.SECURE_SSL_REDIRECT = True
 
     health = client.get("/healthz")
