@@ -20,8 +20,8 @@ cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 workers = int(os.environ.get("WEB_CONCURRENCY", cores * 2 + 1))
 worker_class = "sync"
 
-# A webhook sender gives up after a few seconds (Shopify: 5 s); a request still running after
-# 30 s is stuck, and gunicorn replaces its worker.
+# A webhook sender gives up after a few seconds (Shopify: 5 s). A request still running after
+# 30 s is stuck, so gunicorn replaces its worker.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 30
 

@@ -229,7 +229,7 @@ def order_check_hygiene(*, order: Order, lines: list[OrderLine] | None = None) -
     """Run the hygiene checks, record their flags, and hold the order or mark it ready.
 
     `lines` are the order's lines with their SKUs, in position order, when the caller has
-    them (they were just created); otherwise they are read once here. The checks share
+    them because it just created them. Otherwise they are read once here. The checks share
     them instead of each reading them again.
 
     The order passes through "validated" in memory only: its status, with the fields the

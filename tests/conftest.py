@@ -339,10 +339,11 @@ def _uses_transactions(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # pytest-django has sorted the items: database tests, then transactional tests, whose
     # teardown empties every table (the data migrations' role groups too), then tests without
-    # a database. A worker must keep that order, so each group moves to its first test, or to
-    # the first transactional test of the session when it has plain database tests and
-    # transactional ones: the worker that runs it has run only plain database tests before it
-    # and gets none after it. Every worker computes the same order; the controller keeps it.
+    # a database. A worker must keep that order, so each group moves to its first test. A group
+    # with both plain database tests and transactional ones moves to the first transactional
+    # test of the session instead. The worker that runs it has then run only plain database
+    # tests before it and gets none after it. Every worker computes the same order, and the
+    # controller keeps it.
     if not (hasattr(config, "workerinput") and config.getoption("loadgroup", False)):
         return
     transactional = [_uses_transactions(item) for item in items]

@@ -1,7 +1,7 @@
 """`make bench` in its quick size: every part runs to the end and writes its figures.
 
-The numbers are never asserted (a loaded CI machine makes them meaningless); what is checked
-is that the benchmark still works: each part finishes, each figure has its baseline and
+The numbers are never asserted, because a loaded CI machine makes them meaningless. The tests
+check that the benchmark still works. Each part finishes, each figure has its baseline and
 target where the table promises one, and the correctness counts (failed requests, lost
 orders) are zero. It needs PostgreSQL and Redis, like the bench itself.
 """

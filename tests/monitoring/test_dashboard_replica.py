@@ -45,8 +45,8 @@ def replica(monkeypatch):
     """
     mirror = {**connections["default"].settings_dict, "TEST": {"MIRROR": "default"}}
     monkeypatch.setitem(connections.settings, REPLICA, mirror)
-    # The test case allows only the aliases it knew at its start; a connection opened here
-    # passes its check, which guards only connections not yet open.
+    # The test case allows only the aliases it knew at its start. Its check guards only
+    # connections not yet open, so a connection opened here passes it.
     connections[REPLICA].connect()
     try:
         yield connections[REPLICA]
