@@ -31,7 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 # A Redis database of the bench's own, so its queues and cache keys never meet a dev server's.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
-TEMPLATE_DATABASE = "omsguard_bench_template"
+# Runs that change migrations side by side can each keep a template of their own.
+TEMPLATE_DATABASE = os.environ.get("BENCH_TEMPLATE_DATABASE", "omsguard_bench_template")
 GUNICORN_CONFIG = REPO_ROOT / "deploy" / "gunicorn.conf.py"
 START_TIMEOUT = 60
 STOP_TIMEOUT = 15
