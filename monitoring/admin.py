@@ -33,8 +33,39 @@ from .services import (
     alert_acknowledge,
     alert_may_change,
     alert_silence,
+    monitoring_admin_change_record,
     rule_alerts_resolve,
 )
+
+
+class AuditedAdminMixin:
+    """Audit every admin create, update and delete, with the changed values before and after."""
+
+    def save_model(self, request, obj, form, change) -> None:
+        changed = [name for name in form.changed_data if _is_model_field(obj, name)]
+        before = {name: form.initial.get(name) for name in changed}
+        super().save_model(request, obj, form, change)
+        monitoring_admin_change_record(
+            instance=obj,
+            actor=request.user,
+            verb="updated" if change else "created",
+            changed=changed,
+            before=before,
+        )
+
+    def delete_model(self, request, obj) -> None:
+        monitoring_admin_change_record(instance=obj, actor=request.user, verb="deleted")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            monitoring_admin_change_record(instance=obj, actor=request.user, verb="deleted")
+        super().delete_queryset(request, queryset)
+
+
+def _is_model_field(obj, name: str) -> bool:
+    return any(field.name == name for field in obj._meta.concrete_fields)
+
 
 # --- Alert rules -----------------------------------------------------------------------------
 
@@ -192,7 +223,7 @@ class AlertRuleForm(forms.ModelForm):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = AlertRuleForm
     list_display = [
         "name",
@@ -287,7 +318,7 @@ class NotificationTargetForm(forms.ModelForm):
 
 
 @admin.register(NotificationTarget)
-class NotificationTargetAdmin(admin.ModelAdmin):
+class NotificationTargetAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = NotificationTargetForm
     list_display = [
         "name",
@@ -465,7 +496,7 @@ class MonitoringSettingsForm(forms.ModelForm):
 
 
 @admin.register(MonitoringSettings)
-class MonitoringSettingsAdmin(admin.ModelAdmin):
+class MonitoringSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """One row: adding is offered only while it does not exist, and it cannot be deleted."""
 
     form = MonitoringSettingsForm

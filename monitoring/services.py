@@ -6,10 +6,13 @@ which monitoring.notifications sends after the transaction commits.
 """
 
 import logging
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -351,6 +354,73 @@ def alert_remediate(*, alert_id: int, user: AbstractBaseUser) -> Alert:
         extra={"alert": alert.pk, "user": user.pk, "remediation": outcome.data.get("remediation")},
     )
     return alert
+
+
+# --- Admin edits of rules, targets and settings -----------------------------------------------
+
+# A notification address can carry a token (a chat webhook URL, say), so its value never goes
+# into the audit log; the entry says only that it changed.
+HIDDEN_AUDIT_FIELDS = frozenset({"address"})
+HIDDEN = "(hidden)"
+
+
+def monitoring_admin_change_record(
+    *,
+    instance: models.Model,
+    actor: AbstractBaseUser,
+    verb: str,
+    changed: Iterable[str] = (),
+    before: dict[str, Any] | None = None,
+) -> None:
+    """Audit an admin edit ("created", "updated", "deleted") of an alert rule, a notification
+    target or the monitoring settings, with the changed fields' values before and after.
+
+    `before` contains the stored values of the changed fields (the form's initial data). The admin
+    has already written the change, so call inside its transaction; a deletion records every
+    field as it was.
+    """
+    if verb == "deleted":
+        names = [field.name for field in instance._meta.concrete_fields if not field.primary_key]
+        before_values = {name: _stored(instance, name) for name in names}
+        after_values = {}
+    else:
+        names = list(changed)
+        before_values = {name: (before or {}).get(name) for name in names}
+        after_values = {name: _stored(instance, name) for name in names}
+
+    audit_record(
+        action=f"{_audit_label(instance)}.{verb}",
+        target_type=_audit_label(instance),
+        target_id=instance.pk,
+        actor=actor,
+        reason="Edited in the admin.",
+        before=None if verb == "created" else _audit_values(before_values),
+        after={"object": str(instance), **_audit_values(after_values)},
+    )
+
+
+def _audit_label(instance: models.Model) -> str:
+    # "alert_rule" for AlertRule, matching the other entries' snake_case target types.
+    return instance._meta.verbose_name.replace(" ", "_")
+
+
+def _stored(instance: models.Model, name: str) -> Any:
+    # A foreign key is recorded by its id, never by loading the row.
+    return getattr(instance, instance._meta.get_field(name).attname)
+
+
+def _audit_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _audit_value(name, value) for name, value in values.items()}
+
+
+def _audit_value(name: str, value: Any) -> Any:
+    if name in HIDDEN_AUDIT_FIELDS:
+        return HIDDEN
+    if isinstance(value, models.Model):
+        return value.pk
+    if isinstance(value, (Decimal, date, datetime)):
+        return str(value)
+    return value
 
 
 # --- Helpers ---------------------------------------------------------------------------------
