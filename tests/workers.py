@@ -29,6 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Timeouts in seconds: generous bounds for a loaded CI runner, not tuned values.
 WORKER_START_TIMEOUT = 30
 WORKER_STOP_TIMEOUT = 10
+PROCESSING_TIMEOUT = 30
+POLL_INTERVAL = 0.2
 
 
 @dataclass
@@ -217,3 +219,20 @@ def worker_kill(worker: Worker) -> None:
     with suppress(ProcessLookupError):
         os.killpg(worker.process.pid, signal.SIGKILL)
     worker.process.wait()
+
+
+def delivery_wait_processed(delivery_pk: int, worker: Worker):
+    """Poll the database until the worker has given the delivery an outcome; return it."""
+    from orders.models import Delivery, DeliveryOutcome
+
+    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    while time.monotonic() < deadline:
+        delivery = Delivery.objects.get(pk=delivery_pk)
+        if delivery.outcome != DeliveryOutcome.RECEIVED:
+            return delivery
+        time.sleep(POLL_INTERVAL)
+    pytest.fail(
+        f"Delivery {delivery_pk} still has outcome 'received' after {PROCESSING_TIMEOUT} s, so "
+        f"the worker {worker.nodename} did not process it.\n{worker.log()}",
+        pytrace=False,
+    )

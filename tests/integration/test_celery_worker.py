@@ -8,7 +8,6 @@ Without Redis or PostgreSQL the tests skip, unless OMSGUARD_REQUIRE_SERVICES=1, 
 they fail instead.
 """
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +20,7 @@ from orders.models import Delivery, DeliveryOutcome, Order, OrderStatus
 from tests.conftest import SECRET, as_body, order_payload, signed_headers
 from tests.workers import (
     Worker,
+    delivery_wait_processed,
     queue_for_test,
     require_services,
     worker_start,
@@ -30,9 +30,6 @@ from tests.workers import (
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 PROCESS_DELIVERY_TASK = "orders.tasks.process_delivery"
-# Timeouts in seconds: generous bounds for a loaded CI runner, not tuned values.
-PROCESSING_TIMEOUT = 30
-POLL_INTERVAL = 0.2
 
 
 @pytest.fixture
@@ -90,21 +87,6 @@ def _post_webhook(client, body: bytes, webhook_id: str):
     )
 
 
-def _wait_until_processed(delivery_pk: int, worker: Worker) -> Delivery:
-    """Poll the database until the worker has given the delivery an outcome."""
-    deadline = time.monotonic() + PROCESSING_TIMEOUT
-    while time.monotonic() < deadline:
-        delivery = Delivery.objects.get(pk=delivery_pk)
-        if delivery.outcome != DeliveryOutcome.RECEIVED:
-            return delivery
-        time.sleep(POLL_INTERVAL)
-    pytest.fail(
-        f"Delivery {delivery_pk} still has outcome 'received' after {PROCESSING_TIMEOUT} s, so "
-        f"the worker did not process it.\n{worker.log()}",
-        pytrace=False,
-    )
-
-
 def test_webhook_is_processed_by_worker(worker, shopify_channel, client):
     body = as_body(order_payload())
 
@@ -114,7 +96,7 @@ def test_webhook_is_processed_by_worker(worker, shopify_channel, client):
     assert response.json()["status"] == "accepted"
     assert worker.published == [(PROCESS_DELIVERY_TASK, queue_name(worker.queue, INGEST))]
 
-    delivery = _wait_until_processed(response.json()["delivery"], worker)
+    delivery = delivery_wait_processed(response.json()["delivery"], worker)
     assert delivery.outcome == DeliveryOutcome.PROCESSED, delivery.error
     assert delivery.processed_by == worker.nodename
     assert delivery.attempts == 1
@@ -137,7 +119,7 @@ def test_duplicate_delivery_processed_once_by_worker(worker, shopify_channel, cl
     # The duplicate is acknowledged without queueing a second task.
     assert worker.published == [(PROCESS_DELIVERY_TASK, queue_name(worker.queue, INGEST))]
 
-    delivery = _wait_until_processed(first.json()["delivery"], worker)
+    delivery = delivery_wait_processed(first.json()["delivery"], worker)
     assert delivery.outcome == DeliveryOutcome.PROCESSED, delivery.error
     assert delivery.processed_by == worker.nodename
     assert Delivery.objects.count() == 1

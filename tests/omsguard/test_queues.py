@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,11 +34,11 @@ from omsguard.queues import (
     queue_name,
     queue_names,
 )
-from orders.models import Delivery, DeliveryOutcome
+from orders.models import DeliveryOutcome
 from tests.conftest import SECRET, as_body, order_payload, signed_headers
 from tests.workers import (
     REPO_ROOT,
-    Worker,
+    delivery_wait_processed,
     queue_for_test,
     require_services,
     worker_start,
@@ -72,9 +71,6 @@ EXPECTED_KINDS = {
 
 PROCESS_DELIVERY_TASK = "orders.tasks.process_delivery"
 WAITING_TASK = "guardrails.tasks.breakers_sweep"
-# Timeouts in seconds: generous bounds for a loaded CI runner, not tuned values.
-PROCESSING_TIMEOUT = 30
-POLL_INTERVAL = 0.2
 
 
 def _project_app_labels() -> set[str]:
@@ -219,20 +215,6 @@ def _waiting_task_names(queue: str) -> list[str]:
     return [json.loads(message)["headers"]["task"] for message in messages]
 
 
-def _wait_until_processed(delivery_pk: int, worker: Worker) -> Delivery:
-    deadline = time.monotonic() + PROCESSING_TIMEOUT
-    while time.monotonic() < deadline:
-        delivery = Delivery.objects.get(pk=delivery_pk)
-        if delivery.outcome != DeliveryOutcome.RECEIVED:
-            return delivery
-        time.sleep(POLL_INTERVAL)
-    pytest.fail(
-        f"Delivery {delivery_pk} still has outcome 'received' after {PROCESSING_TIMEOUT} s, so "
-        f"the ingest worker did not process it.\n{worker.log()}",
-        pytrace=False,
-    )
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_ingest_pool_leaves_other_queues(request, carriers, client, tmp_path):
@@ -265,7 +247,7 @@ def test_ingest_pool_leaves_other_queues(request, carriers, client, tmp_path):
             )
             assert response.status_code == 200, response.content
 
-            delivery = _wait_until_processed(response.json()["delivery"], worker)
+            delivery = delivery_wait_processed(response.json()["delivery"], worker)
 
             assert delivery.outcome == DeliveryOutcome.PROCESSED, delivery.error
             assert delivery.processed_by == worker.nodename
