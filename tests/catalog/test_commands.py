@@ -98,3 +98,26 @@ def test_add_api_token_can_create_integration_user():
     assert not user.has_usable_password()
     assert list(user.groups.values_list("name", flat=True)) == ["integration"]
     assert Token.objects.get(user=user).key == token
+
+
+@pytest.mark.parametrize(
+    "kind,expected",
+    [
+        ("shopify", "Webhook URL path: /webhooks/shopify/ch-1/"),
+        ("square", "Webhook URL path: /webhooks/square/ch-1/"),
+        ("canonical", "POST /api/v1/orders/ from a token granted this channel"),
+        ("amazon", "manage.py ingest_file --channel ch-1 FILE"),
+    ],
+)
+def test_add_channel_says_how_orders_arrive(kind, expected):
+    errors = StringIO()
+    out = StringIO()
+
+    call_command("add_channel", kind, "ch-1", stdout=out, stderr=errors)
+
+    assert expected in out.getvalue()
+    if kind in ("canonical", "amazon"):
+        assert "/webhooks/" not in out.getvalue()
+        assert errors.getvalue() == ""
+    else:
+        assert "every webhook gets a 401" in errors.getvalue()

@@ -1,8 +1,11 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from catalog.models import ChannelKind
+from catalog.models import Channel, ChannelKind
 from catalog.services import channel_upsert
+
+# The kinds with a route in orders/webhook_urls.py; the others send no webhooks.
+WEBHOOK_KINDS = (ChannelKind.SHOPIFY, ChannelKind.WOOCOMMERCE, ChannelKind.SQUARE)
 
 
 class Command(BaseCommand):
@@ -54,9 +57,20 @@ class Command(BaseCommand):
 
         verb = "Created" if created else "Updated"
         self.stdout.write(f"{verb} {channel.kind} channel {channel.code!r}.")
-        self.stdout.write(f"Webhook URL path: /webhooks/{channel.kind}/{channel.code}/")
-        if not channel.webhook_secret:
+        self.stdout.write(_how_orders_arrive(channel))
+        if channel.kind in WEBHOOK_KINDS and not channel.webhook_secret:
             self.stderr.write("Warning: the channel has no secret, so every webhook gets a 401.")
+
+
+def _how_orders_arrive(channel: Channel) -> str:
+    if channel.kind in WEBHOOK_KINDS:
+        return f"Webhook URL path: /webhooks/{channel.kind}/{channel.code}/"
+    if channel.kind == ChannelKind.CANONICAL:
+        return (
+            "Orders arrive through POST /api/v1/orders/ from a token granted this channel: "
+            f"manage.py add_api_token <user> --channel {channel.code}"
+        )
+    return f"Orders arrive as files: manage.py ingest_file --channel {channel.code} FILE..."
 
 
 def _message(error: Exception) -> str:
