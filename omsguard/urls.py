@@ -7,11 +7,13 @@ from drf_spectacular.views import SpectacularAPIView
 from monitoring.views import health
 from omsguard.api_docs import ApiDocsView
 from omsguard.api_errors import api_not_found
-from omsguard.views import home
+from omsguard.views import favicon, home
 
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", health, name="health"),
+    # Browsers ask for /favicon.ico on pages without an icon link, such as the admin's.
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

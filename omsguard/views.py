@@ -1,7 +1,8 @@
 """The landing page: each role starts where its work is."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponsePermanentRedirect, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import reverse
 
 
@@ -12,3 +13,8 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
     if user.has_perm("monitoring.view_dashboard") and not user.has_perm("reviews.view_reviewitem"):
         return HttpResponseRedirect(reverse("dashboard:index"))
     return HttpResponseRedirect(reverse("reviews:queue"))
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """Redirect to the icon, under its hashed name in production."""
+    return HttpResponsePermanentRedirect(static("omsguard/favicon.svg"))

@@ -40,3 +40,20 @@ def test_login_continues_to_the_role_landing_page(client):
     response = client.post(reverse("login"), {"username": "lee", "password": "pw-lee"}, follow=True)
 
     assert response.redirect_chain[-1][0] == reverse("dashboard:index")
+
+
+def test_favicon_redirects_to_the_icon(client):
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 301
+    assert response["Location"].endswith("omsguard/favicon.svg")
+    assert finders.find("omsguard/favicon.svg")
+
+
+@pytest.mark.django_db
+def test_pages_link_the_icon(client):
+    page = client.get(reverse("login"))
+
+    assert 'rel="icon"' in page.content.decode()
