@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponsePermanentRedirect, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import reverse
+from django.views.decorators.http import require_safe
 
 
 @login_required
@@ -15,6 +16,7 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse("reviews:queue"))
 
 
+@require_safe
 def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
     """Redirect to the icon, under its hashed name in production."""
     return HttpResponsePermanentRedirect(static("omsguard/favicon.svg"))

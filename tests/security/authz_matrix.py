@@ -289,9 +289,9 @@ ROWS: tuple[Row, ...] = (
     admin(
         "admin.delivery.replay",
         "admin:orders_delivery_replay",
-        frozenset(),
-        note="needs orders.change_delivery, which no role has: superusers only. Review "
-        "agents replay a failed delivery by accepting its review item.",
+        OPS,
+        note="needs orders.change_delivery, which only ops managers have. Review agents "
+        "replay a failed delivery by accepting its review item.",
     ),
     admin("admin.channel.edit", "admin:catalog_channel_change", OPS),
     admin("admin.channel.hold", "admin:catalog_channel_changelist", OPS),
@@ -333,6 +333,7 @@ EXEMPT_ROUTES: dict[str, str] = {
 READ_ONLY_URL_NAMES: frozenset[str] = frozenset(
     {
         "home",
+        "favicon",
         "reviews:queue",
         "reviews:queue_kind",
         "reviews:item",
