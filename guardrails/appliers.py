@@ -19,7 +19,7 @@ from catalog.models import Sku
 from orders.models import CarrierService, Order, OrderLine, OrderStatus, ServiceLevel
 
 from .models import Decision
-from .selectors import shared_read
+from .selectors import shared_config_read
 from .services import DecisionConflict, DecisionError
 
 logger = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ def carrier_service_by_code(code: Any) -> CarrierService | None:
         )
 
     # A decision validates the proposal and then applies it: both find the same service.
-    return shared_read(("carrier_service", code), read)
+    return shared_config_read(("carrier_service", code), read)
 
 
 def carrier_service_code(service: CarrierService | None) -> str | None:

@@ -28,7 +28,7 @@ from django.utils import timezone
 from .breakers import ERROR
 from .models import ActionType, AutonomyGate, Decision, Verdict
 from .rollout_selectors import shadow_record_q
-from .selectors import guardrail_settings
+from .selectors import guardrail_settings, shared_config_read
 from .services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,11 @@ def autonomy_facts(*, action_code: str) -> dict:
     A gate that is missing or was never computed is computed once here, so an action's first
     decision is judged on its real record rather than on an empty row.
     """
-    gate = AutonomyGate.objects.filter(action__code=action_code).first()
+
+    def read() -> AutonomyGate | None:
+        return AutonomyGate.objects.filter(action__code=action_code).first()
+
+    gate = shared_config_read(("autonomy_gate", action_code), read)
     if gate is None or gate.computed_at is None:
         if not ActionType.objects.filter(code=action_code).exists():
             return {}

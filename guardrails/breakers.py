@@ -41,7 +41,7 @@ from .models import (
     GuardrailSettings,
 )
 from .rollout_selectors import shadow_record_q
-from .selectors import guardrail_settings
+from .selectors import guardrail_settings, reads_shared_active, shared_config_read
 from .services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,16 @@ def breaker_facts(*, action_code: str, channel_code: str, model_name: str) -> li
     An automatically opened breaker whose cool-down is over moves to half-open here (the
     decision path is where it matters first). `trial_allowed` is True for a half-open breaker
     while fewer than `breaker_trial_decisions` decisions were made in its scope since the trial
-    started. One indexed query when every breaker is closed.
+    started. Inside a decision's `reads_shared()` block, no query when the cached list of
+    breakers that are not closed has none of the three scopes; else one indexed query.
     """
+    scopes = {
+        (BreakerScope.ACTION, action_code),
+        (BreakerScope.CHANNEL, channel_code),
+        (BreakerScope.MODEL, model_name),
+    }
+    if reads_shared_active() and not scopes & _not_closed_scopes():
+        return []
     breakers = list(
         Breaker.objects.filter(_scopes_q(action_code, channel_code, model_name))
         .exclude(state=BreakerState.CLOSED)
@@ -128,6 +136,16 @@ def breaker_facts(*, action_code: str, channel_code: str, model_name: str) -> li
             }
         )
     return facts
+
+
+def _not_closed_scopes() -> frozenset[tuple[str, str]]:
+    """Return (scope, key) of every breaker that is not closed, through the configuration cache."""
+
+    def read() -> frozenset[tuple[str, str]]:
+        rows = Breaker.objects.exclude(state=BreakerState.CLOSED).values_list("scope", "key")
+        return frozenset(rows)
+
+    return shared_config_read("breakers_not_closed", read)
 
 
 def breakers_list(*, state: str | None = None, scope: str | None = None):

@@ -113,12 +113,14 @@ def margin_rate(order: Order) -> Decimal | None:
     """
     revenue = Decimal("0")
     margin = Decimal("0")
-    for line in order.lines.select_related("sku"):
-        sku = line.sku
-        if sku is None or sku.cost is None or sku.currency != order.currency:
+    # Plain values: only these four fields are read, and building the line and SKU models
+    # cost more than the query itself.
+    lines = order.lines.values_list("unit_price", "quantity", "sku__cost", "sku__currency")
+    for unit_price, quantity, cost, currency in lines:
+        if cost is None or currency != order.currency:
             continue
-        revenue += line.unit_price * line.quantity
-        margin += (line.unit_price - sku.cost) * line.quantity
+        revenue += unit_price * quantity
+        margin += (unit_price - cost) * quantity
     if revenue <= 0:
         return None
     return (margin / revenue).quantize(Decimal("0.0001"))

@@ -876,3 +876,17 @@ class CanaryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.canary}: {self.kind}"
+
+
+class ConfigStamp(models.Model):
+    """One row whose token changes with every write to the rows that decisions cache.
+
+    Database triggers (migration 0010_config_stamp) write a new random token on each insert,
+    update or delete of the watched tables, whatever makes the change. `guardrails.config_cache`
+    compares the token with the one its cached rows were read under.
+    """
+
+    token = models.CharField(max_length=36)
+
+    def __str__(self) -> str:
+        return f"Configuration stamp {self.token}"

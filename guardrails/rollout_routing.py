@@ -34,6 +34,7 @@ from .rollout_selectors import (
     candidate_bucket_limit,
     order_key,
 )
+from .selectors import shared_config_read
 from .services import DecisionConflict
 
 logger = logging.getLogger(__name__)
@@ -315,15 +316,9 @@ def _check_version_may_decide(model_name: str, model_version: str) -> None:
     label is recorded later, or that still run the previous version after a promotion, keep
     working. A retired label is logged.
     """
-    latest_canary = Canary.objects.filter(candidate=OuterRef("pk")).order_by("-created_at", "-pk")
-    version = (
-        Version.objects.filter(kind__in=MODEL_KINDS, subject=model_name, label=model_version)
-        .annotate(
-            canary_name=Subquery(latest_canary.values("name")[:1]),
-            canary_status=Subquery(latest_canary.values("status")[:1]),
-        )
-        .values("pk", "status", "canary_name", "canary_status")
-        .first()
+    version = shared_config_read(
+        ("model_version", model_name, model_version),
+        lambda: _model_version_read(model_name, model_version),
     )
     if version is None:
         return
@@ -349,6 +344,20 @@ def _check_version_may_decide(model_name: str, model_version: str) -> None:
         f"{model_name} {model_version} is the candidate of canary {version['canary_name']}, "
         f"which {state}, so it may not decide here; {use}.",
         data={"model_version": active},
+    )
+
+
+def _model_version_read(model_name: str, model_version: str) -> dict | None:
+    """Read the recorded version of the label, with the name and status of its latest canary."""
+    latest_canary = Canary.objects.filter(candidate=OuterRef("pk")).order_by("-created_at", "-pk")
+    return (
+        Version.objects.filter(kind__in=MODEL_KINDS, subject=model_name, label=model_version)
+        .annotate(
+            canary_name=Subquery(latest_canary.values("name")[:1]),
+            canary_status=Subquery(latest_canary.values("status")[:1]),
+        )
+        .values("pk", "status", "canary_name", "canary_status")
+        .first()
     )
 
 

@@ -56,7 +56,7 @@ from .models import (
     ReviewOutcome,
     VersionKind,
 )
-from .selectors import policy_for
+from .selectors import policy_for, shared_config_read
 
 BUCKETS = 10_000
 # Kinds whose versions decisions carry as model_name (subject) and model_version (label).
@@ -120,6 +120,24 @@ def canary_for_decision(
     if policy is _POLICY_UNSET:
         policy = policy_for(action=action, channel=channel)
 
+    key = (
+        "canary",
+        action.pk,
+        channel.pk if channel is not None else None,
+        model_name,
+        policy.pk if policy is not None else None,
+    )
+    return shared_config_read(
+        key,
+        lambda: _canary_for_decision_read(
+            action=action, channel=channel, model_name=model_name, policy=policy
+        ),
+    )
+
+
+def _canary_for_decision_read(
+    *, action: ActionType, channel: Channel | None, model_name: str, policy: Policy | None
+) -> Canary | None:
     covers = Q(candidate__kind__in=MODEL_KINDS, candidate__subject=model_name)
     if policy is not None:
         covers |= Q(candidate__kind=VersionKind.RULE_SET, candidate__policy_versions__policy=policy)

@@ -24,7 +24,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from .models import ActionType, Decision, ReviewOutcome, SamplingState, Verdict
-from .selectors import guardrail_settings
+from .selectors import guardrail_settings, shared_config_read
 from .services import ai_actor_label, audit_record, decision_approver_groups
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,11 @@ def audit_sample_maybe(decision: Decision, *, rng: random.Random | None = None):
 
 def sampling_state_for(*, action: ActionType) -> SamplingState:
     """Return the action's sampling state, created at the start rate the first time it is needed."""
-    state = SamplingState.objects.filter(action=action).first()
+
+    def read() -> SamplingState | None:
+        return SamplingState.objects.filter(action=action).first()
+
+    state = shared_config_read(("sampling_state", action.pk), read)
     if state is not None:
         return state
     state, _ = SamplingState.objects.get_or_create(

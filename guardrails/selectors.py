@@ -1,5 +1,6 @@
 """Reads for the guardrail engine: the policy that judges an action, and the settings row."""
 
+import copy
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -10,6 +11,7 @@ from django.db.models import Q
 
 from catalog.models import Channel
 
+from .config_cache import config_cached, stamp_token
 from .models import ActionType, GuardrailSettings, Policy, PolicyBand, PolicyVersion
 
 # Inside `reads_shared()`: the values read so far in the block, by key.
@@ -28,9 +30,14 @@ BANDS_CACHE_MAX = 1024
 def guardrail_settings() -> GuardrailSettings:
     """The editable engine settings; the row is created with its defaults on first use.
 
-    Inside `reads_shared()`, every call after the first returns the same row.
+    Inside `reads_shared()`, every call after the first returns the same row, a copy of the
+    one in the per-thread configuration cache.
     """
-    return shared_read("guardrail_settings", _settings_read)
+    if _shared_reads.get() is None:
+        return _settings_read()
+    return shared_read(
+        "guardrail_settings", lambda: copy.copy(shared_config_read("settings_row", _settings_read))
+    )
 
 
 @contextmanager
@@ -52,6 +59,11 @@ def reads_shared() -> Iterator[None]:
         _shared_reads.reset(token)
 
 
+def reads_shared_active() -> bool:
+    """Return whether the caller runs inside a `reads_shared()` block."""
+    return _shared_reads.get() is not None
+
+
 def shared_read(key: Hashable, read: Callable[[], Any]) -> Any:
     """Return `read()`, or inside `reads_shared()` the value an earlier call stored for `key`."""
     values = _shared_reads.get()
@@ -62,13 +74,28 @@ def shared_read(key: Hashable, read: Callable[[], Any]) -> Any:
     return values[key]
 
 
+def shared_config_read(key: Hashable, read: Callable[[], Any]) -> Any:
+    """Like `shared_read`, and inside `reads_shared()` also through the configuration cache.
+
+    Use it only for reads of the tables `config_cache.WATCHED_MODELS` lists, and never change
+    the object it returns: later decisions of the thread share it.
+    """
+    if _shared_reads.get() is None:
+        return read()
+    token = shared_read("config_stamp", stamp_token)
+    return shared_read(key, lambda: config_cached(key, read, token=token))
+
+
 def _settings_read() -> GuardrailSettings:
     settings_row, _ = GuardrailSettings.objects.get_or_create(pk=1)
     return settings_row
 
 
 def action_get(*, code: str) -> ActionType | None:
-    return ActionType.objects.filter(code=code, is_active=True).first()
+    def read() -> ActionType | None:
+        return ActionType.objects.filter(code=code, is_active=True).first()
+
+    return shared_config_read(("action", code), read)
 
 
 def policy_for(*, action: ActionType, channel: Channel | None) -> Policy | None:
@@ -85,10 +112,21 @@ def policy_version_live_for(*, action: ActionType, channel: Channel | None) -> P
     """The live version that judges the action on the channel, with what evaluation reads.
 
     One query reads the policy rows (the channel's own and the all-channels one) with their
-    live version and its groups, so a newly published version judges the very next call in
-    every process. Only the version's bands come from a per-process cache, because they never
-    change once stored.
+    live version and its groups. Inside `reads_shared()` the version comes from the
+    configuration cache, whose stamp changes with every publication, so a newly published
+    version still judges the very next decision in every process. The version's bands come
+    from a per-process cache, because they never change once stored.
     """
+    channel_id = channel.pk if channel is not None else None
+    return shared_config_read(
+        ("live_version", action.pk, channel_id),
+        lambda: _policy_version_live_read(action=action, channel=channel),
+    )
+
+
+def _policy_version_live_read(
+    *, action: ActionType, channel: Channel | None
+) -> PolicyVersion | None:
     in_channel = Q(channel__isnull=True)
     if channel is not None:
         in_channel |= Q(channel=channel)

@@ -118,6 +118,39 @@ def decision_propose(
     the model version does not belong to the order's canary arm or may not decide, see
     guardrails.rollouts).
     """
+    from .selectors import reads_shared
+
+    # Nothing in a decision changes the engine settings, the policies, canaries or carrier
+    # services, so its steps share one read of each. Most come from the per-thread
+    # configuration cache, checked once against the stamp row (guardrails.config_cache).
+    with reads_shared():
+        return _decision_propose(
+            order_id=order_id,
+            action_code=action_code,
+            before=before,
+            after=after,
+            confidence=confidence,
+            model_name=model_name,
+            model_version=model_version,
+            rationale=rationale,
+            proposed_by=proposed_by,
+            extra_facts=extra_facts,
+        )
+
+
+def _decision_propose(
+    *,
+    order_id: int,
+    action_code: str,
+    before: dict,
+    after: dict,
+    confidence: Decimal,
+    model_name: str,
+    model_version: str,
+    rationale: str,
+    proposed_by: AbstractBaseUser | None,
+    extra_facts: dict | None,
+) -> Decision:
     from orders.models import Order
     from orders.services import order_lock
 
@@ -125,7 +158,7 @@ def decision_propose(
     from .engine import evaluate, rules_from_version
     from .facts import facts_for_order, order_facts
     from .rollouts import canary_judge, canary_route
-    from .selectors import action_get, policy_version_live_for, reads_shared
+    from .selectors import action_get, policy_version_live_for
 
     started = time.perf_counter()
     action = action_get(code=action_code) if isinstance(action_code, str) else None
@@ -138,9 +171,7 @@ def decision_propose(
         _check_storable(value, field)
     _check_storable(rationale, "rationale")
 
-    # Nothing in a decision changes the engine settings or the carrier services, so the steps
-    # that read them share one read each.
-    with reads_shared(), transaction.atomic():
+    with transaction.atomic():
         try:
             order = order_lock(order_id=order_id)
         except (Order.DoesNotExist, ValueError, TypeError):
@@ -662,6 +693,9 @@ def _decision_queue(decision: Decision, order, *, order_summary: dict) -> None:
             "rationale": decision.rationale,
             "reasons": decision.reasons,
         },
+        # Locked and read at the start of the decision. A failed apply may have counted a
+        # version in memory that its rollback undid, so the item's signal reads it then.
+        order_version=None if decision.apply_error else order.version,
         # Action, confidence, approver and deadline from the version that judged it.
         **review_item_routing_for_decision(decision),
     )
