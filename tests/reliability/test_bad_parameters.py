@@ -227,6 +227,7 @@ SIMULATE_FIELDS = {
 # HTML pages and the other GET endpoints outside DRF's router, with what their views read.
 PAGE_TARGETS = [
     Target("home", statuses=frozenset({302})),
+    Target("favicon", statuses=frozenset({301})),
     Target("health"),
     Target("login", {"next": "text"}),
     Target("metrics:metrics"),
