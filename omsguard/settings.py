@@ -93,6 +93,9 @@ MIDDLEWARE = [
     # 503 with Retry-After while the database is unreachable; outside every middleware that
     # may query it (sessions, auth), so it also replaces the 500 they would produce.
     "omsguard.middleware.DatabaseUnavailableMiddleware",
+    # Requests under /webhooks/ leave this list here for a shorter chain without sessions,
+    # CSRF, auth, messages, htmx and axes (WEBHOOK_MIDDLEWARE in omsguard/middleware.py).
+    "omsguard.middleware.WebhookMiddlewareChain",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
