@@ -35,6 +35,7 @@ from orders.services import (
 
 from .known_answers import ANSWER_REVISE, known_answer_item_decide
 from .models import ReviewItem, ReviewKind, ReviewStatus
+from .selectors import review_queue_summary_forget
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def review_item_open_unmapped_sku(
         source_data=line.raw,
         proposal={"candidates": candidates},
     )
+    transaction.on_commit(review_queue_summary_forget)
     order_event_add(
         order=order,
         kind="review.opened",
@@ -107,7 +109,7 @@ def review_item_open_delivery_failed(*, delivery: Delivery) -> ReviewItem:
     ).first()
     if existing is not None:
         return existing
-    return ReviewItem.objects.create(
+    item = ReviewItem.objects.create(
         kind=ReviewKind.DELIVERY_FAILED,
         delivery=delivery,
         reason=(
@@ -117,6 +119,8 @@ def review_item_open_delivery_failed(*, delivery: Delivery) -> ReviewItem:
         source_data={"delivery": delivery.pk, "outcome": delivery.outcome},
         proposal={"action": "replay"},
     )
+    transaction.on_commit(review_queue_summary_forget)
+    return item
 
 
 def review_items_resolve_for_replay(
@@ -150,6 +154,7 @@ def review_item_accept(
     _check_may_decide(user)
 
     with transaction.atomic():
+        transaction.on_commit(review_queue_summary_forget)
         item, order = _item_and_order_lock(item_id)
         _check_item_may_decide(item, user)
         if item.known_answer_id is not None:
@@ -187,6 +192,7 @@ def review_item_revise(
         raise ReviewError("invalid_revision", "Must be a JSON object.", field="revision")
 
     with transaction.atomic():
+        transaction.on_commit(review_queue_summary_forget)
         item, order = _item_and_order_lock(item_id)
         _check_item_may_decide(item, user)
         if item.known_answer_id is not None:
@@ -307,6 +313,7 @@ def review_item_reject(*, item_id: int, user: AbstractBaseUser, note: str = "") 
     _check_may_decide(user)
 
     with transaction.atomic():
+        transaction.on_commit(review_queue_summary_forget)
         item = _item_lock_open(item_id)
         _check_item_may_decide(item, user)
         if item.known_answer_id is not None:
@@ -813,6 +820,7 @@ def _item_close(
         "review item closed",
         extra={"review_item": item.pk, "status": status, "order": item.order_id},
     )
+    transaction.on_commit(review_queue_summary_forget)
 
 
 def _accept_delivery_replay(
