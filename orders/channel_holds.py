@@ -14,9 +14,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.models import Channel
+from catalog.sql_rows import column_list, instance_from_row
 from guardrails.services import audit_record
 
-from .models import Order, OrderStatus
+from .models import Delivery, Order, OrderStatus
 from .services import order_event_add, order_lock, order_mark_ready
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,14 @@ REASON_MAX_LENGTH = Channel._meta.get_field("orders_held_reason").max_length
 SYSTEM_LABEL = "automation"
 # Django's select_for_update has no FOR SHARE, so ingestion reads the hold with plain SQL.
 HOLD_STATE_QUERY = "SELECT orders_held, orders_held_reason FROM catalog_channel WHERE id = %s"
+# The delivery with its channel: FOR UPDATE OF the delivery and FOR SHARE OF the channel are
+# added on PostgreSQL (delivery_lock_with_channel).
+DELIVERY_WITH_CHANNEL_QUERY = (
+    f"SELECT {column_list(Delivery, 'd')}, {column_list(Channel, 'c')} "  # noqa: S608
+    f'FROM "{Delivery._meta.db_table}" AS "d" '
+    f'JOIN "{Channel._meta.db_table}" AS "c" ON "c"."id" = "d"."channel_id" '
+    'WHERE "d"."id" = %s'
+)
 
 
 class ChannelHoldError(ValueError):
@@ -156,6 +165,29 @@ def channel_hold_state_read(channel: Channel) -> Channel:
         cursor.execute(query, [channel.pk])
         channel.orders_held, channel.orders_held_reason = cursor.fetchone()
     return channel
+
+
+def delivery_lock_with_channel(*, delivery_id: int) -> Delivery:
+    """Lock the delivery for processing and read its channel under a share lock, in one query.
+
+    Call at the start of an ingestion transaction, before any order row is locked. The
+    delivery is locked FOR UPDATE, as select_for_update would, so a redelivered task waits
+    for the first run. The channel row, hold fields included, is read under the share lock
+    that channel_hold_state_read takes. Raises Delivery.DoesNotExist for an unknown id.
+    """
+    query = DELIVERY_WITH_CHANNEL_QUERY
+    if connection.vendor == "postgresql":
+        query += ' FOR UPDATE OF "d" FOR SHARE OF "c"'
+    with connection.cursor() as cursor:
+        cursor.execute(query, [delivery_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Delivery.DoesNotExist(f"Delivery {delivery_id} does not exist.")
+    split = len(Delivery._meta.concrete_fields)
+    delivery = instance_from_row(Delivery, row[:split], using=connection.alias)
+    channel = instance_from_row(Channel, row[split:], using=connection.alias)
+    Delivery._meta.get_field("channel").set_cached_value(delivery, channel)
+    return delivery
 
 
 def _held_orders_release(

@@ -10,6 +10,7 @@ from django.db import OperationalError, transaction
 
 from catalog.models import Channel, Sku
 from catalog.selectors import mappings_find_skus
+from catalog.sql_rows import instances_insert
 from guardrails.services import audit_record
 from omsguard.money import is_currency, money_round
 
@@ -22,7 +23,7 @@ from .canonical import (
     check_storable_json,
     json_may_be_unstorable,
 )
-from .channel_holds import channel_hold_reasons, channel_hold_state_read
+from .channel_holds import channel_hold_reasons, delivery_lock_with_channel
 from .hygiene import CHECKED_FIELDS, order_lines_shared, order_run_hygiene
 from .models import Delivery, DeliveryOutcome, Order, OrderLine, OrderStatus
 from .services import (
@@ -72,17 +73,13 @@ def delivery_process(*, delivery_id: int, worker: str) -> Delivery:
 
 def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
     with transaction.atomic():
-        delivery = (
-            Delivery.objects.select_for_update(of=("self",))
-            .select_related("channel")
-            .get(pk=delivery_id)
-        )
+        # One query locks the delivery and reads the channel's hold state under a share lock,
+        # before any order row is locked.
+        delivery = delivery_lock_with_channel(delivery_id=delivery_id)
         if delivery.outcome != DeliveryOutcome.RECEIVED:
             logger.info("delivery already processed", extra={"delivery": delivery.pk})
             return delivery
         delivery.attempts += 1
-        # Before any order row is locked; see channel_hold_state_read.
-        channel_hold_state_read(delivery.channel)
         _slow_down_for_tests()
 
         try:
@@ -193,20 +190,22 @@ def _order_create(
     skus = lines_find_skus(
         channel=delivery.channel, identifier_lists=[line.identifiers for line in canonical.lines]
     )
-    lines = OrderLine.objects.bulk_create(
-        OrderLine(
-            order=order,
-            position=line.position,
-            channel_line_id=line.channel_line_id,
-            channel_sku=line.channel_sku,
-            channel_variant_id=line.channel_variant_id,
-            title=line.title,
-            quantity=line.quantity,
-            unit_price=money_round(line.unit_price, currency),
-            sku=sku,
-            raw=line.raw,
-        )
-        for line, sku in zip(canonical.lines, skus, strict=True)
+    lines = instances_insert(
+        [
+            OrderLine(
+                order=order,
+                position=line.position,
+                channel_line_id=line.channel_line_id,
+                channel_sku=line.channel_sku,
+                channel_variant_id=line.channel_variant_id,
+                title=line.title,
+                quantity=line.quantity,
+                unit_price=money_round(line.unit_price, currency),
+                sku=sku,
+                raw=line.raw,
+            )
+            for line, sku in zip(canonical.lines, skus, strict=True)
+        ]
     )
     order_event_add(
         order=order,

@@ -10,10 +10,11 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F, Model
+from django.db.models import Model
 from django.utils import timezone
 
 from catalog.models import Channel, Sku
+from catalog.sql_rows import instances_insert
 from guardrails.services import audit_record
 
 from .models import (
@@ -310,7 +311,7 @@ def order_events_batched() -> Iterator[None]:
     finally:
         _batched_events.reset(token)
     if batch:
-        OrderEvent.objects.bulk_create(batch)
+        instances_insert(batch)
 
 
 def order_version_bump(order: Order, *, reason: str) -> Order:
@@ -321,8 +322,21 @@ def order_version_bump(order: Order, *, reason: str) -> Order:
     Hold reason and status changes the review flow makes are not material and must not call
     this, or the item that caused them would turn stale.
     """
-    Order.objects.filter(pk=order.pk).update(version=F("version") + 1)
-    order.refresh_from_db(fields=["version"])
+    # One statement: Django's update() cannot return the new value, and reading it back would
+    # cost a second round trip.
+    connection = connections[router.db_for_write(Order)]
+    quote = connection.ops.quote_name
+    table, column = quote(Order._meta.db_table), quote(Order._meta.get_field("version").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {column} = {column} + 1 WHERE {quote('id')} = %s "  # noqa: S608
+            f"RETURNING {column}",
+            [order.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Order.DoesNotExist(f"Order {order.pk} does not exist.")
+    order.version = row[0]
     logger.info(
         "order version bumped",
         extra={"order": order.pk, "version": order.version, "reason": reason},

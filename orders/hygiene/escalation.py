@@ -10,11 +10,14 @@ Accepting an item releases its hold; rejecting it keeps the order for manual han
 An in-store pickup order with a charged shipping line (`pickup_ships`) is only flagged.
 """
 
+import json
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Count, Q
 
 from omsguard.money import money_format, money_round
@@ -32,13 +35,110 @@ ROUTING_COUNTRIES_SHOWN = 30
 
 RELEASE_PROPOSAL = {"action": "release"}
 
+# The priority customers and the routing counts in one round trip (escalation_facts_read).
+# The first part lists the ids of the channel's priority customers that match the order's
+# customer id or email, ignoring case as email__iexact does. The second counts the channel's
+# latest ROUTING_HISTORY other orders and those of them that went to the order's country.
+# A part the order has no input for is left out of the select list.
+PRIORITY_IDS_SQL = (
+    "ARRAY(SELECT id FROM orders_prioritycustomer WHERE channel_id = %(channel)s "
+    "AND ((%(customer_id)s <> '' AND customer_id = %(customer_id)s) "
+    "OR (%(email)s <> '' AND UPPER(email::text) = UPPER(%(email)s))) ORDER BY id)"
+)
+ROUTING_COUNTS_SQL = (
+    "(SELECT ARRAY[COUNT(*), COUNT(*) FILTER (WHERE shipping_address -> 'country_code' "
+    "= %(country)s::jsonb)] FROM (SELECT shipping_address FROM orders_order "
+    "WHERE channel_id = %(channel)s AND id <> %(order)s ORDER BY created_at DESC "
+    "LIMIT %(history)s) AS latest)"
+)
+
+
+@dataclass(frozen=True)
+class EscalationFacts:
+    """The database facts that the priority customer and routing checks decide on."""
+
+    # Matching priority customers in pk order; None when the order has no id or email.
+    priority_ids: list[int] | None
+    # Of the channel's latest other orders: how many, and how many went to the order's
+    # country; None when the order has no destination country.
+    routing_counts: tuple[int, int] | None
+
 
 def check_escalations(*, order: Order) -> list[Finding]:
+    facts = escalation_facts_read(order)
     findings = []
     findings.extend(_order_value(order))
-    findings.extend(_priority_customer(order))
-    findings.extend(_unusual_routing(order))
+    findings.extend(_priority_customer(order, facts.priority_ids))
+    findings.extend(_unusual_routing(order, facts.routing_counts))
     return findings
+
+
+def escalation_facts_read(order: Order) -> EscalationFacts:
+    """Read the priority customer matches and the routing counts, in one query on PostgreSQL.
+
+    Other databases run the two ORM queries they replace.
+    """
+    wants_priority = bool(order.customer_id or order.customer_email)
+    country = _destination_country(order)
+    if not wants_priority and not country:
+        return EscalationFacts(priority_ids=None, routing_counts=None)
+    if connection.vendor != "postgresql":
+        return EscalationFacts(
+            priority_ids=_priority_ids_orm(order) if wants_priority else None,
+            routing_counts=_routing_counts_orm(order, country) if country else None,
+        )
+
+    parts = [
+        PRIORITY_IDS_SQL if wants_priority else "NULL",
+        ROUTING_COUNTS_SQL if country else "NULL",
+    ]
+    params = {
+        "channel": order.channel_id,
+        "order": order.pk,
+        "customer_id": order.customer_id or "",
+        "email": order.customer_email or "",
+        "country": json.dumps(country),
+        "history": ROUTING_HISTORY,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(parts)}", params)
+        priority_ids, routing = cursor.fetchone()
+    return EscalationFacts(
+        priority_ids=priority_ids,
+        routing_counts=(routing[0], routing[1]) if routing is not None else None,
+    )
+
+
+def _destination_country(order: Order) -> object:
+    return (order.shipping_address or {}).get("country_code", "")
+
+
+def _priority_ids_orm(order: Order) -> list[int]:
+    clauses = []
+    if order.customer_id:
+        clauses.append(Q(customer_id=order.customer_id))
+    if order.customer_email:
+        clauses.append(Q(email__iexact=order.customer_email))
+    wanted = clauses[0] if len(clauses) == 1 else clauses[0] | clauses[1]
+    matches = PriorityCustomer.objects.filter(wanted, channel=order.channel).order_by("pk")
+    return list(matches.values_list("pk", flat=True))
+
+
+def _routing_history_query(order: Order):
+    return (
+        Order.objects.filter(channel=order.channel)
+        .exclude(pk=order.pk)
+        .order_by("-created_at")
+        .values_list("shipping_address__country_code", flat=True)[:ROUTING_HISTORY]
+    )
+
+
+def _routing_counts_orm(order: Order, country: object) -> tuple[int, int]:
+    known = _routing_history_query(order).aggregate(
+        orders=Count("pk"),
+        seen=Count("pk", filter=Q(shipping_address__country_code=country)),
+    )
+    return known["orders"], known["seen"]
 
 
 def escalation_release_accept(*, item, order: Order, user: AbstractBaseUser) -> dict:
@@ -87,17 +187,11 @@ def _order_value(order: Order) -> list[Finding]:
     return findings
 
 
-def _priority_customer(order: Order) -> list[Finding]:
-    # One query for both ways of matching; a customer id match wins over an email match.
-    clauses = []
-    if order.customer_id:
-        clauses.append(Q(customer_id=order.customer_id))
-    if order.customer_email:
-        clauses.append(Q(email__iexact=order.customer_email))
-    if not clauses:
+def _priority_customer(order: Order, priority_ids: list[int] | None) -> list[Finding]:
+    # A customer id match wins over an email match.
+    if not priority_ids:
         return []
-    wanted = clauses[0] if len(clauses) == 1 else clauses[0] | clauses[1]
-    candidates = list(PriorityCustomer.objects.filter(wanted, channel=order.channel).order_by("pk"))
+    candidates = list(PriorityCustomer.objects.filter(pk__in=priority_ids).order_by("pk"))
     match, matched_on = None, ""
     if order.customer_id:
         match = next((c for c in candidates if c.customer_id == order.customer_id), None)
@@ -129,7 +223,7 @@ def _priority_customer(order: Order) -> list[Finding]:
     return findings
 
 
-def _unusual_routing(order: Order) -> list[Finding]:
+def _unusual_routing(order: Order, routing_counts: tuple[int, int] | None) -> list[Finding]:
     findings = []
     if order.in_store_pickup and _ships(order.shipping_lines):
         findings.append(
@@ -139,24 +233,15 @@ def _unusual_routing(order: Order) -> list[Finding]:
             )
         )
 
-    country = (order.shipping_address or {}).get("country_code", "")
-    if not country:
+    if routing_counts is None:
         return findings
-    history_query = (
-        Order.objects.filter(channel=order.channel)
-        .exclude(pk=order.pk)
-        .order_by("-created_at")
-        .values_list("shipping_address__country_code", flat=True)[:ROUTING_HISTORY]
-    )
-    # Most orders go to a usual country: one row answers that, instead of reading back the
+    country = _destination_country(order)
+    # Most orders go to a usual country: the counts show that, instead of reading back the
     # channel's last ROUTING_HISTORY orders; those are read only for an unusual one.
-    known = history_query.aggregate(
-        orders=Count("pk"),
-        seen=Count("pk", filter=Q(shipping_address__country_code=country)),
-    )
-    if known["orders"] < settings.OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS or known["seen"]:
+    orders, seen = routing_counts
+    if orders < settings.OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS or seen:
         return findings
-    history = list(history_query)
+    history = list(_routing_history_query(order))
 
     message = f"Destination country {country} is not among the channel's last {len(history)} orders"
     findings.append(flag("unusual_destination", message, data={"country": country}))
