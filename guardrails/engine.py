@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from omsguard.money import money_format
+
 from .models import CustomerTier, Mode, PolicyVersion, Verdict
 
 PASS = "pass"  # noqa: S105 (a rule outcome, not a password)
@@ -373,17 +375,22 @@ def _money_under(
     limit_currency: str,
 ) -> dict:
     value = _decimal(amount)
+    # The limit column stores three decimals; show it with the currency's minor digits.
+    limit_text = money_format(limit, limit_currency)
     if value is None:
-        return _reason(rule, FAIL, f"{label} is unknown; the limit is {limit_currency} {limit}.")
+        return _reason(
+            rule, FAIL, f"{label} is unknown; the limit is {limit_currency} {limit_text}."
+        )
     if currency != limit_currency:
         return _reason(
             rule,
             FAIL,
             f"{label} is in {currency} and the limit in {limit_currency}; a person compares them.",
         )
+    value_text = money_format(value, currency)
     if value < limit:
-        return _reason(rule, PASS, f"{label} {currency} {value} is under {limit}.")
-    return _reason(rule, FAIL, f"{label} {currency} {value} is not under {limit}.")
+        return _reason(rule, PASS, f"{label} {currency} {value_text} is under {limit_text}.")
+    return _reason(rule, FAIL, f"{label} {currency} {value_text} is not under {limit_text}.")
 
 
 def _matching_band(bands: tuple[Band, ...], facts: dict, *, currency: str) -> Band | None:

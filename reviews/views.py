@@ -202,7 +202,8 @@ def _rows_prepare(items: Iterable[ReviewItem], user) -> None:
         if roles not in may_decide_by_roles:
             may_decide_by_roles[roles] = services.review_item_may_decide(item, user)
         item.may_decide = item.is_open and may_decide_by_roles[roles]
-        item.stale = selectors.review_item_is_stale(item)
+        # Only an open item can be stale, because its own decision may have changed the order.
+        item.stale = item.is_open and selectors.review_item_is_stale(item)
         item.may_approve = item.may_decide and not item.stale
         item.revise_form = revise_form_for(item) if item.may_approve else None
 
@@ -213,6 +214,8 @@ def _rows_prepare(items: Iterable[ReviewItem], user) -> None:
 @require_POST
 @htmx_login_required
 def item_accept(request: HttpRequest, item_id: int) -> HttpResponse:
+    if error := _note_too_long(request):
+        return error
     choice = {}
     for name, label in ACCEPT_ID_CHOICES.items():
         value = request.POST.get(name) or None
@@ -236,6 +239,8 @@ def item_accept(request: HttpRequest, item_id: int) -> HttpResponse:
 @require_POST
 @htmx_login_required
 def item_reject(request: HttpRequest, item_id: int) -> HttpResponse:
+    if error := _note_too_long(request):
+        return error
     return _decide(
         request,
         lambda: services.review_item_reject(
@@ -259,6 +264,8 @@ def item_revise(request: HttpRequest, item_id: int) -> HttpResponse:
         services.review_item_check_may_decide(item, request.user)
     except services.ReviewError as error:
         return _flash(request, error.status, error.message, code=error.code)
+    if error := _note_too_long(request):
+        return error
     form = revise_form_for(item, data=request.POST)
     if form is None:
         return _flash(
@@ -321,6 +328,9 @@ def _decided(request: HttpRequest, item: ReviewItem) -> HttpResponse:
             "also_resolved": also_resolved,
             "open_count": summary.open,
             "summary": summary,
+            # Only an htmx response carries the out-of-band count updates. The item page
+            # includes the same fragment and would show them as loose numbers.
+            "oob_counts": True,
         },
     )
 
@@ -357,7 +367,21 @@ def _claim_change(request: HttpRequest, change: Callable[[], ReviewItem]) -> Htt
 
 
 def _note(request: HttpRequest) -> str:
-    return request.POST.get("note", "")[:NOTE_MAX_LENGTH]
+    return request.POST.get("note", "")
+
+
+def _note_too_long(request: HttpRequest) -> HttpResponse | None:
+    """Return a 400 flash when the decision note is over the limit, else None."""
+    length = len(_note(request))
+    if length <= NOTE_MAX_LENGTH:
+        return None
+    return _flash(
+        request,
+        400,
+        f"The note is {length} characters long, but the maximum is {NOTE_MAX_LENGTH}. "
+        "Shorten it and try again.",
+        code="note_too_long",
+    )
 
 
 def _flash(request: HttpRequest, status: int, message: str, code: str = "") -> HttpResponse:

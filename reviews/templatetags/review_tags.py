@@ -48,6 +48,23 @@ def percent(value: object) -> str:
     return f"{float(value) * 100:.1f} %"
 
 
+# Display names of the role groups that reviews/migrations/0002_roles.py creates.
+ROLE_LABELS = {"cs_agent": "CS agent", "cs_manager": "CS manager", "ops_manager": "Ops manager"}
+
+
+@register.filter
+def role_label(group_name: str) -> str:
+    """Name a role group as people call it ("CS manager"); other group names stay as they are."""
+    return ROLE_LABELS.get(group_name, group_name)
+
+
+@register.filter
+def mid_sentence(label: str) -> str:
+    """Lower-case a label's words for use inside a sentence, keeping acronyms such as SKU or AI."""
+    words = str(label).split(" ")
+    return " ".join(word if word.isupper() and len(word) > 1 else word.lower() for word in words)
+
+
 def _duration(minutes: int) -> str:
     if minutes < 60:
         return f"{minutes} min"

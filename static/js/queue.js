@@ -237,6 +237,10 @@
   function start() {
     prepareItems();
     updateCountdowns();
+    // A page of one item (the item page) selects it, so a / r / e work without j first.
+    if (document.querySelector(".items[data-select-on-load]")) {
+      select(items()[0]);
+    }
     setInterval(updateCountdowns, COUNTDOWN_INTERVAL_MS);
   }
 

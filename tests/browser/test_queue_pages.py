@@ -197,7 +197,7 @@ def test_agent_address_item_read_only(
 
     page.goto(f"{live_server.url}{reverse('reviews:item', args=[item.pk])}")
 
-    expect(page.locator('[data-code="read_only"]')).to_contain_text("only cs_manager may")
+    expect(page.locator('[data-code="read_only"]')).to_contain_text("only CS manager may")
     expect(page.locator(f"#item-{item.pk} button")).to_have_count(0)
     page.keyboard.press("j")
     page.keyboard.press("a")
@@ -285,3 +285,40 @@ def test_stale_csrf_on_claim_shows_fragment(
     expect(page.locator(f"#claim-{item.pk}")).to_contain_text("Unassigned")
     item.refresh_from_db()
     assert item.assignee is None
+
+
+def test_item_page_keys_work_on_load(
+    live_server, page: Page, agent: User, policies, channel, catalog
+):
+    item = substitution_item(order_with_lines(channel, 1))
+    log_in(page, live_server.url, agent)
+    page.goto(f"{live_server.url}{reverse('reviews:item', args=[item.pk])}")
+
+    expect(page.locator(f"#item-{item.pk}")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("r")
+
+    expect(page.locator(f'#item-{item.pk}[data-status="rejected"]')).to_be_visible()
+    item.refresh_from_db()
+    assert item.status == ReviewStatus.REJECTED
+
+
+def test_long_channel_values_keep_page_width(
+    live_server, page: Page, agent: User, policies, channel, catalog
+):
+    long_sku = "SKU-" + "7" * 300
+    item = substitution_item(
+        order_with_lines(channel, 1),
+        reason="Delivery error: quantity " + "9" * 4200 + " is not a number.",
+        proposal={
+            "before": {"line": 1, "sku": "TEE-CLASSIC-BLK-M"},
+            "after": {"line": 1, "sku": long_sku},
+            "confidence": "0.90",
+        },
+    )
+    log_in(page, live_server.url, agent)
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    for url in (reverse("reviews:queue"), reverse("reviews:item", args=[item.pk])):
+        page.goto(f"{live_server.url}{url}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1280, (url, width)

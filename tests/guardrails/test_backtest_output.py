@@ -53,7 +53,7 @@ def test_command_examples_read_as_sentences(draft_two_limits):
     text = out.getvalue()
 
     assert ".;" not in text
-    assert "is not under 20.000. Confidence" in text
+    assert "is not under 20.00. Confidence" in text
 
 
 @pytest.mark.usefixtures("history", "frozen_now")
@@ -66,7 +66,7 @@ def test_report_page_examples_read_as_sentences(client, ops, draft_two_limits):
     html = " ".join(page.content.decode().split())
     assert run.report["by_transition"][APPLIED_TO_QUEUED]["examples"]
     assert ".;" not in html
-    assert "is not under 20.000. Confidence" in html
+    assert "is not under 20.00. Confidence" in html
 
 
 @pytest.mark.parametrize("value", ["-1", "many"])

@@ -245,3 +245,9 @@ def _message(evaluation, rule: str) -> str:
     messages = [reason["message"] for reason in evaluation.reasons if reason["rule"] == rule]
     assert len(messages) == 1, evaluation.reasons
     return messages[0]
+
+
+def test_money_reasons_use_minor_digits():
+    evaluation = evaluate(rules=_rules("substitute_sku"), facts=_facts(item_price="19.990"))
+
+    assert _message(evaluation, "item_price") == "Item price USD 19.99 is under 25.00."

@@ -288,7 +288,7 @@ def test_item_page_read_only_for_agent(agent_client, channel, catalog, post_webh
     html = agent_client.get(reverse("reviews:item", args=[item.pk])).content.decode()
 
     assert 'data-code="read_only"' in html
-    assert "only cs_manager may" in html
+    assert "only CS manager may" in html
     assert 'data-action="accept"' not in html
     assert 'data-action="reject"' not in html
     assert "Claim</button>" not in html
