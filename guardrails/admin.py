@@ -17,6 +17,8 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.html import format_html
 
+from omsguard.money import money_format
+
 from .backtest_admin import POLICY_VERSION_ACTIONS
 from .forms import GuardrailSettingsForm
 from .models import (
@@ -189,17 +191,23 @@ class PolicyVersionHistoryInline(admin.TabularInline):
         return limits_summary(version)
 
 
+def _plain_decimal(value: Decimal) -> str:
+    """Write a stored decimal without its padding zeros: 0.9200 as 0.92, 1.0000 as 1."""
+    return format(value.normalize(), "f")
+
+
 def limits_summary(version: PolicyVersion | None) -> str:
-    """Summarize a version's limits in one line, e.g. "item < USD 25.000, confidence > 0.9200"."""
+    """Summarize a version's limits in one line, e.g. "item < USD 25.00, confidence > 0.92"."""
     if version is None:
         return "-"
+    currency = version.limits_currency
     parts = []
     if version.order_value_under is not None:
-        parts.append(f"order < {version.limits_currency} {version.order_value_under}")
+        parts.append(f"order < {currency} {money_format(version.order_value_under, currency)}")
     if version.item_price_under is not None:
-        parts.append(f"item < {version.limits_currency} {version.item_price_under}")
+        parts.append(f"item < {currency} {money_format(version.item_price_under, currency)}")
     if version.confidence_above is not None:
-        parts.append(f"confidence > {version.confidence_above}")
+        parts.append(f"confidence > {_plain_decimal(version.confidence_above)}")
     if version.require_fresh_stock:
         parts.append("fresh stock")
     bands = version.bands.count()

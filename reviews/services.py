@@ -33,6 +33,7 @@ from orders.services import (
     order_version_bump,
 )
 
+from .display import mid_sentence, role_label
 from .known_answers import ANSWER_REVISE, known_answer_item_decide
 from .models import ReviewItem, ReviewKind, ReviewStatus
 from .selectors import review_queue_summary_forget
@@ -248,10 +249,12 @@ def review_item_check_may_decide(item: ReviewItem, user: AbstractBaseUser) -> No
         return
     if not user.has_perm(DECIDE_PERMISSION):
         raise ReviewForbidden("forbidden", "You do not have permission to decide review items.")
-    roles = " or ".join(role for role in (item.approver_group, item.escalated_to) if role)
+    roles = " or ".join(
+        role_label(role) for role in (item.approver_group, item.escalated_to) if role
+    )
+    kind = mid_sentence(item.get_kind_display())
     raise ReviewForbidden(
-        "not_approver",
-        f"Only {roles} may decide {item.get_kind_display().lower()} items like #{item.pk}.",
+        "not_approver", f"Only the {roles} role may decide {kind} items like #{item.pk}."
     )
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from guardrails.models import SlaBreachAction
 
+from .display import role_label
 from .models import ReviewItem, ReviewKind, ReviewStatus
 
 logger = logging.getLogger(__name__)
@@ -237,7 +238,10 @@ def _item_escalate_now(
         item.escalated_at = now
         item.save(update_fields=["escalated_to", "escalated_at"])
         minutes = int(older_than.total_seconds() // 60)
-        message = f"Review item #{item.pk} escalated to {group}: open longer than {minutes} min."
+        message = (
+            f"Review item #{item.pk} escalated to {role_label(group)}: "
+            f"open longer than {minutes} min."
+        )
         if item.order is not None:
             order_event_add(
                 order=item.order,
@@ -286,7 +290,10 @@ def _breach_record(item: ReviewItem, order, result: dict) -> None:
 
     due = item.due_at.isoformat() if item.due_at else None
     if item.escalated_to:
-        message = f"Review item #{item.pk} passed its deadline; escalated to {item.escalated_to}."
+        message = (
+            f"Review item #{item.pk} passed its deadline; "
+            f"escalated to {role_label(item.escalated_to)}."
+        )
     else:
         message = f"Review item #{item.pk} passed its deadline; the order stays on hold."
     if order is not None:

@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from orders.models import OrderStatus
+from reviews import display
 
 register = template.Library()
 
@@ -49,20 +50,16 @@ def percent(value: object) -> str:
 
 
 # Display names of the role groups that reviews/migrations/0002_roles.py creates.
-ROLE_LABELS = {"cs_agent": "CS agent", "cs_manager": "CS manager", "ops_manager": "Ops manager"}
-
-
 @register.filter
 def role_label(group_name: str) -> str:
-    """Name a role group as people call it ("CS manager"); other group names stay as they are."""
-    return ROLE_LABELS.get(group_name, group_name)
+    """Name a role group as people call it ("CS manager")."""
+    return display.role_label(group_name)
 
 
 @register.filter
 def mid_sentence(label: str) -> str:
-    """Lower-case a label's words for use inside a sentence, keeping acronyms such as SKU or AI."""
-    words = str(label).split(" ")
-    return " ".join(word if word.isupper() and len(word) > 1 else word.lower() for word in words)
+    """Lower-case a label for use inside a sentence, keeping acronyms such as SKU or AI."""
+    return display.mid_sentence(label)
 
 
 def _duration(minutes: int) -> str:

@@ -204,7 +204,7 @@ def test_agent_address_item_read_only(
     result = forced_post(page, reverse("reviews:accept", args=[item.pk]))
 
     assert result["status"] == 403
-    assert "Only cs_manager may decide" in result["body"]
+    assert "Only the CS manager role may decide" in result["body"]
     item.refresh_from_db()
     assert item.status == ReviewStatus.OPEN
     assert Order.objects.get(pk=item.order_id).status == OrderStatus.ON_HOLD

@@ -220,7 +220,7 @@ def test_policy_list_shows_live_version(client, ops):
 
     assert response.status_code == 200
     assert b"Substitute SKU" in response.content
-    assert b"item &lt; USD 25.000" in response.content
+    assert b"item &lt; USD 25.00," in response.content
 
 
 def test_ops_changes_risk_tier_only(client, ops):

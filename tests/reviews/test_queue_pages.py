@@ -305,7 +305,7 @@ def test_agent_forced_post_on_address_is_403(agent_client, channel, catalog, pos
     )
 
     assert response.status_code == 403
-    assert "Only cs_manager may decide" in response.content.decode()
+    assert "Only the CS manager role may decide address items" in response.content.decode()
     assert "<html" not in response.content.decode()
     item.refresh_from_db()
     assert item.status == ReviewStatus.OPEN

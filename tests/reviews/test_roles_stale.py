@@ -37,7 +37,7 @@ def test_agent_refused_on_address_correction_item(address_item, agent):
         review_item_accept(item_id=address_item.pk, user=agent)
 
     assert raised.value.code == "not_approver"
-    assert "cs_manager" in raised.value.message
+    assert "the CS manager role" in raised.value.message
     address_item.refresh_from_db()
     assert address_item.status == ReviewStatus.OPEN
 
@@ -68,7 +68,7 @@ def test_api_refusal_names_the_role(address_item, agent):
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "not_approver"
-    assert "cs_manager" in response.json()["error"]["message"]
+    assert "the CS manager role" in response.json()["error"]["message"]
 
 
 @pytest.mark.django_db

@@ -194,7 +194,7 @@ def test_substitution_escalates_to_the_manager(order, agent):
     assert item.sla_breached_at == passed
     assert review_item_may_decide(item, manager)
     event = OrderEvent.objects.get(order=order, kind="review.sla_passed")
-    assert "escalated to cs_manager" in event.message
+    assert "escalated to CS manager" in event.message
 
 
 def test_decided_items_are_never_swept(address_item):
