@@ -11,6 +11,22 @@ from django.utils.dateparse import parse_datetime
 
 from omsguard.money import is_currency
 
+# Longest representation of a rejected value quoted in an error message. Channel data can
+# hold thousands of characters in one field, and the message is stored and shown on pages.
+SHOWN_VALUE_MAX = 60
+
+
+def shown(value: object) -> str:
+    """Return repr(value) for an error message, cut to SHOWN_VALUE_MAX characters."""
+    return cut(repr(value))
+
+
+def cut(text: str) -> str:
+    """Return text cut to SHOWN_VALUE_MAX characters, saying how long it was."""
+    if len(text) <= SHOWN_VALUE_MAX:
+        return text
+    return f"{text[:SHOWN_VALUE_MAX]}... ({len(text):,} characters)"
+
 
 class AdapterError(Exception):
     """A payload that is valid JSON but cannot become an order; names the field and reason."""
@@ -81,9 +97,9 @@ def parse_money(value: Any, field_name: str) -> Decimal:
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise AdapterError(field_name, f"not a number: {value!r}") from None
+        raise AdapterError(field_name, f"not a number: {shown(value)}") from None
     if not amount.is_finite():
-        raise AdapterError(field_name, f"not a finite amount: {value!r}")
+        raise AdapterError(field_name, f"not a finite amount: {shown(value)}")
     if amount < 0:
         raise AdapterError(field_name, f"negative amount: {value}")
     return amount
@@ -98,13 +114,13 @@ def parse_optional_money(value: Any, field_name: str) -> Decimal:
 
 def parse_quantity(value: Any, field_name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise AdapterError(field_name, f"not a whole number: {value!r}")
+        raise AdapterError(field_name, f"not a whole number: {shown(value)}")
     try:
         quantity = int(value)
     except ValueError:
-        raise AdapterError(field_name, f"not a whole number: {value!r}") from None
+        raise AdapterError(field_name, f"not a whole number: {shown(value)}") from None
     if quantity < 0:
-        raise AdapterError(field_name, f"negative quantity: {quantity}")
+        raise AdapterError(field_name, f"negative quantity: {cut(str(quantity))}")
     if quantity == 0:
         raise AdapterError(field_name, "quantity must be at least 1")
     return quantity
@@ -113,7 +129,7 @@ def parse_quantity(value: Any, field_name: str) -> int:
 def parse_currency(value: Any, field_name: str) -> str:
     code = value.upper() if isinstance(value, str) else value
     if not is_currency(code):
-        raise AdapterError(field_name, f"not an ISO 4217 currency code: {value!r}")
+        raise AdapterError(field_name, f"not an ISO 4217 currency code: {shown(value)}")
     return code
 
 
@@ -126,7 +142,7 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
         # Well formed but impossible, such as month 13: parse_datetime raises for those.
         parsed = None
     if parsed is None or parsed.tzinfo is None:
-        raise AdapterError(field_name, f"not an ISO 8601 timestamp with offset: {value!r}")
+        raise AdapterError(field_name, f"not an ISO 8601 timestamp with offset: {shown(value)}")
     return parsed
 
 
@@ -242,7 +258,9 @@ def check_order_limits(order: CanonicalOrder) -> None:
             _check_length(getattr(line, name), limit, f"{prefix}.{name}")
         _check_amount(line.unit_price, f"{prefix}.price")
         if line.quantity > MAX_QUANTITY:
-            raise AdapterError(f"{prefix}.quantity", f"more than {MAX_QUANTITY}: {line.quantity}")
+            raise AdapterError(
+                f"{prefix}.quantity", f"more than {MAX_QUANTITY}: {cut(str(line.quantity))}"
+            )
 
 
 def _check_length(value: str, limit: int, field_name: str) -> None:
@@ -252,4 +270,4 @@ def _check_length(value: str, limit: int, field_name: str) -> None:
 
 def _check_amount(amount: Decimal, field_name: str) -> None:
     if abs(amount) >= MAX_AMOUNT:
-        raise AdapterError(field_name, f"amount too large: {amount}")
+        raise AdapterError(field_name, f"amount too large: {cut(str(amount))}")

@@ -16,6 +16,7 @@ from ..canonical import (
     parse_money,
     parse_quantity,
     parse_timestamp,
+    shown,
     text,
 )
 
@@ -50,7 +51,7 @@ def parse_order(payload: Any) -> CanonicalOrder:
     shipping = _object(payload.get("shipping"), "shipping")
     state = payload.get("state", "open")
     if state not in STATES:
-        raise AdapterError("state", f"expected one of {', '.join(STATES)}: {state!r}")
+        raise AdapterError("state", f"expected one of {', '.join(STATES)}: {shown(state)}")
     shipping_line = {
         "code": text(shipping.get("carrier_code"), "shipping.carrier_code").strip(),
         "title": text(shipping.get("method"), "shipping.method").strip(),

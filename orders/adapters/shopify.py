@@ -17,6 +17,7 @@ from ..canonical import (
     parse_optional_money,
     parse_quantity,
     parse_timestamp,
+    shown,
     text,
 )
 from .signing import hmac_sha256_base64, signature_matches
@@ -62,7 +63,7 @@ def parse_order(payload: Any) -> CanonicalOrder:
         (isinstance(order_id, int) and order_id > 0)
         or (isinstance(order_id, str) and order_id.isdigit() and order_id.isascii())
     ):
-        raise AdapterError("id", f"not a positive integer: {order_id!r}")
+        raise AdapterError("id", f"not a positive integer: {shown(order_id)}")
 
     line_items = payload.get("line_items")
     if not isinstance(line_items, list) or not line_items:

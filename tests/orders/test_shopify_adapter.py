@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from orders.adapters.shopify import parse_order
-from orders.canonical import AdapterError
+from orders.canonical import AdapterError, check_order_limits
 from tests.conftest import SAMPLES, order_payload
 
 
@@ -157,3 +157,19 @@ def test_line_identifiers_list_variant_before_sku():
         ("shopify_variant", line.channel_variant_id),
         ("sku", line.channel_sku),
     ]
+
+
+def test_huge_values_are_cut_in_errors():
+    line = order_payload()["line_items"][0] | {"quantity": "x" * 5000}
+    huge = parse_order(order_payload(lines=[order_payload()["line_items"][0]]))
+    huge.lines[0].quantity = int("9" * 4200)
+
+    with pytest.raises(AdapterError) as text:
+        parse_order(order_payload(lines=[line]))
+    with pytest.raises(AdapterError) as number:
+        check_order_limits(huge)
+
+    assert text.value.reason.endswith("... (5,002 characters)")
+    assert len(text.value.reason) < 120
+    assert number.value.reason.endswith("... (4,200 characters)")
+    assert len(number.value.reason) < 120
