@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,18 +221,28 @@ def worker_kill(worker: Worker) -> None:
     worker.process.wait()
 
 
-def delivery_wait_processed(delivery_pk: int, worker: Worker):
-    """Poll the database until the worker has given the delivery an outcome; return it."""
+def delivery_wait_processed(
+    delivery_pk: int,
+    worker: Worker | None = None,
+    *,
+    timeout: float = PROCESSING_TIMEOUT,
+    logs: Callable[[], str] | None = None,
+):
+    """Poll the database until a worker has given the delivery an outcome; return it.
+
+    On timeout the test fails with `logs()`, or with the worker's log when a worker is given.
+    """
     from orders.models import Delivery, DeliveryOutcome
 
-    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         delivery = Delivery.objects.get(pk=delivery_pk)
         if delivery.outcome != DeliveryOutcome.RECEIVED:
             return delivery
         time.sleep(POLL_INTERVAL)
+    log = logs() if logs else worker.log() if worker else ""
     pytest.fail(
-        f"Delivery {delivery_pk} still has outcome 'received' after {PROCESSING_TIMEOUT} s, so "
-        f"the worker {worker.nodename} did not process it.\n{worker.log()}",
+        f"Delivery {delivery_pk} still has outcome 'received' after {timeout} s, so no "
+        f"worker processed it.\n{log}",
         pytrace=False,
     )

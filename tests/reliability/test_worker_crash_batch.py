@@ -15,7 +15,7 @@ a database error is retried MAX_RETRIES times and then goes to the dead letter s
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -40,6 +40,7 @@ from tests.reliability.deliveries import (
 from tests.reliability.figures import figure, sized
 from tests.workers import (
     Worker,
+    delivery_wait_processed,
     queue_for_test,
     require_services,
     worker_kill,
@@ -99,7 +100,7 @@ def test_killed_worker_batch_processed_once(shopify_channel, tmp_path):  # noqa:
 
         try:
             restarted_at = time.monotonic()
-            _wait_for_outcome(in_flight[0], timeout=RECOVERY_TIMEOUT, logs=logs)
+            delivery_wait_processed(in_flight[0], timeout=RECOVERY_TIMEOUT, logs=logs)
             redelivery_seconds = time.monotonic() - killed_at
             wait_until_none_received(channel=shopify_channel, timeout=RECOVERY_TIMEOUT, logs=logs)
             recovery_seconds = time.monotonic() - restarted_at
@@ -151,7 +152,7 @@ def test_database_errors_dead_letter_after_retries(shopify_channel, tmp_path):  
             with _channel_row_locked(shopify_channel):
                 delivery = _delivery_record(shopify_channel, 0)
                 started = time.monotonic()
-                delivery = _wait_for_outcome(
+                delivery = delivery_wait_processed(
                     delivery.pk,
                     timeout=DEAD_LETTER_TIMEOUT,
                     logs=lambda: worker_log_tail(worker),
@@ -307,17 +308,3 @@ def _channel_row_locked(channel: Channel) -> Iterator[None]:
     finally:
         release.set()
         holder.join(timeout=10)
-
-
-def _wait_for_outcome(delivery_pk: int, *, timeout: float, logs: Callable[[], str]) -> Delivery:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        delivery = Delivery.objects.get(pk=delivery_pk)
-        if delivery.outcome != DeliveryOutcome.RECEIVED:
-            return delivery
-        time.sleep(POLL_INTERVAL)
-    pytest.fail(
-        f"Delivery {delivery_pk} still had the outcome 'received' after {timeout} s of "
-        f"waiting.\n{logs()}",
-        pytrace=False,
-    )
