@@ -2,6 +2,7 @@
 which writes clear them."""
 
 import re
+import uuid
 
 import pytest
 from django.core.cache import cache
@@ -24,9 +25,10 @@ SUMMARY_SQL = 'COUNT("reviews_reviewitem"."id") AS "open"'
 
 
 @pytest.fixture(autouse=True)
-def _summary_cache_empty():
-    # The cache outlives a test's database transaction, so each test starts and ends without it.
-    selectors.review_queue_summary_forget()
+def _summary_cache_empty(monkeypatch):
+    # The cache outlives a test's database transaction, and with Redis it is shared by every
+    # test process of the run, so each test counts under a key of its own.
+    monkeypatch.setattr(selectors, "SUMMARY_CACHE_KEY", f"reviews:queue-summary:{uuid.uuid4().hex}")
     yield
     selectors.review_queue_summary_forget()
 
