@@ -358,8 +358,8 @@ def alert_remediate(*, alert_id: int, user: AbstractBaseUser) -> Alert:
 
 # --- Admin edits of rules, targets and settings -----------------------------------------------
 
-# A notification address can carry a token (a chat webhook URL, say), so its value never goes
-# into the audit log; the entry says only that it changed.
+# A notification address can contain a token (a chat webhook URL, for example), so its value
+# never goes into the audit log. The entry records only that it changed.
 HIDDEN_AUDIT_FIELDS = frozenset({"address"})
 HIDDEN = "(hidden)"
 

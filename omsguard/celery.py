@@ -41,9 +41,9 @@ class OmsGuardTask(Task):
     brokers other than Redis, and a call from inside a running task, whose message carries
     its parent's ids.
 
-    NOTE: the message is written here, not by Celery; tests/ingestion/test_ack_publish.py
-    compares it with Celery's own, field by field, so an upgrade that changes the protocol
-    fails that test rather than the workers.
+    NOTE: this code writes the message, not Celery. tests/ingestion/test_ack_publish.py
+    compares it with Celery's own, field by field, so a Celery upgrade that changes the
+    protocol fails that test before it reaches the workers.
     """
 
     def apply_async(

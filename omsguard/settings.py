@@ -606,7 +606,7 @@ MIDDLEWARE.insert(
 # --- Review queue counts (docs/reviews/queue-pages.md) ---
 # The per-kind counts of the review queue pages read one index entry per open item. Once at
 # least OMSGUARD_QUEUE_SUMMARY_CACHE_MIN_OPEN items are open, the pages show counts cached for up
-# to OMSGUARD_QUEUE_SUMMARY_CACHE_SECONDS and say how old they are; a decision made in the queue
+# to OMSGUARD_QUEUE_SUMMARY_CACHE_SECONDS and show their age. A decision made in the queue
 # clears them at once. 0 seconds switches the cache off, so every page counts afresh.
 OMSGUARD_QUEUE_SUMMARY_CACHE_SECONDS = env_int("OMSGUARD_QUEUE_SUMMARY_CACHE_SECONDS", 10)
 OMSGUARD_QUEUE_SUMMARY_CACHE_MIN_OPEN = env_int("OMSGUARD_QUEUE_SUMMARY_CACHE_MIN_OPEN", 1000)

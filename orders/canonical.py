@@ -11,8 +11,8 @@ from django.utils.dateparse import parse_datetime
 
 from omsguard.money import is_currency
 
-# Longest representation of a rejected value quoted in an error message. Channel data can
-# hold thousands of characters in one field, and the message is stored and shown on pages.
+# Maximum length of a rejected value quoted in an error message. Channel data can contain
+# thousands of characters in one field, and the message is stored and shown on pages.
 SHOWN_VALUE_MAX = 60
 
 

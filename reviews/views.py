@@ -318,7 +318,7 @@ def _decided(request: HttpRequest, item: ReviewItem) -> HttpResponse:
     also_resolved = ReviewItem.objects.filter(
         pk__in=(item.decision or {}).get("also_resolves", [])
     ).select_related("order")
-    # Fresh counts, so the reviewer sees their own decision counted at once.
+    # Count afresh, so the reviewer's own decision is counted at once.
     summary = selectors.review_queue_summary_cached(fresh=True)
     return render(
         request,

@@ -240,7 +240,11 @@ def delivery_wait_processed(
         if delivery.outcome != DeliveryOutcome.RECEIVED:
             return delivery
         time.sleep(POLL_INTERVAL)
-    log = logs() if logs else worker.log() if worker else ""
+    log = ""
+    if logs is not None:
+        log = logs()
+    elif worker is not None:
+        log = worker.log()
     pytest.fail(
         f"Delivery {delivery_pk} still has outcome 'received' after {timeout} s, so no "
         f"worker processed it.\n{log}",
