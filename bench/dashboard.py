@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import harness  # noqa: E402
 
 PART = "dashboard"
-DATABASE = "omsguard_bench_dashboard"
+DATABASE = harness.part_database("dashboard")
 TARGET_MS = 300
 WARM_UP_REQUESTS = 3
 HISTORY_DAYS = 90

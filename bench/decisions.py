@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 PART = "decisions"
-DATABASE_NAME = "omsguard_bench_decisions"
+DATABASE_NAME = harness.part_database("decisions")
 FULL_REQUESTS = 3000
 QUICK_REQUESTS = 200
 CLIENTS = 16

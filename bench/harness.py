@@ -33,6 +33,9 @@ SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 # Runs that change migrations side by side can each keep a template of their own.
 TEMPLATE_DATABASE = os.environ.get("BENCH_TEMPLATE_DATABASE", "omsguard_bench_template")
+# Each part's database is <prefix>_<part>. Two runs of the same part at once on one server
+# need different prefixes, or the second drops the first one's database.
+DATABASE_PREFIX = os.environ.get("BENCH_DATABASE_PREFIX", "omsguard_bench")
 GUNICORN_CONFIG = REPO_ROOT / "deploy" / "gunicorn.conf.py"
 START_TIMEOUT = 60
 STOP_TIMEOUT = 15
@@ -184,6 +187,11 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 # --- Databases --------------------------------------------------------------------------------
+
+
+def part_database(part: str) -> str:
+    """The name of the database a part creates, drops and measures."""
+    return f"{DATABASE_PREFIX}_{part}"
 
 
 def database_url(name: str) -> str:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 PART = "import_skus"
-DATABASE_NAME = "omsguard_bench_import_skus"
+DATABASE_NAME = harness.part_database("import_skus")
 FULL_ROWS = 100_000
 QUICK_ROWS = 5_000
 LIMIT_SECONDS = 30

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 PART = "ingest"
-DATABASE = "omsguard_bench_ingest"
+DATABASE = harness.part_database("ingest")
 SAMPLE = harness.REPO_ROOT / "samples" / "shopify" / "01-normal.json"
 SECRET = "bench-webhook-secret"
 CLIENTS = 32

@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 PART = "queue_page"
-DATABASE_NAME = "omsguard_bench_queue_page"
+DATABASE_NAME = harness.part_database("queue_page")
 WARM_UP_REQUESTS = 5
 MANAGER = "bench-manager"
 LATENCY_LIMIT_MS = 150
