@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery, Task, signals
 from celery.utils import uuid
 from celery.utils.nodenames import anon_nodename
+from django.db import close_old_connections
 from kombu.exceptions import OperationalError
 
 from omsguard.queues import route_task
@@ -69,6 +70,19 @@ class OmsGuardTask(Task):
 app = Celery("omsguard", task_cls=OmsGuardTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+def database_connections_refresh(task: Task | None = None, **kwargs: Any) -> None:
+    """Close connections that are too old or broken before a task, as Django does per request.
+
+    CELERY_DB_REUSE_MAX keeps connections open between tasks; without this check a worker
+    would keep using a connection the database has dropped. An eager task runs inside its
+    caller's transaction, so it must not touch the connection.
+    """
+    if task is not None and task.request.is_eager:
+        return
+    close_old_connections()
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,11 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django support closes the database connection before and after every task unless
+# this is set, so each task opened a new PostgreSQL connection (a new server process, several
+# milliseconds). Now it closes them every this many tasks, and omsguard/celery.py applies
+# CONN_MAX_AGE and the health check before each task, as Django does before each request.
+CELERY_DB_REUSE_MAX = env_int("OMSGUARD_CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
