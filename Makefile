@@ -30,6 +30,8 @@ demo: install
 	$(BIN)/python manage.py migrate --noinput
 	@# With REDIS_URL the worker starts first: seed_demo's deliveries go through it. Its -B
 	@# runs the periodic jobs (sweep, breakers, autonomy gates) inside the same process.
+	@# seed_demo's replay would log about 1,000 INFO lines (one per order and stock event); it prints
+	@# its own summary, so only warnings and errors are logged while it runs.
 	@mkdir -p var; worker=""; \
 	stop_worker() { [ -n "$$worker" ] && kill $$worker 2>/dev/null; worker=""; }; \
 	trap stop_worker EXIT INT TERM; \
@@ -39,7 +41,7 @@ demo: install
 			--concurrency=2 >var/worker-$(PORT).log 2>&1 & \
 		worker=$$!; \
 	fi; \
-	$(BIN)/python manage.py seed_demo || exit 1; \
+	LOG_LEVEL=WARNING $(BIN)/python manage.py seed_demo || exit 1; \
 	echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops it)"; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
