@@ -156,21 +156,51 @@ class AddressResult:
         return [reason.as_dict() for reason in self.reasons]
 
     def comparison(self) -> list[dict[str, Any]]:
-        """Pair the address as received with the normalised one, field by field, for review."""
+        """Pair the address as received with the normalised one, field by field, for review.
+
+        Each row's `unresolved` lists the messages of what is still wrong with that field in
+        the normalised address, when that address would still score below the threshold. The
+        normalised address is a correction only when every row's list is empty. A field that
+        is empty in both but still wrong, such as a missing ZIP code, gets a row of its own.
+        """
+        unresolved = self._unresolved_messages_by_field()
+        names = [
+            *COMPARISON_FIELDS,
+            *(name for name in unresolved if name not in COMPARISON_FIELDS),
+        ]
         rows = []
-        for name in COMPARISON_FIELDS:
+        for name in names:
             received = self.original.get(name) or ""
             suggested = self.normalized.get(name) or ""
-            if received or suggested:
+            if received or suggested or name in unresolved:
                 rows.append(
                     {
                         "field": name,
                         "received": received,
                         "suggested": suggested,
                         "changed": received != suggested,
+                        "unresolved": unresolved.get(name, []),
                     }
                 )
         return rows
+
+    def unresolved_reasons(self) -> list[AddressReason]:
+        """Validate the normalised address again and return its reasons if it would be held.
+
+        An empty list means that accepting the normalised address fixes what failed, because
+        it scores at least `address_min_score()`. Otherwise every reason it still has is
+        returned, warnings included, because together they keep it below the threshold.
+        """
+        remaining = address_validate(self.normalized)
+        if remaining.score >= address_min_score():
+            return []
+        return remaining.reasons
+
+    def _unresolved_messages_by_field(self) -> dict[str, list[str]]:
+        messages: dict[str, list[str]] = {}
+        for reason in self.unresolved_reasons():
+            messages.setdefault(reason.field, []).append(reason.message)
+        return messages
 
 
 def address_min_score() -> Decimal:

@@ -457,6 +457,64 @@ def test_comparison_lists_received_and_suggested():
     ]
 
 
+def test_comparison_marks_what_normalising_leaves_wrong():
+    # Normalising upper-cases the city and shortens "Lane", but the ZIP code is California's.
+    address = BASES["US"] | {"name": "Ada Quill", "zip": "94105", "country_code": "US"}
+
+    result = address_validate(address)
+
+    unresolved = {row["field"]: row["unresolved"] for row in result.comparison()}
+    assert result.score == Decimal("0.70")
+    assert unresolved["zip"] == ["ZIP code '94105' is not used in Texas."]
+    assert unresolved["city"] == []
+    assert unresolved["address1"] == []
+    assert [reason.code for reason in result.unresolved_reasons()] == ["postal_code_area_mismatch"]
+
+
+def test_comparison_of_a_fixing_suggestion_has_nothing_unresolved(settings):
+    # Four warnings score 0.80; normalising fixes three of them, leaving only the missing name.
+    settings.OMSGUARD_ADDRESS_MIN_SCORE = "0.81"
+    address = {
+        "address1": "1 Market Street",
+        "city": "San Francisco",
+        "province": "Calif.",
+        "zip": "941051234",
+        "country": "USA",
+    }
+
+    result = address_validate(address)
+
+    assert result.score == Decimal("0.80")
+    assert result.unresolved_reasons() == []
+    assert all(row["unresolved"] == [] for row in result.comparison())
+
+
+def test_comparison_adds_row_for_missing_field_still_wrong():
+    result = address_validate({"address1": "12 Birch Lane", "city": "Austin", "country_code": "US"})
+
+    rows = {row["field"]: row for row in result.comparison()}
+    assert rows["zip"] == {
+        "field": "zip",
+        "received": "",
+        "suggested": "",
+        "changed": False,
+        "unresolved": ["No ZIP code, but US addresses need one."],
+    }
+
+
+def test_unresolved_reasons_include_warnings_that_keep_the_score_low(settings):
+    # A missing name cannot be normalised away; alone it scores 0.95.
+    settings.OMSGUARD_ADDRESS_MIN_SCORE = "0.96"
+
+    result = address_validate(BASES["US"] | {"country_code": "US"})
+
+    assert result.score == Decimal("0.95")
+    assert [reason.code for reason in result.unresolved_reasons()] == ["name_missing"]
+    assert {row["field"]: row["unresolved"] for row in result.comparison()}["name"] == [
+        "No recipient name."
+    ]
+
+
 @pytest.mark.parametrize(("setting", "expected"), [("0.9", "0.9"), ("0", "0"), ("1", "1")])
 def test_min_score_comes_from_setting(settings, setting, expected):
     settings.OMSGUARD_ADDRESS_MIN_SCORE = setting

@@ -288,8 +288,60 @@ def test_queue_shows_address_item(agent_client, channel, catalog, post_webhook):
         "<td><strong>AUSTIN</strong></td></tr>"
     )
     assert changed_city in html
-    assert ">Accept correction</button>" in html
     assert html.count(">Reject</button>") == 1
+
+
+def test_suggestion_that_leaves_zip_wrong_is_no_correction(
+    agent_client, channel, catalog, post_webhook
+):
+    # Normalising changes the street, city and state name, but not the Californian ZIP code.
+    held_for_address(post_webhook, WRONG_ZIP_ADDRESS)
+
+    response = agent_client.get(reverse("reviews:queue"))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Accept correction" not in html
+    assert ">Accept anyway</button>" in html
+    assert "<h3>Suggested address</h3>" in html
+    assert "This is no correction: the suggested address would still score below 0.80" in html
+    zip_row = (
+        "<td><code>zip</code></td><td>94105</td><td>94105<br>"
+        '<span class="warn">Still wrong: ZIP code &#x27;94105&#x27; is not used in Texas.</span>'
+    )
+    assert zip_row in html
+
+
+def test_suggestion_that_fixes_address_is_offered(
+    settings, agent_client, channel, catalog, post_webhook
+):
+    # At a threshold of 0.81 the four warnings hold the order; normalising fixes three.
+    settings.OMSGUARD_ADDRESS_MIN_SCORE = "0.81"
+    held_for_address(post_webhook, BOUNDARY_ADDRESS)
+
+    response = agent_client.get(reverse("reviews:queue"))
+
+    html = response.content.decode()
+    assert ">Accept correction</button>" in html
+    assert "<h3>Suggested correction</h3>" in html
+    assert "This is no correction" not in html
+    assert "Still wrong" not in html
+
+
+def test_item_stored_without_unresolved_rows_still_renders(
+    agent_client, channel, catalog, post_webhook
+):
+    # Items opened before the rows carried "unresolved" read as a correction, as they did.
+    held_for_address(post_webhook, WRONG_ZIP_ADDRESS)
+    item = ReviewItem.objects.get()
+    for row in item.proposal["comparison"]:
+        del row["unresolved"]
+    item.save(update_fields=["proposal"])
+
+    response = agent_client.get(reverse("reviews:item", args=[item.pk]))
+
+    assert response.status_code == 200
+    assert ">Accept correction</button>" in response.content.decode()
 
 
 def test_logs_never_contain_the_address(caplog, channel, catalog, post_webhook):

@@ -261,7 +261,13 @@ def test_correct_low_score_keeps_item_open(held_order, mailoutbox, customer):
     assert item.proposal["normalized"]["zip"] == "33101"
     assert item.proposal["customer_correction"]["score"] == "0.70"
     zip_row = next(row for row in item.proposal["comparison"] if row["field"] == "zip")
-    assert zip_row == {"field": "zip", "received": "94105", "suggested": "33101", "changed": True}
+    assert zip_row == {
+        "field": "zip",
+        "received": "94105",
+        "suggested": "33101",
+        "changed": True,
+        "unresolved": ["ZIP code '33101' is not used in Texas."],
+    }
     confirmation = AddressConfirmation.objects.get()
     assert confirmation.answer == ConfirmationAnswer.CORRECTED
     # The link is used up.
