@@ -49,6 +49,34 @@ class OrderFilter(django_filters.FilterSet):
         fields = ["status", "channel", "channel_order_id", "created_after", "created_before"]
 
 
+class DeliveryFilter(django_filters.FilterSet):
+    """Filters of GET /api/v1/deliveries/, named like the other lists' filters.
+
+    `channel` takes a channel code, and the received_at range is `received_after` (inclusive)
+    and `received_before` (exclusive), as on the shipments and returns lists.
+    """
+
+    outcome = django_filters.ChoiceFilter(choices=DeliveryOutcome.choices)
+    channel = django_filters.CharFilter(field_name="channel__code")
+    delivery_id = django_filters.CharFilter(
+        help_text="The channel's own id of the delivery, such as Shopify's webhook id."
+    )
+    topic = django_filters.CharFilter()
+    received_after = IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "outcome",
+            "channel",
+            "delivery_id",
+            "topic",
+            "received_after",
+            "received_before",
+        ]
+
+
 ORDER_RECORDED = inline_serializer(
     "CanonicalOrderRecorded",
     {
@@ -275,6 +303,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     """Recorded deliveries and their processing outcome, to poll after a 202."""
 
     serializer_class = DeliverySerializer
+    filterset_class = DeliveryFilter
     lookup_value_regex = r"\d+"
     ordering = ["-received_at"]
 
@@ -282,10 +311,8 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         deliveries = Delivery.objects.select_related("channel").prefetch_related("orders")
         if getattr(self, "swagger_fake_view", False):
             return deliveries.none()
-        user = self.request.user
-        if user.has_perm(ANY_CHANNEL_PERMISSION) or user.is_staff:
-            return deliveries
-        return deliveries.filter(channel__api_grants__user=user)
+        # Only an integration is limited to its granted channels, as on the orders list.
+        return channel_scoped(deliveries, self.request.user)
 
 
 class MarketplaceOrderIngestView(APIView):
