@@ -360,6 +360,9 @@ class PolicyBandInline(admin.TabularInline):
     verbose_name = "value band"
     verbose_name_plural = "value bands (tried top to bottom; the first match replaces the limits)"
 
+    class Media:
+        css = {"all": ["omsguard/admin-policy-bands.css"]}
+
     def get_extra(self, request, obj=None, **kwargs) -> int:
         if obj is not None:
             return 0
