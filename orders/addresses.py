@@ -102,6 +102,26 @@ TEXT_FIELDS = (
     "country",
     "country_code",
 )
+# The fields a reviewer's address form asks for. A revision replaces these; the others the
+# channel sent (phone, first and last name) are kept (reviews.services).
+REVISION_FIELDS = (
+    "name",
+    "company",
+    "address1",
+    "address2",
+    "city",
+    "province_code",
+    "zip",
+    "country_code",
+)
+# Fields that describe another one, and that one: a new country code makes the received
+# country name wrong, so a revision that changes the code drops the name.
+DESCRIBING_FIELDS = {
+    "country": "country_code",
+    "province": "province_code",
+    "first_name": "name",
+    "last_name": "name",
+}
 # The fields a reviewer compares, in the order a label shows them.
 COMPARISON_FIELDS = (
     "name",

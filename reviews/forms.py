@@ -12,20 +12,12 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString
 
 from catalog.models import Sku
+from orders.addresses import REVISION_FIELDS
 
 from .models import ReviewItem, ReviewKind
 
 # The address fields a reviewer edits, a subset of orders.addresses.TEXT_FIELDS.
-ADDRESS_FIELDS = (
-    "name",
-    "company",
-    "address1",
-    "address2",
-    "city",
-    "province_code",
-    "zip",
-    "country_code",
-)
+ADDRESS_FIELDS = REVISION_FIELDS
 # AI actions whose proposal a reviewer may revise, by the shape of their revision.
 ADDRESS_ACTIONS = {"correct_shipping_address"}
 SKU_CODE_ACTIONS = {"substitute_sku"}

@@ -902,8 +902,12 @@ class Reviser:
             )
 
 
-def _address_clean(revision: dict) -> dict:
-    """A full address: known text fields only, checked against its country's rules."""
+def _address_clean(revision: dict, received: dict | None) -> dict:
+    """A full address: the revision over the received one, checked against its country's rules.
+
+    The revision must hold known text fields only. It replaces every field the address form
+    has; the received address keeps the rest (see _address_revised).
+    """
     from orders.addresses import TEXT_FIELDS, Severity, address_validate
 
     allowed = {*TEXT_FIELDS, "phone"}
@@ -915,10 +919,7 @@ def _address_clean(revision: dict) -> dict:
     for name, value in revision.items():
         if value is not None and not isinstance(value, str):
             raise ReviewError("invalid_revision", "Address fields must be text.", field=name)
-    cleaned = {
-        name: (value.strip() if isinstance(value, str) else value)
-        for name, value in revision.items()
-    }
+    cleaned = _address_revised(received, _address_fields_strip(revision))
 
     errors = [r for r in address_validate(cleaned).reasons if r.severity == Severity.ERROR]
     if errors:
@@ -929,6 +930,46 @@ def _address_clean(revision: dict) -> dict:
             field=_address_field_name(first.field),
         )
     return cleaned
+
+
+def _address_fields_strip(revision: dict) -> dict:
+    """Strip the text fields and upper-case the country and province codes."""
+    cleaned = {
+        name: (value.strip() if isinstance(value, str) else value)
+        for name, value in revision.items()
+    }
+    for name in ("country_code", "province_code"):
+        if isinstance(cleaned.get(name), str):
+            cleaned[name] = cleaned[name].upper()
+    return cleaned
+
+
+def _address_revised(received: dict | None, revision: dict) -> dict:
+    """The revision over the received address, keeping the fields the form does not have.
+
+    The form has only orders.addresses.REVISION_FIELDS, so without this a revision would drop
+    the phone number and the first and last name the channel sent. A kept field that
+    describes a field the revision changed (the country name of a changed country code) is
+    dropped rather than left contradicting it.
+    """
+    from orders.addresses import DESCRIBING_FIELDS, REVISION_FIELDS
+
+    received = received if isinstance(received, dict) else {}
+    kept = {
+        name: value
+        for name, value in received.items()
+        if name not in REVISION_FIELDS and name not in revision
+    }
+    for name, described in DESCRIBING_FIELDS.items():
+        if name in kept and _casefolded(revision.get(described)) != _casefolded(
+            received.get(described)
+        ):
+            del kept[name]
+    return {**kept, **revision}
+
+
+def _casefolded(value: object) -> object:
+    return value.strip().casefold() if isinstance(value, str) else value
 
 
 def _address_field_name(field: str) -> str:
@@ -948,7 +989,7 @@ class AddressReviser(Reviser):
     """A hygiene address item: the reviewer's address replaces the normalised proposal."""
 
     def clean(self, item, order, revision):
-        return _address_clean(revision)
+        return _address_clean(revision, order.shipping_address)
 
     def apply(self, item, order, user, revision):
         from orders.hygiene.address import address_accept
@@ -1025,7 +1066,7 @@ class DecisionReviser(Reviser):
             self.check_keys(revision)
             cleaned = dict(revision)
         else:
-            cleaned = _address_clean(revision)
+            cleaned = _address_clean(revision, order.shipping_address)
         decision = decision_for_review_item(item)
         after = self.after_for(decision, cleaned)
         try:

@@ -145,6 +145,64 @@ def test_revise_address_applies_the_reviewers_address(address_item, address_orde
     assert entry.actor == cs_manager
 
 
+# A held address as Shopify sends it, with the fields the revise form does not ask for.
+FULL_WRONG_ZIP_ADDRESS = {
+    "name": "Ada Quill",
+    "first_name": "Ada",
+    "last_name": "Quill",
+    "address1": "12 Birch Lane",
+    "city": "Austin",
+    "province": "Texas",
+    "province_code": "TX",
+    "zip": "94105",
+    "country": "United States",
+    "country_code": "US",
+    "phone": "+15125550100",
+}
+
+
+@pytest.fixture
+def full_address_item(policies, channel, catalog, post_webhook) -> ReviewItem:
+    post_webhook(as_body(order_payload(shipping_address=FULL_WRONG_ZIP_ADDRESS)))
+    return ReviewItem.objects.get(kind=ReviewKind.ADDRESS)
+
+
+def test_revise_address_keeps_fields_the_form_does_not_ask_for(full_address_item, cs_manager):
+    revision = {**GOOD_ADDRESS, "province_code": "tx", "country_code": "us"}
+
+    item = review_item_revise(item_id=full_address_item.pk, user=cs_manager, revision=revision)
+
+    expected = {
+        **GOOD_ADDRESS,
+        "first_name": "Ada",
+        "last_name": "Quill",
+        "province": "Texas",
+        "country": "United States",
+        "phone": "+15125550100",
+    }
+    assert item.order.shipping_address == expected
+    assert item.revision == expected
+
+
+def test_revise_address_drops_names_of_changed_fields(full_address_item, cs_manager):
+    revision = {
+        "name": "Bo Reyes",
+        "address1": "1 Market St",
+        "city": "San Francisco",
+        "province_code": "CA",
+        "zip": "94105",
+        "country_code": "US",
+    }
+
+    item = review_item_revise(item_id=full_address_item.pk, user=cs_manager, revision=revision)
+
+    assert item.order.shipping_address == {
+        **revision,
+        "country": "United States",
+        "phone": "+15125550100",
+    }
+
+
 def test_revise_invalid_zip_names_field(address_item, cs_manager):
     with pytest.raises(ReviewError) as raised:
         review_item_revise(
