@@ -112,9 +112,13 @@ MIDDLEWARE = [
 ]
 
 # The axes backend only rejects logins while locked out; ModelBackend checks the password.
+# ModelBackend reads a user's own and group permissions with two queries on the first check
+# of each request; SingleQueryModelBackend reads both with one and otherwise works the same.
+# Sessions store the backend that logged them in, so sessions started under ModelBackend
+# ended once at the switch (docs/security/roles.md).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "omsguard.auth_backends.SingleQueryModelBackend",
 ]
 
 ROOT_URLCONF = "omsguard.urls"
