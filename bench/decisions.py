@@ -7,8 +7,9 @@ default policies), seeds one order per request and an integration user with an A
 drops the database at the end. Starts gunicorn with deploy/gunicorn.conf.py and one Celery
 worker (concurrency 1) on the four queues of a namespace of its own, with the bench Redis as
 broker. Celery runs with eager mode off, as in production: decision_propose queues the breaker
-check on commit and the worker runs it, so the measured latency includes publishing that task
-to Redis but not the check itself. The worker shares the machine's cores with gunicorn.
+check on commit, unless one for the same scopes is waiting, and the worker runs it, so the
+measured latency includes publishing that task to Redis but not the check itself. The worker
+shares the machine's cores with gunicorn.
 
 C client threads (16 by default) POST /api/v1/decisions/ with a fixed mix of proposals, each
 on its own order: carrier choices applied and queued, shipping address corrections queued,

@@ -3,7 +3,6 @@
 import functools
 
 import django_filters
-from django.db.models import Exists, OuterRef
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -12,7 +11,6 @@ from rest_framework.response import Response
 
 from omsguard.api_filters import IdFilter
 from orders.channel_access import CHANNEL_NOT_ALLOWED, channel_limited, channel_scoped
-from orders.models import ChannelApiGrant, Order
 
 from . import services
 from .disagreement_api import (
@@ -21,6 +19,7 @@ from .disagreement_api import (
     disagreement_response,
 )
 from .models import Decision, Verdict
+from .selectors import ChannelGrant, order_channel_grant, reads_shared, stamp_token_share
 from .serializers import (
     DecisionDetailSerializer,
     DecisionLabelSerializer,
@@ -96,9 +95,18 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def create(self, request: Request) -> Response:
         """Propose an action on an order and get the verdict with every rule that fired."""
         data = _validated(DecisionProposeSerializer, request)
-        refused = _channel_refusal(request, order_id=data["order"])
-        if refused is not None:
-            return refused
+        # One block for the channel check and the decision, so the decision uses the stamp
+        # token that the channel check read with the order's channel.
+        with reads_shared():
+            grant = order_channel_grant(order_id=data["order"], user_id=request.user.pk)
+            refused = _channel_refusal(request, grant)
+            if refused is not None:
+                return refused
+            if grant is not None:
+                stamp_token_share(grant.stamp_token)
+            return self._propose(request, data)
+
+    def _propose(self, request: Request, data: dict) -> Response:
         try:
             decision = services.decision_propose(
                 order_id=data["order"],
@@ -176,19 +184,15 @@ def _decision_output() -> DecisionSerializer:
     return DecisionSerializer()
 
 
-def _channel_refusal(request: Request, *, order_id: int) -> Response | None:
+def _channel_refusal(request: Request, grant: ChannelGrant | None) -> Response | None:
     """Return a 403 when the order is on a channel the integration has no grant for.
 
-    An unknown order passes here, so the service returns its usual 404 for it. The rule is
-    `channel_allowed`'s; the grant is read in the same query as the order's channel.
+    An unknown order (`grant` None) passes here, so the service returns its usual 404 for it.
+    The rule is `channel_allowed`'s; the grant is read in the same query as the order's channel.
     """
-    granted = ChannelApiGrant.objects.filter(user_id=request.user.pk, channel=OuterRef("channel"))
-    channel = (
-        Order.objects.filter(pk=order_id).values_list("channel__code", Exists(granted)).first()
-    )
-    if channel is None or channel[1] or not channel_limited(request.user):
+    if grant is None or grant.granted or not channel_limited(request.user):
         return None
-    message = f"This user may not propose decisions for channel {channel[0]!r}."
+    message = f"This user may not propose decisions for channel {grant.channel_code!r}."
     return Response(
         {"error": {"code": CHANNEL_NOT_ALLOWED, "message": message, "fields": {}}},
         status=status.HTTP_403_FORBIDDEN,

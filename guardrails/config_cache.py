@@ -60,6 +60,8 @@ WATCHED_MODELS = (
 )
 WATCHED_MANY_TO_MANY = (("guardrails", "version", "policy_versions"),)
 STAMP_TABLE = "guardrails_configstamp"
+# The one-row read of the token; `selectors.order_channel_grant` embeds it as a subquery.
+STAMP_TOKEN_SQL = f"SELECT token FROM {STAMP_TABLE} WHERE id = 1"  # noqa: S608 - no input
 # Distinct keys are few (action types, policies, model versions); the cache is emptied when
 # a thread has stored this many.
 MAX_ENTRIES = 4096
@@ -93,7 +95,7 @@ def config_cached(key: Hashable, load: Callable[[], T], *, token: str | None) ->
 def stamp_token() -> str | None:
     """Return the current token, or None when the stamp row is missing."""
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute(f"SELECT token FROM {STAMP_TABLE} WHERE id = 1")  # noqa: S608
+        cursor.execute(STAMP_TOKEN_SQL)
         row = cursor.fetchone()
     return row[0] if row is not None else None
 

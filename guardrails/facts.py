@@ -7,11 +7,15 @@ Call `facts_for_order` only with a proposal that `guardrails.appliers` has valid
 
 import logging
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from catalog.models import ListingConstraintKind, Sku
-from orders.models import Order, OrderLine, PriorityCustomer
+from orders.models import Order, OrderLine
 
 from .models import ActionType, CustomerTier
+
+if TYPE_CHECKING:
+    from .selectors import ProposalReads
 
 logger = logging.getLogger(__name__)
 
@@ -79,44 +83,52 @@ def channel_hold_facts(order: Order) -> dict:
     }
 
 
-def order_facts(order: Order) -> dict:
-    """The order summary the engine and the review queue read."""
+def order_facts(order: Order, *, reads: "ProposalReads | None" = None) -> dict:
+    """The order summary the engine and the review queue read.
+
+    Pass `reads` when the caller already has `proposal_reads` for the order.
+    """
+    listed = reads.priority_listed if reads is not None else None
+    line_costs = reads.line_costs if reads is not None else None
     return {
         "id": order.pk,
         "status": order.status,
         "currency": order.currency,
         "total": str(order.total),
-        "customer_tier": customer_tier(order),
-        "margin_rate": _string_or_none(margin_rate(order)),
+        "customer_tier": customer_tier(order, listed=listed),
+        "margin_rate": _string_or_none(margin_rate(order, line_costs=line_costs)),
         "in_store_pickup": order.in_store_pickup,
     }
 
 
-def customer_tier(order: Order) -> str:
-    """Return "priority" when ingestion flagged the customer or the channel lists them."""
+def customer_tier(order: Order, *, listed: bool | None = None) -> str:
+    """Return "priority" when ingestion flagged the customer or the channel lists them.
+
+    `listed` is `priority_listed(order)` when the caller has read it already.
+    """
+    from .selectors import priority_listed
+
     if any(finding.get("code") == "priority_customer" for finding in order.flags or []):
         return CustomerTier.PRIORITY
-
-    customers = PriorityCustomer.objects.filter(channel_id=order.channel_id)
-    if order.customer_id and customers.filter(customer_id=order.customer_id).exists():
-        return CustomerTier.PRIORITY
-    if order.customer_email and customers.filter(email__iexact=order.customer_email).exists():
-        return CustomerTier.PRIORITY
-    return CustomerTier.STANDARD
+    if listed is None:
+        listed = priority_listed(order)
+    return CustomerTier.PRIORITY if listed else CustomerTier.STANDARD
 
 
-def margin_rate(order: Order) -> Decimal | None:
+def margin_rate(order: Order, *, line_costs: list | None = None) -> Decimal | None:
     """Margin over the lines whose SKU has a cost in the order's currency, rounded to 4 places.
 
     Returns None when no line has a known cost, so a band with a minimum margin never matches
-    an order whose margin nobody knows.
+    an order whose margin nobody knows. `line_costs` is `order_line_costs(order)` when the
+    caller has read it already.
     """
+    from .selectors import order_line_costs
+
     revenue = Decimal("0")
     margin = Decimal("0")
-    # Plain values: only these four fields are read, and building the line and SKU models
-    # cost more than the query itself.
-    lines = order.lines.values_list("unit_price", "quantity", "sku__cost", "sku__currency")
-    for unit_price, quantity, cost, currency in lines:
+    if line_costs is None:
+        line_costs = order_line_costs(order)
+    for unit_price, quantity, cost, currency in line_costs:
         if cost is None or currency != order.currency:
             continue
         revenue += unit_price * quantity

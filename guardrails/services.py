@@ -158,7 +158,7 @@ def _decision_propose(
     from .engine import evaluate, rules_from_version
     from .facts import facts_for_order, order_facts
     from .rollouts import canary_judge, canary_route
-    from .selectors import action_get, policy_version_live_for
+    from .selectors import action_get, policy_version_live_for, proposal_reads
 
     started = time.perf_counter()
     action = action_get(code=action_code) if isinstance(action_code, str) else None
@@ -189,12 +189,13 @@ def _decision_propose(
             model_version=model_version,
             policy_version=policy_version_live_for(action=action, channel=order.channel),
         )
+        reads = proposal_reads(order=order, action=action)
         if not routing.shadow:
             # A shadow proposal opens no review item, so it may come beside a pending one.
-            _check_none_pending(order, action)
+            _check_none_pending(action, reads.pending)
 
         # Read once: the facts and, for a queued decision, the review item show it.
-        order_summary = order_facts(order)
+        order_summary = order_facts(order, reads=reads)
         facts = facts_for_order(
             order=order,
             order_summary=order_summary,
@@ -240,7 +241,7 @@ def _decision_propose(
         if version is not None and version.policy.shadow_version_id:
             _shadow_evaluate(decision, version.policy.shadow_version)
 
-        transaction.on_commit(lambda: _breakers_check_enqueue(decision.pk))
+        transaction.on_commit(lambda: _breakers_check_enqueue(decision))
 
     logger.info(
         "decision made",
@@ -516,21 +517,12 @@ def _confidence_checked(confidence: Any) -> Decimal:
     return value.quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
 
 
-def _check_none_pending(order, action) -> None:
+def _check_none_pending(action, pending: tuple[int, int] | None) -> None:
     """Refuse a second proposal of an action on an order while one waits for review.
 
-    Without this, an agent retrying a proposal would open one review item (and one hold)
-    per retry.
+    `pending` is `decision_pending` of the order and action. Without this check, an agent
+    retrying a proposal would open one review item (and one hold) per retry.
     """
-    from reviews.models import ReviewKind, ReviewStatus
-
-    pending = (
-        Decision.objects.filter(order=order, action=action, review_item__status=ReviewStatus.OPEN)
-        # An audit sample reviews a change already applied; it does not wait for a decision.
-        .exclude(review_item__kind=ReviewKind.AUDIT_SAMPLE)
-        .values_list("pk", "review_item_id")
-        .first()
-    )
     if pending is not None:
         decision_id, item_id = pending
         raise DecisionConflict(
@@ -732,14 +724,14 @@ def _shadow_evaluate(decision: Decision, version) -> None:
         )
 
 
-def _breakers_check_enqueue(decision_id: int) -> None:
-    from .tasks import breakers_check_after_decision
+def _breakers_check_enqueue(decision: Decision) -> None:
+    from .tasks import breakers_check_queue
 
     try:
-        breakers_check_after_decision.delay(decision_id)
+        breakers_check_queue(decision)
     except Exception:
         # The decision is kept; the next decision or the periodic sweep checks the breakers.
-        logger.exception("could not queue the breaker check", extra={"decision": decision_id})
+        logger.exception("could not queue the breaker check", extra={"decision": decision.pk})
 
 
 def _breaker_record_outcome(decision: Decision) -> None:
