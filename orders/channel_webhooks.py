@@ -19,6 +19,7 @@ from .canonical import AdapterError
 from .channel_ingest import square_delivery_record, woocommerce_ping_record
 from .services import delivery_record
 from .square_client import SquareFetchError, square_order_fetch
+from .webhook_channels import ChannelChanged, channel_acknowledge
 from .webhooks import _parse_timestamp, _read_body, delivery_age_check, error_response
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,30 @@ SQUARE_RETRY_AFTER_SECONDS = 60
 @require_POST
 @webhook_rate_limited
 def woocommerce_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
-    channel = channel_get_active(kind=ChannelKind.WOOCOMMERCE, code=channel_code)
-    if channel is None:
+    response = channel_acknowledge(
+        kind=ChannelKind.WOOCOMMERCE,
+        code=channel_code,
+        acknowledge=lambda channel, version: _woocommerce_acknowledge(
+            request, channel, channel_version=version
+        ),
+    )
+    if response is None:
         return error_response(
             404, "unknown_channel", f"No active WooCommerce channel {channel_code!r}."
         )
+    return response
+
+
+def _woocommerce_acknowledge(
+    request: HttpRequest, channel: Channel, *, channel_version: str | None
+) -> JsonResponse:
+    """Check, record and acknowledge a delivery or ping to `channel`.
+
+    With `channel_version`, `channel` comes from the cache. A ping, a signature that fails
+    against the cached secret and a channel row that changed raise ChannelChanged with
+    nothing stored, so that the caller runs it again with the row read afresh. A ping is
+    stored without the insert's version check, so it always uses the row read afresh.
+    """
     body = _read_body(request)
     if body is None:
         return error_response(413, "too_large", "Request body is too large.")
@@ -61,12 +81,17 @@ def woocommerce_webhook(request: HttpRequest, channel_code: str) -> JsonResponse
     signature = request.headers.get("X-WC-Webhook-Signature")
     ping = PING_BODY.fullmatch(body.strip())
     if signature is None and ping and request.content_type == "application/x-www-form-urlencoded":
+        if channel_version is not None:
+            raise ChannelChanged("a ping is recorded with the channel row read afresh")
         delivery = woocommerce_ping_record(
             channel=channel, webhook_id=ping.group(1).decode("ascii"), body=body
         )
         return JsonResponse({"status": "ping", "delivery": delivery.pk}, status=200)
 
     if not woocommerce.signature_is_valid(body, channel.webhook_secret, signature):
+        if channel_version is not None:
+            # The secret may have been changed since the channel was cached.
+            raise ChannelChanged(f"signature rejected by the cached channel {channel.code}")
         _signature_failure_note(channel, "X-WC-Webhook-Signature missing or invalid")
         return error_response(
             401, "invalid_signature", "Missing or invalid X-WC-Webhook-Signature signature."
@@ -95,6 +120,7 @@ def woocommerce_webhook(request: HttpRequest, channel_code: str) -> JsonResponse
         body=body,
         headers=_kept_headers(request, WOOCOMMERCE_KEPT_HEADERS),
         event_id=request.headers.get("X-WC-Webhook-Delivery-ID", "")[:200],
+        channel_version=channel_version,
     )
     return JsonResponse(
         {"status": "accepted" if created else "duplicate", "delivery": delivery.pk}, status=200

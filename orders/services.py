@@ -41,6 +41,7 @@ def delivery_record(
     headers: dict[str, str],
     event_id: str = "",
     triggered_at: Any = None,
+    channel_version: str | None = None,
 ) -> tuple[Delivery, bool]:
     """Store an inbound delivery durably and queue its processing once the row is committed.
 
@@ -50,6 +51,10 @@ def delivery_record(
 
     Outside a transaction (a webhook request) the one INSERT commits by itself: a single round
     trip to the database, with no BEGIN, savepoint or COMMIT of its own.
+
+    With `channel_version` (a channel from orders.webhook_channels' cache), the INSERT writes
+    only while the channel row still has that version; otherwise it raises ChannelChanged
+    and nothing is stored.
     """
     delivery = Delivery(
         channel=channel,
@@ -61,7 +66,13 @@ def delivery_record(
         body=body,
         signature_valid=True,
     )
-    if not insert_unless_duplicate(delivery):
+    if channel_version is None:
+        inserted = insert_unless_duplicate(delivery)
+    else:
+        from .webhook_channels import delivery_insert_if_channel_unchanged
+
+        inserted = delivery_insert_if_channel_unchanged(delivery, channel_version)
+    if not inserted:
         existing = Delivery.objects.get(channel=channel, delivery_id=delivery_id)
         logger.info(
             "duplicate delivery acknowledged",

@@ -12,11 +12,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from catalog.models import Channel, ChannelKind
-from catalog.selectors import channel_get_active
 from omsguard.ratelimit import webhook_rate_limited
 
 from .adapters import shopify
 from .services import delivery_record
+from .webhook_channels import ChannelChanged, channel_acknowledge
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,30 @@ def error_response(status: int, code: str, message: str) -> JsonResponse:
 @require_POST
 @webhook_rate_limited
 def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
-    channel = channel_get_active(kind=ChannelKind.SHOPIFY, code=channel_code)
-    if channel is None:
+    response = channel_acknowledge(
+        kind=ChannelKind.SHOPIFY,
+        code=channel_code,
+        acknowledge=lambda channel, version: _shopify_acknowledge(
+            request, channel, channel_version=version
+        ),
+    )
+    if response is None:
         return error_response(
             404, "unknown_channel", f"No active Shopify channel {channel_code!r}."
         )
+    return response
 
+
+def _shopify_acknowledge(
+    request: HttpRequest, channel: Channel, *, channel_version: str | None
+) -> JsonResponse:
+    """Check, record and acknowledge a delivery to `channel`.
+
+    With `channel_version`, `channel` comes from the cache: a signature that fails against
+    its secret, or a channel row that changed, raises ChannelChanged with nothing stored, so
+    that the caller runs it again with the row read afresh.
+    NOTE: a warning about an unreadable X-Shopify-Triggered-At is then logged twice.
+    """
     body = _read_body(request)
     if body is None:
         limit = settings.OMSGUARD_WEBHOOK_MAX_BYTES
@@ -59,6 +77,9 @@ def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
 
     signature = _header(request, "X-Shopify-Hmac-Sha256")
     if not shopify.signature_is_valid(body, channel.webhook_secret, signature):
+        if channel_version is not None:
+            # The secret may have been changed since the channel was cached.
+            raise ChannelChanged(f"signature rejected by the cached channel {channel.code}")
         logger.warning(
             "webhook signature rejected",
             extra={"channel": channel.code, "signature_present": bool(signature)},
@@ -96,6 +117,7 @@ def shopify_webhook(request: HttpRequest, channel_code: str) -> JsonResponse:
         headers=_kept_headers(request),
         event_id=(_header(request, "X-Shopify-Event-Id") or "")[:200],
         triggered_at=triggered_at,
+        channel_version=channel_version,
     )
     return JsonResponse(
         {"status": "accepted" if created else "duplicate", "delivery": delivery.pk}, status=200

@@ -87,6 +87,47 @@ def test_webhook_metrics_counted_by_view(channel, client):
     assert counter.labels(**labels)._value.get() == before + 1
 
 
+def _after_metric_values() -> dict[str, float]:
+    from django_prometheus.middleware import Metrics
+
+    metrics = Metrics.get_instance()
+    body_bytes = metrics.requests_body_bytes
+    return {
+        "post": metrics.requests_by_method.labels(method="POST")._value.get(),
+        "http": metrics.requests_by_transport.labels(transport="http")._value.get(),
+        "ajax": metrics.requests_ajax._value.get(),
+        "body_bytes_sum": body_bytes._sum.get(),
+        "body_bytes_count": sum(bucket.get() for bucket in body_bytes._buckets),
+    }
+
+
+def _after_metric_increase(middleware_class, request) -> dict[str, float]:
+    before = _after_metric_values()
+    middleware_class(lambda request: HttpResponse()).process_request(request)
+    after = _after_metric_values()
+    return {name: after[name] - before[name] for name in before}
+
+
+@pytest.mark.parametrize("ajax", [False, True])
+def test_meta_metrics_match_django_prometheus(ajax):
+    from django_prometheus.middleware import PrometheusAfterMiddleware
+
+    headers = {"X-Requested-With": "XMLHttpRequest"} if ajax else {}
+
+    def request():
+        return RequestFactory().post(
+            "/webhooks/shopify/shop/", data=b"x" * 123, content_type="text/plain", headers=headers
+        )
+
+    ours = _after_metric_increase(middleware.PrometheusAfterMetaMiddleware, request())
+    theirs = _after_metric_increase(PrometheusAfterMiddleware, request())
+
+    assert ours == theirs
+    assert ours["body_bytes_sum"] == 123
+    assert ours["ajax"] == (1 if ajax else 0)
+    assert ours["post"] == 1
+
+
 # SitePolicyCSPMiddleware against django-csp's own middleware.
 
 
