@@ -16,7 +16,8 @@ from tests.conftest import as_body, order_payload, signed_headers
 
 pytestmark = pytest.mark.django_db
 
-# SELECT the channel; INSERT ... ON CONFLICT DO NOTHING the delivery.
+# The first ack of a thread: SELECT the channel with its row version, then INSERT the
+# delivery. Later acks of the same channel only INSERT (tests/ingestion/test_ack_channel_cache.py).
 ACK_QUERIES = 2
 # SAVEPOINT, lock the delivery with its channel's hold state, INSERT the order, find the
 # lines' SKUs, INSERT the lines; priority customers with the routing counts, active
