@@ -11,19 +11,45 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from catalog.models import Sku
+from catalog.sql_rows import column_list, instance_from_row
 from guardrails.services import audit_record
 from orders.models import Order, OrderLine
 from orders.services import order_event_add
 from reviews.models import ReviewItem, ReviewKind
 
-from .models import Reservation, ReservationStatus, StockLevel
+from .models import Location, Reservation, ReservationStatus, StockLevel
 from .selectors import Availability, level_availability
 from .services import stock_increase_notify
 
 logger = logging.getLogger(__name__)
+
+# Reads the lines that already have an active reservation and locks the stock levels of the
+# other lines' SKUs, in pk order, with their location and SKU, in one round trip. The first
+# column is the array of reserved line ids, and the level, location and SKU columns follow.
+# When no level matches, one row of NULLs carries the array. The lock is taken inside a
+# MATERIALIZED CTE because PostgreSQL rejects FOR UPDATE on the nullable side of an outer join.
+RESERVE_LEVELS_LOCK_SQL = (
+    "WITH already AS ("  # noqa: S608 - table and column names only, from the models
+    f' SELECT "order_line_id" FROM "{Reservation._meta.db_table}"'
+    ' WHERE "order_line_id" = ANY(%(lines)s) AND "status" = %(active)s'
+    "), levels AS MATERIALIZED ("
+    f" SELECT {column_list(StockLevel, 'sl')}, {column_list(Location, 'loc')},"
+    f" {column_list(Sku, 'sku')}"
+    f' FROM "{StockLevel._meta.db_table}" AS "sl"'
+    f' JOIN "{Location._meta.db_table}" AS "loc" ON "loc"."id" = "sl"."location_id"'
+    f' JOIN "{Sku._meta.db_table}" AS "sku" ON "sku"."id" = "sl"."sku_id"'
+    ' WHERE "sl"."sku_id" IN ('
+    "  SELECT wanted.sku_id FROM unnest(%(lines)s::bigint[], %(skus)s::bigint[])"
+    "   AS wanted(line_id, sku_id)"
+    "  WHERE wanted.line_id NOT IN (SELECT order_line_id FROM already))"
+    ' ORDER BY "sl"."id" FOR UPDATE OF "sl"'
+    ") SELECT ARRAY(SELECT order_line_id FROM already), levels.*"
+    " FROM (VALUES (1)) AS one LEFT JOIN levels ON true"
+)
 
 
 @dataclass(frozen=True)
@@ -163,13 +189,12 @@ def _lines_reserve(
     *, order: Order, lines: list[OrderLine], actor: AbstractBaseUser | None
 ) -> ReservationResult:
     result = ReservationResult()
-    already = set(
-        Reservation.objects.filter(
-            order_line__in=lines, status=ReservationStatus.ACTIVE
-        ).values_list("order_line_id", flat=True)
-    )
-    lines = [line for line in lines if line.sku_id is not None and line.pk not in already]
-    levels_by_sku = _levels_lock(sku_ids={line.sku_id for line in lines})
+    lines = [line for line in lines if line.sku_id is not None]
+    if connection.vendor == "postgresql":
+        already, levels_by_sku = _unreserved_levels_lock_sql(lines)
+    else:
+        already, levels_by_sku = _unreserved_levels_lock_orm(lines)
+    lines = [line for line in lines if line.pk not in already]
     now = timezone.now()
 
     for line in lines:
@@ -192,6 +217,61 @@ def _lines_reserve(
         if snapshot.is_stale:
             result.stale.append((reservation, snapshot))
     return result
+
+
+def _unreserved_levels_lock_orm(
+    lines: list[OrderLine],
+) -> tuple[set[int], dict[int, list[StockLevel]]]:
+    """Find the lines with an active reservation, then lock the levels of the other lines' SKUs.
+
+    Returns (ids of the lines already reserved, locked levels grouped by SKU). The ORM
+    version of RESERVE_LEVELS_LOCK_SQL, for databases other than PostgreSQL.
+    """
+    already = set(
+        Reservation.objects.filter(
+            order_line__in=lines, status=ReservationStatus.ACTIVE
+        ).values_list("order_line_id", flat=True)
+    )
+    sku_ids = {line.sku_id for line in lines if line.pk not in already}
+    return already, _levels_lock(sku_ids=sku_ids)
+
+
+def _unreserved_levels_lock_sql(
+    lines: list[OrderLine],
+) -> tuple[set[int], dict[int, list[StockLevel]]]:
+    """Do what _unreserved_levels_lock_orm does in one statement (RESERVE_LEVELS_LOCK_SQL).
+
+    Locks the same rows in the same order as _levels_lock, and builds the levels with their
+    location and SKU as its select_related does.
+    """
+    if not lines:
+        return set(), {}
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("Reserving stock must run inside transaction.atomic().")
+
+    parameters = {
+        "lines": [line.pk for line in lines],
+        "skus": [line.sku_id for line in lines],
+        "active": ReservationStatus.ACTIVE.value,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(RESERVE_LEVELS_LOCK_SQL, parameters)
+        rows = cursor.fetchall()
+
+    already = set(rows[0][0])
+    level_end = 1 + len(StockLevel._meta.concrete_fields)
+    location_end = level_end + len(Location._meta.concrete_fields)
+    grouped: dict[int, list[StockLevel]] = {}
+    # The outer join returns one row of NULLs when no level matched.
+    found = sorted((row for row in rows if row[1] is not None), key=lambda row: row[1])
+    for row in found:
+        level = instance_from_row(StockLevel, row[1:level_end], using=connection.alias)
+        level.location = instance_from_row(
+            Location, row[level_end:location_end], using=connection.alias
+        )
+        level.sku = instance_from_row(Sku, row[location_end:], using=connection.alias)
+        grouped.setdefault(level.sku_id, []).append(level)
+    return already, grouped
 
 
 def _levels_lock(*, sku_ids: set[int]) -> dict[int, list[StockLevel]]:

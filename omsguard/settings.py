@@ -223,6 +223,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # milliseconds). Now it closes them every this many tasks, and omsguard/celery.py applies
 # CONN_MAX_AGE and the health check before each task, as Django does before each request.
 CELERY_DB_REUSE_MAX = env_int("OMSGUARD_CELERY_DB_REUSE_MAX", 1000)
+# Order processing commits without waiting for the WAL flush when its transaction queued no
+# on_commit work. A PostgreSQL crash right after such a commit may undo the processing, so the
+# sweep processes the delivery again (docs/reliability.md, "Processing commits"). 0 turns it off.
+OMSGUARD_PROCESSING_ASYNC_COMMIT = env_bool("OMSGUARD_PROCESSING_ASYNC_COMMIT", True)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

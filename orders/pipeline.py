@@ -75,44 +75,76 @@ def _delivery_process_locked(*, delivery_id: int, worker: str) -> Delivery:
     with transaction.atomic():
         # One query locks the delivery and reads the channel's hold state under a share lock,
         # before any order row is locked.
-        delivery = delivery_lock_with_channel(delivery_id=delivery_id)
+        delivery = delivery_lock_with_channel(
+            delivery_id=delivery_id, commit_without_flush=_may_commit_without_flush()
+        )
         if delivery.outcome != DeliveryOutcome.RECEIVED:
             logger.info("delivery already processed", extra={"delivery": delivery.pk})
             return delivery
-        delivery.attempts += 1
-        _slow_down_for_tests()
+        delivery = _delivery_apply(delivery=delivery, worker=worker)
+        _commit_with_flush_if_callbacks_queued()
+    return delivery
 
-        try:
-            payload = _decode_json(delivery)
-            if json_may_be_unstorable(bytes(delivery.body)):
-                check_storable_json(payload)
-            canonical = adapter_for(delivery.channel.kind).parse_order(payload)
-            check_order_limits(canonical)
-        except AdapterError as error:
-            logger.warning(
-                "delivery payload rejected",
-                extra={"delivery": delivery.pk, "field": error.field, "reason": error.reason},
-            )
-            return delivery_finish(
-                delivery=delivery, outcome=DeliveryOutcome.FAILED, worker=worker, error=str(error)
-            )
 
-        with order_events_batched():
-            created = _order_create(delivery=delivery, canonical=canonical)
-            if created is None:
-                outcome, error = order_apply_update(delivery=delivery, canonical=canonical)
-                return delivery_finish(
-                    delivery=delivery, outcome=outcome, worker=worker, error=error
-                )
+def _delivery_apply(*, delivery: Delivery, worker: str) -> Delivery:
+    """Turn the locked, unprocessed delivery into an order or an update, and record the outcome."""
+    delivery.attempts += 1
+    _slow_down_for_tests()
 
-            order, lines = created
-            if canonical.state == ORDER_STATE_CANCELLED:
-                order_cancel(order=order, delivery=delivery)
-            elif canonical.state == ORDER_STATE_INCOMPLETE:
-                order_hold_incomplete(order=order)
-            else:
-                order_check_hygiene(order=order, lines=lines)
-        return delivery_finish(delivery=delivery, outcome=DeliveryOutcome.PROCESSED, worker=worker)
+    try:
+        payload = _decode_json(delivery)
+        if json_may_be_unstorable(bytes(delivery.body)):
+            check_storable_json(payload)
+        canonical = adapter_for(delivery.channel.kind).parse_order(payload)
+        check_order_limits(canonical)
+    except AdapterError as error:
+        logger.warning(
+            "delivery payload rejected",
+            extra={"delivery": delivery.pk, "field": error.field, "reason": error.reason},
+        )
+        return delivery_finish(
+            delivery=delivery, outcome=DeliveryOutcome.FAILED, worker=worker, error=str(error)
+        )
+
+    with order_events_batched():
+        created = _order_create(delivery=delivery, canonical=canonical)
+        if created is None:
+            outcome, error = order_apply_update(delivery=delivery, canonical=canonical)
+            return delivery_finish(delivery=delivery, outcome=outcome, worker=worker, error=error)
+
+        order, lines = created
+        if canonical.state == ORDER_STATE_CANCELLED:
+            order_cancel(order=order, delivery=delivery)
+        elif canonical.state == ORDER_STATE_INCOMPLETE:
+            order_hold_incomplete(order=order)
+        else:
+            order_check_hygiene(order=order, lines=lines)
+    return delivery_finish(delivery=delivery, outcome=DeliveryOutcome.PROCESSED, worker=worker)
+
+
+def _may_commit_without_flush() -> bool:
+    """Return whether processing may commit without waiting for PostgreSQL's WAL flush.
+
+    Only the outermost transaction may, so that no caller's writes share the commit.
+    _commit_with_flush_if_callbacks_queued restores the flush when the transaction queued an
+    on_commit callback (a Celery task, an email, a cache clear). A PostgreSQL crash within
+    three times wal_writer_delay (600 ms by default) of a commit without flush undoes the
+    whole processing, so the delivery is "received" again and the sweep queues it again
+    (docs/reliability.md, "Processing commits").
+    """
+    connection = transaction.get_connection()
+    return (
+        settings.OMSGUARD_PROCESSING_ASYNC_COMMIT
+        and connection.vendor == "postgresql"
+        and len(connection.atomic_blocks) == 1
+    )
+
+
+def _commit_with_flush_if_callbacks_queued() -> None:
+    connection = transaction.get_connection()
+    if connection.run_on_commit and _may_commit_without_flush():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = on")
 
 
 def _slow_down_for_tests() -> None:

@@ -21,10 +21,11 @@ pytestmark = pytest.mark.django_db
 ACK_QUERIES = 2
 # SAVEPOINT, lock the delivery with its channel's hold state, INSERT the order, find the
 # lines' SKUs, INSERT the lines; priority customers with the routing counts, active
-# reservations, stock levels, carrier mapping; UPDATE the order, INSERT the audit entry,
-# INSERT the events, UPDATE the delivery, RELEASE. Other databases than PostgreSQL read the
-# priority customers and the routing counts with two queries.
-PROCESSING_QUERIES = 14
+# reservations with the stock levels (one statement), carrier mapping; UPDATE the order,
+# INSERT the audit entry, INSERT the events, UPDATE the delivery, RELEASE. Other databases
+# than PostgreSQL read the priority customers and the routing counts with two queries, and
+# the reservations and the stock levels with two more.
+PROCESSING_QUERIES = 13
 PROCESSING_QUERIES_NOT_POSTGRESQL = 15
 
 SKUS = ("TEE-CLASSIC-BLK-M", "TEE-CLASSIC-WHT-M", "MUG-ENAMEL-NVY-OS")
