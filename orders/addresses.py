@@ -102,8 +102,8 @@ TEXT_FIELDS = (
     "country",
     "country_code",
 )
-# The fields a reviewer's address form asks for. A revision replaces these; the others the
-# channel sent (phone, first and last name) are kept (reviews.services).
+# The fields of a reviewer's address form. A revision replaces the fields it names and keeps
+# the others the channel sent, such as the phone number (reviews.services._address_revised).
 REVISION_FIELDS = (
     "name",
     "company",

@@ -88,9 +88,8 @@ class AddressReviseForm(ReviseForm):
         return value
 
     def revision(self) -> dict:
-        """Return the whole address; empty fields are left out rather than stored as blanks."""
-        address = {name: self.cleaned_data[name].strip() for name in ADDRESS_FIELDS}
-        return {name: value for name, value in address.items() if value}
+        """Return every field of the form, an emptied one as "" so that the revision clears it."""
+        return {name: self.cleaned_data[name].strip() for name in ADDRESS_FIELDS}
 
 
 class SkuCodeReviseForm(ReviseForm):

@@ -902,11 +902,16 @@ class Reviser:
             )
 
 
+# The longest value of an address field, as the revise form allows.
+ADDRESS_FIELD_MAX_LENGTH = 200
+
+
 def _address_clean(revision: dict, received: dict | None) -> dict:
     """A full address: the revision over the received one, checked against its country's rules.
 
-    The revision must hold known text fields only. It replaces every field the address form
-    has; the received address keeps the rest (see _address_revised).
+    The revision must hold known text fields of at most ADDRESS_FIELD_MAX_LENGTH characters.
+    Its fields replace the received ones, an empty one clears it, and the received address
+    keeps the fields it does not name (see _address_revised).
     """
     from orders.addresses import TEXT_FIELDS, Severity, address_validate
 
@@ -919,6 +924,12 @@ def _address_clean(revision: dict, received: dict | None) -> dict:
     for name, value in revision.items():
         if value is not None and not isinstance(value, str):
             raise ReviewError("invalid_revision", "Address fields must be text.", field=name)
+        if value is not None and len(value) > ADDRESS_FIELD_MAX_LENGTH:
+            raise ReviewError(
+                "invalid_revision",
+                f"At most {ADDRESS_FIELD_MAX_LENGTH} characters; this one has {len(value)}.",
+                field=name,
+            )
     cleaned = _address_revised(received, _address_fields_strip(revision))
 
     errors = [r for r in address_validate(cleaned).reasons if r.severity == Severity.ERROR]
@@ -945,27 +956,27 @@ def _address_fields_strip(revision: dict) -> dict:
 
 
 def _address_revised(received: dict | None, revision: dict) -> dict:
-    """The revision over the received address, keeping the fields the form does not have.
+    """The revision over the received address: fields it does not name keep their value.
 
-    The form has only orders.addresses.REVISION_FIELDS, so without this a revision would drop
-    the phone number and the first and last name the channel sent. A kept field that
-    describes a field the revision changed (the country name of a changed country code) is
-    dropped rather than left contradicting it.
+    The form has only orders.addresses.REVISION_FIELDS, and an API client may send fewer, so
+    replacing the whole address would drop the phone number and the names the channel sent.
+    An empty field in the revision clears it. A kept field that describes a field the revision
+    changed (the country name of a changed country code) is dropped rather than left
+    contradicting it.
     """
-    from orders.addresses import DESCRIBING_FIELDS, REVISION_FIELDS
+    from orders.addresses import DESCRIBING_FIELDS
 
     received = received if isinstance(received, dict) else {}
-    kept = {
-        name: value
-        for name, value in received.items()
-        if name not in REVISION_FIELDS and name not in revision
-    }
+    kept = {name: value for name, value in received.items() if name not in revision}
     for name, described in DESCRIBING_FIELDS.items():
-        if name in kept and _casefolded(revision.get(described)) != _casefolded(
-            received.get(described)
+        if (
+            name in kept
+            and described in revision
+            and _casefolded(revision[described]) != _casefolded(received.get(described))
         ):
             del kept[name]
-    return {**kept, **revision}
+    merged = {**kept, **revision}
+    return {name: value for name, value in merged.items() if value not in ("", None)}
 
 
 def _casefolded(value: object) -> object:

@@ -203,6 +203,36 @@ def test_revise_address_drops_names_of_changed_fields(full_address_item, cs_mana
     }
 
 
+def test_revise_address_keeps_fields_the_revision_leaves_out(full_address_item, cs_manager):
+    revision = {key: value for key, value in GOOD_ADDRESS.items() if key != "name"}
+
+    item = review_item_revise(item_id=full_address_item.pk, user=cs_manager, revision=revision)
+
+    address = item.order.shipping_address
+    names = (address["name"], address["first_name"], address["last_name"])
+    assert names == ("Ada Quill", "Ada", "Quill")
+
+
+def test_revise_address_clears_an_emptied_field(full_address_item, cs_manager):
+    item = review_item_revise(
+        item_id=full_address_item.pk, user=cs_manager, revision={**GOOD_ADDRESS, "name": ""}
+    )
+
+    address = item.order.shipping_address
+    assert not {"name", "first_name", "last_name"} & set(address)
+    assert address["phone"] == "+15125550100"
+
+
+def test_revise_address_refuses_overlong_field(address_item, cs_manager):
+    with pytest.raises(ReviewError) as raised:
+        review_item_revise(
+            item_id=address_item.pk, user=cs_manager, revision={**GOOD_ADDRESS, "name": "A" * 201}
+        )
+
+    assert (raised.value.code, raised.value.field) == ("invalid_revision", "name")
+    assert "201" in raised.value.message
+
+
 def test_revise_invalid_zip_names_field(address_item, cs_manager):
     with pytest.raises(ReviewError) as raised:
         review_item_revise(
