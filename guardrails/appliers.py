@@ -195,6 +195,8 @@ class AddressApplier(Applier):
             raise _invalid("after", f"`{self.field}` must be an address object.")
         if not all(isinstance(value, str | None) for value in address.values()):
             raise _invalid("after", "Address fields must be text or null.")
+        if self.field == "shipping_address":
+            _shipping_address_check(address)
 
     def current(self, order: Order, before: dict) -> dict:
         return {self.field: getattr(order, self.field)}
@@ -220,6 +222,24 @@ class AddressApplier(Applier):
             result["address_score"] = str(order.address_score)
             result["resolved"] = _address_items_resolve(order, decision)
         return result
+
+
+def _shipping_address_check(address: dict) -> None:
+    """Refuse a shipping address its country's rules reject, as a reviewer's revision is.
+
+    Applying it would release the order to ship to an address that cannot be delivered to,
+    and close the order's address items as moot. An address that only scores low (warnings)
+    may still be proposed; the policy decides who approves it.
+    """
+    from orders.addresses import Severity, address_validate
+
+    errors = [r for r in address_validate(address).reasons if r.severity == Severity.ERROR]
+    if errors:
+        raise _invalid(
+            "after",
+            "The proposed shipping address fails its country's rules: "
+            + " ".join(reason.message for reason in errors),
+        )
 
 
 def _address_items_resolve(order: Order, decision: Decision) -> list[int]:
