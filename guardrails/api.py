@@ -216,6 +216,9 @@ def _error_response(error: services.DecisionError) -> Response:
     }
     if "current" in error.data:
         body["error"]["current"] = error.data["current"]
+    if error.code == "proposal_pending":
+        body["error"]["decision"] = error.data.get("decision")
+        body["error"]["review_item"] = error.data.get("review_item")
     if error.code == "wrong_arm":
         # The agent retries with the version of the order's arm.
         body["error"]["arm"] = error.data.get("arm")

@@ -178,9 +178,6 @@ def _decision_propose(
             raise DecisionNotFound("order_not_found", f"Order {order_id} does not exist.") from None
 
         proposal_validate(action_code=action.code, order=order, before=before, after=after)
-        applier = applier_for(action.code)
-        if applier is not None:
-            _check_not_stale(applier.current(order, before), before)
         # A running canary may pick the version that judges, or record the proposal only.
         routing = canary_route(
             order=order,
@@ -192,7 +189,12 @@ def _decision_propose(
         reads = proposal_reads(order=order, action=action)
         if not routing.shadow:
             # A shadow proposal opens no review item, so it may come beside a pending one.
+            # Checked before `before`: a queued proposal may have put the order on hold, and
+            # an agent retrying it should learn that it waits, not that the order changed.
             _check_none_pending(action, reads.pending)
+        applier = applier_for(action.code)
+        if applier is not None:
+            _check_not_stale(applier.current(order, before), before)
 
         # Read once: the facts and, for a queued decision, the review item show it.
         order_summary = order_facts(order, reads=reads)

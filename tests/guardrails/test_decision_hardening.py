@@ -164,8 +164,28 @@ def test_second_proposal_while_pending_conflicts(bot_api, order):
 
     assert first.json()["verdict"] == Verdict.QUEUED_FOR_REVIEW
     assert second.status_code == 409
-    assert second.json()["error"]["code"] == "proposal_pending"
+    error = second.json()["error"]
+    assert error["code"] == "proposal_pending"
+    # The agent learns which decision and item to wait for.
+    assert (error["decision"], error["review_item"]) == (
+        first.json()["id"],
+        first.json()["review_item"],
+    )
     assert ReviewItem.objects.filter(order=order).count() == 1
+
+
+def test_identical_retry_of_queued_proposal_learns_it_waits(bot_api, order):
+    body = proposal(
+        order, "cancel_order", {"status": OrderStatus.READY}, {"status": OrderStatus.CANCELLED}
+    )
+    first = post(bot_api, body)
+
+    # The queued cancellation put the order on hold, so `before` no longer matches.
+    retry = post(bot_api, body)
+
+    assert retry.status_code == 409
+    assert retry.json()["error"]["code"] == "proposal_pending"
+    assert retry.json()["error"]["decision"] == first.json()["id"]
 
 
 def test_rejected_proposal_releases_its_hold(bot_api, order, manager):
@@ -266,3 +286,22 @@ def test_open_audit_sample_does_not_block_proposals(bot_api, order):
     assert sample.status == ReviewStatus.OPEN
     assert second.status_code == 201
     assert second.json()["verdict"] == Verdict.APPLIED
+
+
+def test_address_correction_failing_country_rules_is_400(bot_api, order):
+    invalid = {**order.shipping_address, "zip": "9021", "city": "Nowhere"}
+    body = proposal(
+        order,
+        "correct_shipping_address",
+        {"shipping_address": order.shipping_address},
+        {"shipping_address": invalid},
+    )
+
+    response = post(bot_api, body)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_proposal"
+    assert list(error["fields"]) == ["after"]
+    assert "fails its country's rules" in error["message"]
+    assert not Decision.objects.filter(order=order).exists()
