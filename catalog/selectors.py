@@ -66,29 +66,41 @@ def channel_get_active(*, kind: str, code: str) -> Channel | None:
     takes about 200 Python function calls, where the ORM query built on each call took about
     1,500, over a quarter of a webhook acknowledgement's calls (cProfile of the view).
     """
-    statement, converters = _channel_active_query(connection.vendor)
+    read = channel_active_read(kind=kind, code=code)
+    return None if read is None else read[1]
+
+
+def channel_active_read(*, kind: str, code: str, leading: str = "") -> tuple[tuple, Channel] | None:
+    """Read the active channel of this kind and code, or None, with a plain cursor.
+
+    `leading` is SQL selected before the channel's columns (orders.webhook_channels reads the
+    row version with it); its values come back first, beside the channel.
+    """
+    statement, converters = _channel_active_query(connection.vendor, leading)
     with connection.cursor() as cursor:
         cursor.execute(statement, [kind, code])
         row = cursor.fetchone()
     if row is None:
         return None
+    extra = len(row) - len(converters)
     values = []
-    for value, (column, column_converters) in zip(row, converters, strict=True):
+    for value, (column, column_converters) in zip(row[extra:], converters, strict=True):
         for converter in column_converters:
             value = converter(value, column, connection)
         values.append(value)
-    return Channel.from_db(connection.alias, None, values)
+    return tuple(row[:extra]), Channel.from_db(connection.alias, None, values)
 
 
 @functools.cache
-def _channel_active_query(vendor: str) -> tuple[str, list]:
+def _channel_active_query(vendor: str, leading: str) -> tuple[str, list]:
     """The statement and each column's database converters (as the ORM applies them)."""
     # Codes are unique, so at most one row matches. `vendor` keys the cache by the backend.
     quote = connection.ops.quote_name
     model_fields = Channel._meta.concrete_fields
     columns = ", ".join(quote(model_field.column) for model_field in model_fields)
+    selected = f"{leading}, {columns}" if leading else columns
     statement = (
-        f"SELECT {columns} FROM {quote(Channel._meta.db_table)} "  # noqa: S608 - no input
+        f"SELECT {selected} FROM {quote(Channel._meta.db_table)} "  # noqa: S608 - no input
         f"WHERE {quote('kind')} = %s AND {quote('code')} = %s AND {quote('is_active')}"
     )
     converters = []

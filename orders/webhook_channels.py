@@ -112,60 +112,22 @@ def channel_read_and_cache(*, kind: str, code: str) -> Channel | None:
 
     On databases other than PostgreSQL this is catalog.selectors.channel_get_active.
     """
-    from catalog.selectors import channel_get_active
+    from catalog.selectors import channel_active_read, channel_get_active
 
     if not channel_cache_enabled():
         return channel_get_active(kind=kind, code=code)
 
     generation = _generation
-    statement, converters = _channel_version_query()
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [kind, code])
-        row = cursor.fetchone()
-    if row is None:
+    read = channel_active_read(kind=kind, code=code, leading=ROW_VERSION_SQL)
+    if read is None:
         return None
 
-    version, *columns = row
-    values = []
-    for value, (column, column_converters) in zip(columns, converters, strict=True):
-        for converter in column_converters:
-            value = converter(value, column, connection)
-        values.append(value)
-    channel = Channel.from_db(connection.alias, None, values)
+    (version,), channel = read
     # A channel saved in this process while the query ran may have been read in its old
     # version, so it is not cached. The insert's check catches changes made elsewhere.
     if generation == _generation:
         _current_channels()[(kind, code)] = CachedChannel(channel=channel, version=version)
     return channel
-
-
-_channel_query: tuple[str, list] | None = None
-
-
-def _channel_version_query() -> tuple[str, list]:
-    """Return the statement that reads an active channel with its row version, and converters."""
-    global _channel_query
-
-    if _channel_query is None:
-        quote = connection.ops.quote_name
-        table = Channel._meta.db_table
-        fields = Channel._meta.concrete_fields
-        columns = ", ".join(quote(field.column) for field in fields)
-        statement = (
-            f"SELECT {ROW_VERSION_SQL}, {columns} FROM {quote(table)} "  # noqa: S608 - no input
-            f"WHERE {quote('kind')} = %s AND {quote('code')} = %s AND {quote('is_active')}"
-        )
-        converters = []
-        for field in fields:
-            column = field.get_col(table)
-            converters.append(
-                (
-                    column,
-                    connection.ops.get_db_converters(column) + field.get_db_converters(connection),
-                )
-            )
-        _channel_query = (statement, converters)
-    return _channel_query
 
 
 def delivery_insert_if_channel_unchanged(delivery: Delivery, channel_version: str) -> bool:
