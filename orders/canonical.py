@@ -89,6 +89,15 @@ class CanonicalOrder:
     customer_id: str = ""
     in_store_pickup: bool = False
 
+    def __post_init__(self) -> None:
+        # Channels send country and state codes in either case ("us", "US"). Stored in capitals,
+        # one order's destination compares equal to another's (the routing check) and to the
+        # codes reviewers and the address rules use.
+        for address in (self.shipping_address, self.billing_address):
+            for key in ADDRESS_CODE_FIELDS:
+                if address and isinstance(address.get(key), str):
+                    address[key] = address[key].upper()
+
 
 def parse_money(value: Any, field_name: str) -> Decimal:
     """Parse a channel's money amount (string or number) into a non-negative Decimal."""
@@ -174,6 +183,8 @@ def text(value: Any, field_name: str = "value") -> str:
 MAX_AMOUNT = Decimal("1e11")
 MAX_QUANTITY = 1_000_000
 # Longer than any carrier label field; such a value is a broken payload, not an address.
+# Address fields that hold codes, stored in capitals whatever case the channel sent.
+ADDRESS_CODE_FIELDS = ("country_code", "province_code")
 MAX_ADDRESS_FIELD = 255
 TEXT_LIMITS = {
     "channel_order_id": 100,

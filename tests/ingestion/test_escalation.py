@@ -180,6 +180,22 @@ def test_unusual_destination_opens_routing_item(channel, catalog, post_webhook, 
     assert not ReviewItem.objects.filter(kind=ReviewKind.ROUTING).exclude(order=order).exists()
 
 
+def test_lower_case_country_code_is_a_usual_destination(channel, catalog, post_webhook, settings):
+    settings.OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS = 2
+    for number in (1, 2):
+        body = as_body(order_payload(order_id=number))
+        post_webhook(body, signed_headers(body, webhook_id=f"wh-{number}"))
+    address = dict(order_payload()["shipping_address"], country_code="us", province_code="tx")
+    body = as_body(order_payload(order_id=3, shipping_address=address))
+
+    post_webhook(body, signed_headers(body, webhook_id="wh-3"))
+
+    order = Order.objects.get(channel_order_id="3")
+    assert "unusual_destination" not in _codes(order)
+    codes = (order.shipping_address["country_code"], order.shipping_address["province_code"])
+    assert codes == ("US", "TX")
+
+
 def test_checks_run_twice_keep_one_item_per_kind(channel, catalog, post_webhook, settings):
     settings.OMSGUARD_ESCALATION_ORDER_VALUE = "40"
     post_webhook(as_body(order_payload()))
