@@ -327,3 +327,74 @@ def _order_channel_grant_sql() -> str:
         f" JOIN {Channel._meta.db_table} channel ON channel.id = placed.channel_id"
         " WHERE placed.id = %s"
     )
+
+
+class _CompiledOrderLock(NamedTuple):
+    """The SQL of `orders.services.order_lock` and how to turn its row into an Order."""
+
+    sql: str
+    order_attnames: tuple[str, ...]
+    channel_attnames: tuple[str, ...]
+    # (column position, its converters, the expression they expect), as Django applies them.
+    converters: tuple[tuple[int, tuple[Callable, ...], Any], ...]
+
+
+def order_lock_compiled(*, order_id: int) -> Order:
+    """Lock one order row for the rest of the transaction and return it with its channel.
+
+    Runs the statement of `orders.services.order_lock`, compiled by the ORM once per process
+    instead of on every call. Compiling it cost about 0.5 ms of CPU, several times the cost of
+    running it (measured in-process on PostgreSQL). The order and its channel are built as the
+    ORM builds them (converters, `from_db`), and a test compares both. Anything but an int in
+    the bigint range goes to `order_lock` itself, so odd input raises what it raised before.
+    Call inside a transaction.
+    """
+    from orders.services import order_lock
+
+    if type(order_id) is not int or not _BIGINT_MIN <= order_id <= _BIGINT_MAX:
+        return order_lock(order_id=order_id)
+    compiled = _order_lock_compile(connection.alias)
+    with connection.cursor() as cursor:
+        cursor.execute(compiled.sql, [order_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Order.DoesNotExist(f"{Order._meta.object_name} matching query does not exist.")
+
+    values = list(row)
+    for position, converters, expression in compiled.converters:
+        value = values[position]
+        for converter in converters:
+            value = converter(value, expression, connection)
+        values[position] = value
+    order_count = len(compiled.order_attnames)
+    order = Order.from_db(connection.alias, compiled.order_attnames, values[:order_count])
+    channel = Channel.from_db(connection.alias, compiled.channel_attnames, values[order_count:])
+    Order._meta.get_field("channel").set_cached_value(order, channel)
+    return order
+
+
+@functools.cache
+def _order_lock_compile(alias: str) -> _CompiledOrderLock:
+    """Compile `order_lock`'s query for the database `alias`; it needs an open transaction."""
+    queryset = Order.objects.select_for_update(of=("self",)).select_related("channel")
+    # Without the model's ordering, as get() drops it.
+    compiler = queryset.filter(pk=0).order_by().query.get_compiler(using=alias)
+    sql, params = compiler.as_sql()
+    if list(params) != [0]:
+        raise RuntimeError(f"order_lock's query has parameters {params!r}; expected the id only.")
+
+    klass_info = compiler.klass_info
+    (channel_info,) = klass_info["related_klass_infos"]
+    order_positions, channel_positions = klass_info["select_fields"], channel_info["select_fields"]
+    if [*order_positions, *channel_positions] != list(range(compiler.col_count)):
+        raise RuntimeError(
+            "order_lock's query selects columns other than the order's, then the channel's."
+        )
+    order_attnames = tuple(compiler.select[i][0].target.attname for i in order_positions)
+    channel_attnames = tuple(compiler.select[i][0].target.attname for i in channel_positions)
+    selected = [column[0] for column in compiler.select[: compiler.col_count]]
+    converters = tuple(
+        (position, tuple(functions), expression)
+        for position, (functions, expression) in compiler.get_converters(selected).items()
+    )
+    return _CompiledOrderLock(sql, order_attnames, channel_attnames, converters)

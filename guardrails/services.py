@@ -13,7 +13,8 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from orders.models import ActorKind
@@ -41,10 +42,35 @@ def audit_record(
     after: Any = None,
 ) -> AuditEntry:
     """Append one audit entry. Pass `actor` for a person, `system_label` for automation."""
+    entry = _audit_entry_build(
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        actor=actor,
+        system_label=system_label,
+        reason=reason,
+        before=before,
+        after=after,
+    )
+    entry.save(force_insert=True)
+    return entry
+
+
+def _audit_entry_build(
+    *,
+    action: str,
+    target_type: str,
+    target_id: object,
+    actor: AbstractBaseUser | None = None,
+    system_label: str = "",
+    reason: str = "",
+    before: Any = None,
+    after: Any = None,
+) -> AuditEntry:
     if actor is None and not system_label:
         raise ValueError("An audit entry needs either an actor or a system_label.")
 
-    return AuditEntry.objects.create(
+    return AuditEntry(
         actor_kind=ActorKind.USER if actor is not None else ActorKind.SYSTEM,
         actor=actor,
         actor_label=actor.get_username() if actor is not None else system_label,
@@ -55,6 +81,56 @@ def audit_record(
         before=before,
         after=after,
     )
+
+
+def audit_record_with_event(*, audit: dict[str, Any], event: dict[str, Any]) -> None:
+    """Append an audit entry (`audit_record`'s arguments) and add an order event
+    (`order_event_add`'s arguments), on PostgreSQL with one statement instead of two.
+
+    Elsewhere, and inside `order_events_batched()`, it calls those two functions.
+    """
+    from orders.services import order_event_add, order_event_unsaved
+
+    order_event = order_event_unsaved(**event) if connection.vendor == "postgresql" else None
+    if order_event is None:
+        audit_record(**audit)
+        order_event_add(**event)
+        return
+    _rows_insert_together(_audit_entry_build(**audit), order_event)
+
+
+def _rows_insert_together(first: Model, second: Model) -> None:
+    """Insert two new rows of different tables with one PostgreSQL statement and set their ids.
+
+    Each row gets the values the ORM's save() would write (`pre_save`, `get_db_prep_save`).
+    NOTE: no pre_save or post_save signal is sent. AuditEntry and OrderEvent have no
+    receivers; one added later would need save() again.
+    """
+    first_sql, first_params = _insert_sql(first)
+    second_sql, second_params = _insert_sql(second)
+    sql = (
+        f"WITH first_row AS ({first_sql} RETURNING id) "  # noqa: S608 - names from model metadata
+        f"{second_sql} RETURNING (SELECT id FROM first_row), id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*first_params, *second_params])
+        first.pk, second.pk = cursor.fetchone()
+    for instance in (first, second):
+        instance._state.adding = False
+        instance._state.db = connection.alias
+
+
+def _insert_sql(instance: Model) -> tuple[str, list[Any]]:
+    fields = [field for field in instance._meta.local_concrete_fields if not field.primary_key]
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    table = quote(instance._meta.db_table)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 - as above
+    return sql, values
 
 
 # --- Decisions: proposals from AI agents, judged by the engine, applied or queued -----------
@@ -152,13 +228,17 @@ def _decision_propose(
     extra_facts: dict | None,
 ) -> Decision:
     from orders.models import Order
-    from orders.services import order_lock
 
     from .appliers import applier_for, proposal_validate
     from .engine import evaluate, rules_from_version
     from .facts import facts_for_order, order_facts
     from .rollouts import canary_judge, canary_route
-    from .selectors import action_get, policy_version_live_for, proposal_reads
+    from .selectors import (
+        action_get,
+        order_lock_compiled,
+        policy_version_live_for,
+        proposal_reads,
+    )
 
     started = time.perf_counter()
     action = action_get(code=action_code) if isinstance(action_code, str) else None
@@ -173,7 +253,7 @@ def _decision_propose(
 
     with transaction.atomic():
         try:
-            order = order_lock(order_id=order_id)
+            order = order_lock_compiled(order_id=order_id)
         except (Order.DoesNotExist, ValueError, TypeError):
             raise DecisionNotFound("order_not_found", f"Order {order_id} does not exist.") from None
 
@@ -555,28 +635,28 @@ def _check_not_stale(current: dict, before: dict) -> None:
 
 
 def _decision_record(decision: Decision, order) -> None:
-    from orders.services import order_event_add
-
     label = ai_actor_label(decision.model_name, decision.model_version)
     fired = [reason["message"] for reason in decision.reasons if reason["outcome"] != "pass"]
-    audit_record(
-        action="decision.proposed",
-        target_type="decision",
-        target_id=decision.pk,
-        actor=decision.proposed_by,
-        system_label=label,
-        reason=f"Verdict {decision.verdict}. {' '.join(fired)}"[:2000],
-        before=decision.before,
-        after=decision.after,
-    )
-    order_event_add(
-        order=order,
-        kind="ai.decision",
-        message=(
-            f"{label} proposed: {decision.action.name} "
-            f"({decision.get_verdict_display().lower()}, decision #{decision.pk})."
-        ),
-        data={"decision": decision.pk, "verdict": decision.verdict},
+    audit_record_with_event(
+        audit={
+            "action": "decision.proposed",
+            "target_type": "decision",
+            "target_id": decision.pk,
+            "actor": decision.proposed_by,
+            "system_label": label,
+            "reason": f"Verdict {decision.verdict}. {' '.join(fired)}"[:2000],
+            "before": decision.before,
+            "after": decision.after,
+        },
+        event={
+            "order": order,
+            "kind": "ai.decision",
+            "message": (
+                f"{label} proposed: {decision.action.name} "
+                f"({decision.get_verdict_display().lower()}, decision #{decision.pk})."
+            ),
+            "data": {"decision": decision.pk, "verdict": decision.verdict},
+        },
     )
 
 
@@ -630,27 +710,27 @@ def _decision_mark_applied(
     user: AbstractBaseUser | None = None,
     system_label: str = "",
 ) -> None:
-    from orders.services import order_event_add
-
     decision.applied_at = timezone.now()
     decision.apply_error = ""
     decision.save(update_fields=["applied_at", "apply_error"])
-    audit_record(
-        action="decision.applied",
-        target_type="decision",
-        target_id=decision.pk,
-        actor=user,
-        system_label=system_label,
-        reason=f"{decision.action.name} on order {order.pk}",
-        before=decision.before,
-        after={**decision.after, "result": result},
-    )
-    order_event_add(
-        order=order,
-        kind="ai.applied",
-        message=f"{decision.action.name} applied (decision #{decision.pk}).",
-        actor=user,
-        data={"decision": decision.pk, "result": result},
+    audit_record_with_event(
+        audit={
+            "action": "decision.applied",
+            "target_type": "decision",
+            "target_id": decision.pk,
+            "actor": user,
+            "system_label": system_label,
+            "reason": f"{decision.action.name} on order {order.pk}",
+            "before": decision.before,
+            "after": {**decision.after, "result": result},
+        },
+        event={
+            "order": order,
+            "kind": "ai.applied",
+            "message": f"{decision.action.name} applied (decision #{decision.pk}).",
+            "actor": user,
+            "data": {"decision": decision.pk, "result": result},
+        },
     )
 
 

@@ -325,6 +325,31 @@ def order_events_batched() -> Iterator[None]:
         instances_insert(batch)
 
 
+def order_event_unsaved(
+    *,
+    order: Order,
+    kind: str,
+    message: str,
+    actor: AbstractBaseUser | None = None,
+    data: dict | None = None,
+) -> OrderEvent | None:
+    """Build the event order_event_add would insert, for a caller that inserts it itself.
+
+    Returns None inside order_events_batched(), where the caller must use order_event_add
+    instead, so the batch keeps its events in the order they were added.
+    """
+    if _batched_events.get() is not None:
+        return None
+    return OrderEvent(
+        order=order,
+        kind=kind,
+        message=message,
+        actor_kind=ActorKind.USER if actor is not None else ActorKind.SYSTEM,
+        actor=actor,
+        data=data or {},
+    )
+
+
 def order_version_bump(order: Order, *, reason: str) -> Order:
     """Count a material change of the order, so review approvals given before it are stale.
 
