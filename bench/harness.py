@@ -190,7 +190,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def part_database(part: str) -> str:
-    """The name of the database a part creates, drops and measures."""
+    """Return the name of the database a part creates, measures and drops."""
     return f"{DATABASE_PREFIX}_{part}"
 
 

@@ -61,7 +61,7 @@ class _ThreadCache(threading.local):
 
 _cache = _ThreadCache()
 # Incremented when a channel is saved or deleted in this process. Each thread's cache starts
-# again empty when it sees another value, so a lost increment of two racing threads is harmless.
+# again empty when the counter has changed, so a lost increment of two racing threads is harmless.
 _generation = 0
 
 

@@ -902,12 +902,12 @@ class Reviser:
             )
 
 
-# The longest value of an address field, as the revise form allows.
+# Maximum length of an address field in a revision: the revise form's limit.
 ADDRESS_FIELD_MAX_LENGTH = 200
 
 
 def _address_clean(revision: dict, received: dict | None) -> dict:
-    """A full address: the revision over the received one, checked against its country's rules.
+    """Build the full address from the revision and the received one, and check its country's rules.
 
     The revision must hold known text fields of at most ADDRESS_FIELD_MAX_LENGTH characters.
     Its fields replace the received ones, an empty one clears it, and the received address
@@ -956,7 +956,7 @@ def _address_fields_strip(revision: dict) -> dict:
 
 
 def _address_revised(received: dict | None, revision: dict) -> dict:
-    """The revision over the received address: fields it does not name keep their value.
+    """Lay the revision over the received address; fields it does not name keep their value.
 
     The form has only orders.addresses.REVISION_FIELDS, and an API client may send fewer, so
     replacing the whole address would drop the phone number and the names the channel sent.

@@ -1,7 +1,7 @@
 """A Celery worker keeps its database connection between tasks, and still drops a stale one.
 
 Celery's Django support closes every connection before and after each task unless
-CELERY_DB_REUSE_MAX is set; opening a PostgreSQL connection per order cost about half of a
+CELERY_DB_REUSE_MAX is set. Opening a PostgreSQL connection per order cost about half of a
 worker's throughput. omsguard.celery.database_connections_refresh applies CONN_MAX_AGE and the
 health check before each task instead.
 """
