@@ -58,15 +58,12 @@ def audit_record(
 
 def _audit_entry_build(
     *,
-    action: str,
-    target_type: str,
-    target_id: object,
     actor: AbstractBaseUser | None = None,
     system_label: str = "",
-    reason: str = "",
-    before: Any = None,
-    after: Any = None,
+    target_id: object,
+    **fields: Any,
 ) -> AuditEntry:
+    """Build an unsaved audit entry from audit_record's arguments."""
     if actor is None and not system_label:
         raise ValueError("An audit entry needs either an actor or a system_label.")
 
@@ -74,12 +71,8 @@ def _audit_entry_build(
         actor_kind=ActorKind.USER if actor is not None else ActorKind.SYSTEM,
         actor=actor,
         actor_label=actor.get_username() if actor is not None else system_label,
-        action=action,
-        target_type=target_type,
         target_id=str(target_id),
-        reason=reason,
-        before=before,
-        after=after,
+        **fields,
     )
 
 

@@ -286,14 +286,7 @@ def order_event_add(
     Inside order_events_batched() the event is inserted when that block ends, so the returned
     event has no primary key until then.
     """
-    event = OrderEvent(
-        order=order,
-        kind=kind,
-        message=message,
-        actor_kind=ActorKind.USER if actor is not None else ActorKind.SYSTEM,
-        actor=actor,
-        data=data or {},
-    )
+    event = _order_event_build(order=order, kind=kind, message=message, actor=actor, data=data)
     batch = _batched_events.get()
     if batch is not None:
         batch.append(event)
@@ -340,6 +333,12 @@ def order_event_unsaved(
     """
     if _batched_events.get() is not None:
         return None
+    return _order_event_build(order=order, kind=kind, message=message, actor=actor, data=data)
+
+
+def _order_event_build(
+    *, order: Order, kind: str, message: str, actor: AbstractBaseUser | None, data: dict | None
+) -> OrderEvent:
     return OrderEvent(
         order=order,
         kind=kind,
