@@ -84,7 +84,7 @@ def channel_hold_facts(order: Order) -> dict:
 
 
 def order_facts(order: Order, *, reads: "ProposalReads | None" = None) -> dict:
-    """The order summary the engine and the review queue read.
+    """Summarise the order for the engine and the review queue.
 
     Pass `reads` when the caller already has `proposal_reads` for the order.
     """

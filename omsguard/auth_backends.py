@@ -23,7 +23,7 @@ class SingleQueryModelBackend(ModelBackend):
     `UNION ALL` and caches each under ModelBackend's attribute name.
 
     NOTE: it overrides ModelBackend's private `_get_permissions` and `_aget_permissions`
-    (Django 5.2). The tests that compare both backends' answers catch a change on upgrade.
+    (Django 5.2). The tests that compare both backends' results catch a change on upgrade.
     """
 
     def _get_permissions(self, user_obj, obj, from_name: str) -> set[str]:

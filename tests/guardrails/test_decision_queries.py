@@ -25,12 +25,12 @@ URL = "/api/v1/decisions/"
 # (verdict, action, before, after, confidence, maximum queries of one API request). The limits
 # are what the request costs today with force_authenticate (no token lookup): a new query in
 # the decision path fails here until it is justified and the limit raised. Each is the higher
-# of the PostgreSQL and SQLite counts, leaving out `_orm_fallback_queries`, taken before
-# PostgreSQL wrote an audit entry and its order event with one statement; on PostgreSQL the
-# limit is lower by `_paired_inserts_saved`. An applied substitution cost 44 on PostgreSQL
-# then and costs 45 on SQLite. These tests run in one transaction that never commits, so the
-# configuration cache stores nothing, and each request also reads its stamp (in the channel
-# check's query). test_config_cache.py counts the queries with the cache.
+# of the PostgreSQL and SQLite counts, leaving out `_orm_fallback_queries`. They were taken
+# before PostgreSQL wrote an audit entry and its order event with one statement, so on
+# PostgreSQL the limit is lower by `_paired_inserts_saved`. An applied substitution cost 44
+# on PostgreSQL then and costs 45 on SQLite. These tests run in one transaction that never
+# commits, so the configuration cache stores nothing, and each request also reads its stamp
+# (in the channel check's query). test_config_cache.py counts the queries with the cache.
 CASES = [
     (Verdict.APPLIED, "substitute_sku", *SUBSTITUTION, "0.95", 45),
     (Verdict.QUEUED_FOR_REVIEW, "substitute_sku", *SUBSTITUTION, "0.92", 32),

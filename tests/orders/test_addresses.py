@@ -502,7 +502,7 @@ def test_comparison_adds_row_for_missing_field_still_wrong():
     }
 
 
-def test_unresolved_reasons_include_warnings_that_keep_the_score_low(settings):
+def test_unresolved_reasons_include_low_warnings(settings):
     # A missing name cannot be normalised away; alone it scores 0.95.
     settings.OMSGUARD_ADDRESS_MIN_SCORE = "0.96"
 

@@ -167,7 +167,7 @@ def full_address_item(policies, channel, catalog, post_webhook) -> ReviewItem:
     return ReviewItem.objects.get(kind=ReviewKind.ADDRESS)
 
 
-def test_revise_address_keeps_fields_the_form_does_not_ask_for(full_address_item, cs_manager):
+def test_revise_keeps_phone_and_names(full_address_item, cs_manager):
     revision = {**GOOD_ADDRESS, "province_code": "tx", "country_code": "us"}
 
     item = review_item_revise(item_id=full_address_item.pk, user=cs_manager, revision=revision)
