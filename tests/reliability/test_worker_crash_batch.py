@@ -1,7 +1,7 @@
 """Worker crash: kill -9 the Celery worker in the middle of a batch, restart it, lose nothing.
 
-A batch of deliveries is recorded and queued. A prefork worker (main process and pool child)
-processes them until a quarter of the batch is done. The test then locks the channel row, so
+A quarter of a batch of deliveries is recorded and queued, and a prefork worker (main process
+and pool child) processes it. The test then locks the channel row and records the rest, so
 the worker's next delivery waits inside its transaction, holding that delivery's row lock, and
 kills the worker's whole process group with SIGKILL at that moment. A new worker takes the
 rest of the queue at once, and the task the dead worker had taken but not acknowledged once
@@ -73,14 +73,19 @@ def test_killed_worker_batch_processed_once(shopify_channel, tmp_path):  # noqa:
     _, level = warehouse_stock_set(sku_code=ORDER_SKU, on_hand=BATCH + 10)
     timeout = {"OMSGUARD_BROKER_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)}
 
+    before_kill = int(BATCH * KILL_AFTER_SHARE)
     with queue_for_test() as queue:
-        deliveries = _batch_record(shopify_channel)
+        deliveries = _batch_record(shopify_channel, range(before_kill))
         first = worker_start(
             queue=queue, log_path=tmp_path / "first-worker.log", prefork=True, environment=timeout
         )
         try:
-            _wait_until_processed(first, shopify_channel, count=int(BATCH * KILL_AFTER_SHARE))
+            _wait_until_processed(first, shopify_channel, count=before_kill)
+            # The rest of the batch is recorded only once the channel is locked: a worker
+            # processes ~100 deliveries/s, so a batch queued at the start could be done
+            # before the lock is taken, and then no delivery would be in flight.
             with _channel_row_locked(shopify_channel):
+                deliveries += _batch_record(shopify_channel, range(before_kill, BATCH))
                 _wait_for_lock_waiter(first)
                 in_flight = _deliveries_locked(shopify_channel)
                 worker_kill(first)
@@ -174,9 +179,9 @@ def test_database_errors_dead_letter_after_retries(shopify_channel, tmp_path):  
     assert not Order.objects.exists()
 
 
-def _batch_record(channel: Channel) -> list[Delivery]:
-    """Record the batch as the webhook view does. Each delivery's task is queued on commit."""
-    return [_delivery_record(channel, number) for number in range(BATCH)]
+def _batch_record(channel: Channel, numbers: range) -> list[Delivery]:
+    """Record deliveries as the webhook view does. Each delivery's task is queued on commit."""
+    return [_delivery_record(channel, number) for number in numbers]
 
 
 def _delivery_record(channel: Channel, number: int) -> Delivery:
