@@ -95,6 +95,12 @@ def _permissions_cache(user_obj, rows) -> None:
             own.add(name)
         if source in ("group", "all"):
             from_groups.add(name)
+    permissions_cache_set(user_obj, own=own, from_groups=from_groups)
+
+
+def permissions_cache_set(user_obj, *, own: set[str], from_groups: set[str]) -> None:
+    """Cache a user's own and group permission names ("app_label.codename") where ModelBackend
+    reads them, so the request's permission checks run no query. A cache already set stays."""
     for cache, permissions in (
         (USER_PERMISSIONS_CACHE, own),
         (GROUP_PERMISSIONS_CACHE, from_groups),

@@ -27,7 +27,8 @@ the status line has already been sent.
 
 WebhookMiddlewareChain sends requests under /webhooks/ through a shorter chain, without the
 session, CSRF, authentication, messages, htmx, axes and static-file middleware, which a
-webhook view never uses (see WEBHOOK_MIDDLEWARE).
+webhook view never uses (see WEBHOOK_MIDDLEWARE). ApiTokenMiddlewareChain does the same for
+requests under /api/ that authenticate with an API token (see API_TOKEN_MIDDLEWARE).
 """
 
 import logging
@@ -50,6 +51,7 @@ from django.template.loader import render_to_string
 from django.utils.module_loading import import_string
 from django_prometheus.middleware import PrometheusAfterMiddleware
 from django_prometheus.utils import Time
+from rest_framework import HTTP_HEADER_ENCODING
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +222,67 @@ class WebhookMiddlewareChain:
         if request.path_info.startswith(WEBHOOK_PATH_PREFIX):
             return self.webhook_chain(request)
         return self.get_response(request)
+
+
+# --- Token-authenticated API requests ---------------------------------------------------------
+
+API_PATH_PREFIX = "/api/"
+# The middleware a token request under /api/ runs after ApiTokenMiddlewareChain: the same as a
+# webhook's. DRF's TokenAuthentication either authenticates or rejects (401) every request whose
+# Authorization header starts with its keyword, so SessionAuthentication never reads the
+# session of such a request. Every DRF view is csrf_exempt and enforces CSRF only through
+# SessionAuthentication. Left out as for webhooks: WhiteNoise, sessions, CSRF, authentication
+# (DRF sets request.user), messages, htmx and axes (token checks never call authenticate()).
+# The Content-Security-Policy stays, because /api/docs/ is an HTML page.
+API_TOKEN_MIDDLEWARE = WEBHOOK_MIDDLEWARE
+
+
+class ApiTokenMiddlewareChain:
+    """Send requests under /api/ with `Authorization: Token ...` through API_TOKEN_MIDDLEWARE.
+
+    Any other request, such as a browser's with a session cookie and no token, runs the rest of
+    MIDDLEWARE. The shorter chain is used only while DRF's first default authentication class
+    is a TokenAuthentication, because only then does the token header decide the user.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.keyword = _token_keyword()
+        self.api_chain = _MiddlewareChainHandler(API_TOKEN_MIDDLEWARE).chain
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            self.keyword is not None
+            and request.path_info.startswith(API_PATH_PREFIX)
+            and _authorization_keyword(request) == self.keyword
+        ):
+            return self.api_chain(request)
+        return self.get_response(request)
+
+
+def _token_keyword() -> bytes | None:
+    """Return the lower-case keyword of DRF's first default authentication class, if a token one."""
+    # Imported here: DRF's settings import the authentication classes, which need the apps.
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.settings import api_settings
+
+    classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
+    if not classes or not issubclass(classes[0], TokenAuthentication):
+        return None
+    return classes[0].keyword.lower().encode()
+
+
+def _authorization_keyword(request: HttpRequest) -> bytes | None:
+    """Return the first word of the Authorization header in lower case, split as DRF splits it.
+
+    As DRF's get_authorization_header (3.x) does, the header is split as ISO-8859-1 bytes,
+    so only ASCII whitespace separates words.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", b"")
+    if isinstance(header, str):
+        header = header.encode(HTTP_HEADER_ENCODING)
+    words = header.split(None, 1)
+    return words[0].lower() if words else None
 
 
 class PrometheusAfterMetaMiddleware(PrometheusAfterMiddleware):

@@ -624,3 +624,17 @@ MIDDLEWARE.insert(
 OMSGUARD_QUEUE_SUMMARY_CACHE_SECONDS = env_int("OMSGUARD_QUEUE_SUMMARY_CACHE_SECONDS", 10)
 OMSGUARD_QUEUE_SUMMARY_CACHE_MIN_OPEN = env_int("OMSGUARD_QUEUE_SUMMARY_CACHE_MIN_OPEN", 1000)
 # --- End of review queue counts.
+
+# --- API middleware chain (issue 10, fourth pass) ---
+# Requests under /api/ with "Authorization: Token ..." leave MIDDLEWARE right after the webhook
+# chain, for the same shorter chain (API_TOKEN_MIDDLEWARE in omsguard/middleware.py).
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("omsguard.middleware.WebhookMiddlewareChain") + 1,
+    "omsguard.middleware.ApiTokenMiddlewareChain",
+)
+# API tokens: the token's query also reads its user's permissions (omsguard/api_auth.py).
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "omsguard.api_auth.TokenPermissionsAuthentication",
+    *REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][1:],
+]
+# --- End of API middleware chain.
