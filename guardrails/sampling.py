@@ -39,6 +39,12 @@ def audit_sample_maybe(decision: Decision, *, rng: random.Random | None = None):
     Returns the new ReviewItem, or None when the draw skips the decision or the decision was
     not applied autonomously (not applied, or already linked to a review item). Call inside
     the decision's transaction with its order locked; the item holds nothing.
+
+    The item is opened in a savepoint, so an error while opening it undoes only the item and
+    the caller may keep the decision. Most draws open nothing, so the state is read and the
+    draw made before the savepoint: a skipped decision sends no empty savepoint (2 statements).
+    NOTE: a database error while reading the state (normally from the configuration cache)
+    is outside that savepoint, so on PostgreSQL it also fails the decision's transaction.
     """
     if decision.verdict != Verdict.APPLIED or decision.applied_at is None:
         return None
@@ -49,7 +55,8 @@ def audit_sample_maybe(decision: Decision, *, rng: random.Random | None = None):
     draw = (rng or random).random()
     if draw >= state.rate:
         return None
-    return _audit_sample_open(decision, rate=state.rate)
+    with transaction.atomic():
+        return _audit_sample_open(decision, rate=state.rate)
 
 
 def sampling_state_for(*, action: ActionType) -> SamplingState:

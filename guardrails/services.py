@@ -7,6 +7,7 @@ Then it applies the change (verdict "applied"), opens a review item (queued_for_
 changes nothing (recommendation_only, blocked).
 """
 
+import functools
 import logging
 import time
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.utils import timezone
 
 from orders.models import ActorKind
@@ -114,16 +115,27 @@ def _rows_insert_together(first: Model, second: Model) -> None:
 
 
 def _insert_sql(instance: Model) -> tuple[str, list[Any]]:
-    fields = [field for field in instance._meta.local_concrete_fields if not field.primary_key]
+    sql, fields = _insert_statement(type(instance))
     values = [
         field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
     ]
+    return sql, values
+
+
+@functools.cache
+def _insert_statement(model: type[Model]) -> tuple[str, tuple[Field, ...]]:
+    """Return a model's INSERT without RETURNING, and its fields in column order.
+
+    Built once per model: quoting the names took about a third of the Python calls of
+    `_rows_insert_together`. Only PostgreSQL uses it (see `audit_record_with_event`).
+    """
+    fields = tuple(field for field in model._meta.local_concrete_fields if not field.primary_key)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    table = quote(instance._meta.db_table)
+    table = quote(model._meta.db_table)
     sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608 - as above
-    return sql, values
+    return sql, fields
 
 
 # --- Decisions: proposals from AI agents, judged by the engine, applied or queued -----------
@@ -687,9 +699,9 @@ def _audit_sample_maybe(decision: Decision) -> None:
     from .sampling import audit_sample_maybe
 
     try:
-        # A savepoint: sampling must never cost the applied decision.
-        with transaction.atomic():
-            audit_sample_maybe(decision)
+        # Sampling must never cost the applied decision: audit_sample_maybe opens its item in
+        # a savepoint of its own.
+        audit_sample_maybe(decision)
     except Exception:
         decision.review_item = None
         logger.exception("audit sampling failed", extra={"decision": decision.pk})
