@@ -427,15 +427,24 @@ def known_answer_seed_maybe(
     item copies a random active case of the same kind and gets the approver and deadline a
     real item of the case's action would get on the real item's channel.
     """
+    rng = rng or random
+    if not _seed_drawn(item, rng):
+        return None
+    return _seed_case(item, rng)
+
+
+def _seed_drawn(item: ReviewItem, rng: random.Random) -> bool:
+    """Whether the settings' rate draws a known-answer item beside `item`."""
     from guardrails.selectors import guardrail_settings
 
     if item.known_answer_id is not None or item.kind not in KNOWN_ANSWER_KINDS:
-        return None
+        return False
     rate = guardrail_settings().known_answer_rate
-    rng = rng or random
-    if rate <= 0 or rng.random() >= rate:
-        return None
+    return rate > 0 and rng.random() < rate
 
+
+def _seed_case(item: ReviewItem, rng: random.Random) -> ReviewItem | None:
+    """Seed a random active case of `item`'s kind beside it, or None when there is none."""
     case_ids = list(
         KnownAnswer.objects.filter(kind=item.kind, is_active=True)
         .order_by("pk")
@@ -490,12 +499,15 @@ def known_answer_seed_on_item_open(
 ) -> None:
     if raw or not created or instance.known_answer_id is not None:
         return
-    if instance.kind not in KNOWN_ANSWER_KINDS:
+    # Most draws seed nothing, so the draw comes before the savepoint and a queued decision
+    # sends no empty SAVEPOINT and RELEASE. The draw reads only the engine settings, which a
+    # decision has read already (guardrails.selectors.reads_shared).
+    if not _seed_drawn(instance, random):
         return
     try:
         # A savepoint: seeding must never cost the real item or whatever opened it.
         with transaction.atomic():
-            known_answer_seed_maybe(instance)
+            _seed_case(instance, random)
     except Exception:
         logger.exception("known-answer seeding failed", extra={"review_item": instance.pk})
 

@@ -481,6 +481,24 @@ def test_seed_on_item_open(order):
     ).exists()
 
 
+def test_item_open_sends_no_savepoint_when_the_draw_seeds_nothing(order):
+    """A queued decision skipped by the draw pays for no empty SAVEPOINT and RELEASE."""
+    case_of()
+    rate_set("0")
+
+    with CaptureQueriesContext(connection) as queries:
+        substitution_item(order)
+
+    assert ReviewItem.objects.count() == 1
+    statements = [query["sql"] for query in queries.captured_queries]
+    opened = next(
+        index
+        for index, sql in enumerate(statements)
+        if sql.startswith('INSERT INTO "reviews_reviewitem"')
+    )
+    assert "SAVEPOINT" not in statements[opened + 1], statements[opened:]
+
+
 def test_seed_failure_keeps_real_item(order, monkeypatch, caplog):
     case_of()
     rate_set("1")
