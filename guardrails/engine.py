@@ -11,6 +11,8 @@ The facts are a JSON-ready dict; money and rates are decimal strings:
       "action": "substitute_sku",
       "channel": "shop",
       "order": {"id": 7, "status": "on_hold", "currency": "USD", "total": "44.98",
+                "value": "44.98",        # what limits and bands compare (facts.order_value);
+                                         # facts stored before it existed hold only "total"
                 "customer_tier": "standard", "margin_rate": "0.35" or None,
                 "in_store_pickup": False},
       "item_price": "19.99" or None,     # unit price of the item the action touches
@@ -318,7 +320,7 @@ def _limit_checks(rules: PolicyRules, band: Band | None, facts: dict) -> list[di
             _money_under(
                 "order_value",
                 "Order value",
-                order.get("total"),
+                _order_value(order),
                 order.get("currency"),
                 rules.order_value_under,
                 rules.limits_currency,
@@ -393,10 +395,15 @@ def _money_under(
     return _reason(rule, FAIL, f"{label} {currency} {value_text} is not under {limit_text}.")
 
 
+def _order_value(order: dict) -> object:
+    """The order's value for limits and bands (facts.order_value); older facts hold only a total."""
+    return order.get("value", order.get("total"))
+
+
 def _matching_band(bands: tuple[Band, ...], facts: dict, *, currency: str) -> Band | None:
     order = facts.get("order") or {}
     # Value bands are in the policy's currency; an order in another currency matches none.
-    value = _decimal(order.get("total")) if order.get("currency") == currency else None
+    value = _decimal(_order_value(order)) if order.get("currency") == currency else None
     margin = _decimal(order.get("margin_rate"))
     tier = order.get("customer_tier") or CustomerTier.STANDARD
     for band in bands:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from catalog.models import ListingConstraintKind, Sku
+from omsguard.money import money_round
 from orders.models import Order, OrderLine
 
 from .models import ActionType, CustomerTier
@@ -88,17 +89,32 @@ def order_facts(order: Order, *, reads: "ProposalReads | None" = None) -> dict:
 
     Pass `reads` when the caller already has `proposal_reads` for the order.
     """
+    from .selectors import order_line_costs
+
     listed = reads.priority_listed if reads is not None else None
-    line_costs = reads.line_costs if reads is not None else None
+    line_costs = reads.line_costs if reads is not None else order_line_costs(order)
     return {
         "id": order.pk,
         "status": order.status,
         "currency": order.currency,
         "total": str(order.total),
+        "value": str(order_value(order, line_costs=line_costs)),
         "customer_tier": customer_tier(order, listed=listed),
         "margin_rate": _string_or_none(margin_rate(order, line_costs=line_costs)),
         "in_store_pickup": order.in_store_pickup,
     }
+
+
+def order_value(order: Order, *, line_costs: list) -> Decimal:
+    """The value the order-value limits and bands compare: the larger of the total the source
+    sent and what its lines are worth before discounts.
+
+    A source that sends a total below its lines (by mistake, or to slip under a limit, with or
+    without a matching discount) must not make a large order look small to the guardrails.
+    `line_costs` is `order_line_costs(order)`.
+    """
+    lines = sum((unit_price * quantity for unit_price, quantity, _, _ in line_costs), Decimal("0"))
+    return money_round(max(order.total, lines), order.currency)
 
 
 def customer_tier(order: Order, *, listed: bool | None = None) -> str:
