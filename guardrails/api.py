@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omsguard.api_filters import IdFilter
+from omsguard.api_filters import IdFilter, MultipleChoiceFilter
 from orders.channel_access import CHANNEL_NOT_ALLOWED, channel_limited, channel_scoped
 
 from . import services
@@ -38,7 +38,7 @@ class CanProposeDecisions(permissions.BasePermission):
 class DecisionFilter(django_filters.FilterSet):
     action = django_filters.CharFilter(field_name="action__code")
     channel = django_filters.CharFilter(field_name="channel__code")
-    verdict = django_filters.ChoiceFilter(choices=Verdict.choices)
+    verdict = MultipleChoiceFilter(choices=Verdict.choices)
     model_name = django_filters.CharFilter()
     order = IdFilter(field_name="order_id")
 

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.models import Channel
+from omsguard.api_filters import MultipleChoiceFilter
 from orders.channel_access import (
     CHANNEL_NOT_ALLOWED,
     channel_allowed,
@@ -76,8 +77,8 @@ class ReasonSerializer(serializers.Serializer):
 
 
 class BreakerFilter(django_filters.FilterSet):
-    state = django_filters.ChoiceFilter(choices=BreakerState.choices)
-    scope = django_filters.ChoiceFilter(choices=BreakerScope.choices)
+    state = MultipleChoiceFilter(choices=BreakerState.choices)
+    scope = MultipleChoiceFilter(choices=BreakerScope.choices)
 
     class Meta:
         model = Breaker

@@ -16,7 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omsguard.api_filters import BooleanFilter
+from omsguard.api_filters import BooleanFilter, MultipleChoiceFilter
 from orders.channel_access import channel_scoped
 from orders.models import Order
 
@@ -52,8 +52,8 @@ ERRORS = {
 
 
 class VersionFilter(django_filters.FilterSet):
-    kind = django_filters.ChoiceFilter(choices=VersionKind.choices)
-    status = django_filters.ChoiceFilter(choices=VersionStatus.choices)
+    kind = MultipleChoiceFilter(choices=VersionKind.choices)
+    status = MultipleChoiceFilter(choices=VersionStatus.choices)
     action = django_filters.CharFilter(field_name="action__code")
 
     class Meta:
@@ -62,8 +62,8 @@ class VersionFilter(django_filters.FilterSet):
 
 
 class CanaryFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=CanaryStatus.choices)
-    kind = django_filters.ChoiceFilter(field_name="candidate__kind", choices=VersionKind.choices)
+    status = MultipleChoiceFilter(choices=CanaryStatus.choices)
+    kind = MultipleChoiceFilter(field_name="candidate__kind", choices=VersionKind.choices)
     shadow = BooleanFilter()
 
     class Meta:

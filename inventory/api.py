@@ -7,6 +7,7 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from omsguard.api_filters import MultipleChoiceFilter
 from omsguard.api_parsers import JSONParser
 
 from . import selectors, services
@@ -44,7 +45,7 @@ class StockEventFilter(django_filters.FilterSet):
     source = django_filters.CharFilter()
     sku = django_filters.CharFilter(field_name="sku__code")
     location = django_filters.CharFilter(field_name="location__code")
-    outcome = django_filters.ChoiceFilter(choices=StockEventOutcome.choices)
+    outcome = MultipleChoiceFilter(choices=StockEventOutcome.choices)
 
     class Meta:
         model = StockEvent

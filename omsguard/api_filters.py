@@ -4,15 +4,20 @@ django-filter's own NumberFilter and BooleanFilter are lenient in ways that misl
 A NumberFilter on an id takes "1.5" or "1e300", and the second overflows the database's
 integer. A BooleanFilter treats "yes" or "flase" as no filter at all, so the client gets every
 row. These reject such values with a 400 naming the parameter instead. IsoDateTimeFilter
-rejects a time that does not exist in UTC, which SQLite could not compare.
+rejects a time that does not exist in UTC, which SQLite could not compare, and names the
+unencoded `+` of an offset. MultipleChoiceFilter keeps every value of a repeated parameter, where
+django-filter's ChoiceFilter silently keeps only the last one.
 """
 
+import re
 from datetime import UTC
 
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django_filters.fields import IsoDateTimeField
+from django_filters.fields import MultipleChoiceField as FilterMultipleChoiceField
 
 # The largest id that PostgreSQL's bigint and SQLite's INTEGER can hold.
 MAX_ID = 2**63 - 1
@@ -59,11 +64,20 @@ class UtcIsoDateTimeField(IsoDateTimeField):
     """
 
     default_error_messages = {
+        "invalid": "Enter an ISO 8601 date and time, such as 2026-03-01T09:00:00Z.",
         "outside_utc": "Enter a date and time between 0001-01-01 and 9999-12-31 in UTC.",
+        "unencoded_plus": (
+            "The + of the time zone offset arrived as a space, because an unencoded + in a "
+            "query string means a space. Send it as %%2B, as in %(example)s."
+        ),
     }
 
     def to_python(self, value):
-        parsed = super().to_python(value)
+        try:
+            parsed = super().to_python(value)
+        except ValidationError:
+            self._raise_if_unencoded_plus(value)
+            raise
         if parsed is None:
             return None
         try:
@@ -71,8 +85,78 @@ class UtcIsoDateTimeField(IsoDateTimeField):
         except OverflowError:
             raise ValidationError(self.error_messages["outside_utc"], code="outside_utc") from None
 
+    def _raise_if_unencoded_plus(self, value: object) -> None:
+        """Raise a clear error for a time whose `+` offset was sent unencoded.
+
+        Only a value that parses once its last space is a `+` gets this error, so a time like
+        "2026-03-01 09:00" (a space between date and time) is never mistaken for one. The
+        value is rejected rather than read with the `+`: a client that sends `+` raw sends it
+        raw in every parameter, and a text filter would then silently search for a space.
+        """
+        if not isinstance(value, str):
+            return
+        head, space, offset = value.strip().rpartition(" ")
+        if not space or not re.fullmatch(r"\d{2}(:?\d{2})?", offset):
+            return
+        try:
+            super().to_python(f"{head}+{offset}")
+        except ValidationError:
+            return
+        raise ValidationError(
+            self.error_messages["unencoded_plus"],
+            code="unencoded_plus",
+            # With a T, because a space between date and time would need encoding too.
+            params={"example": f"{head.replace(' ', 'T')}%2B{offset}"},
+        )
+
 
 class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     """django-filter's IsoDateTimeFilter that rejects a time outside the UTC years 1 to 9999."""
 
     field_class = UtcIsoDateTimeField
+
+
+class RepeatedChoiceField(FilterMultipleChoiceField):
+    """Choices from a repeated parameter. An empty value is left out, so `?status=` filters
+    nothing, as for the single-choice filters."""
+
+    default_error_messages = {
+        "invalid_choice": "%(value)s is not a valid choice. Use one of: %(choices)s.",
+    }
+
+    def to_python(self, value) -> list[str]:
+        return [item for item in super().to_python(value) if item != ""]
+
+    def validate(self, value: list[str]) -> None:
+        for item in value:
+            if not self.valid_value(item):
+                raise ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={
+                        # Shortened, because the whole value comes back in the 400's message.
+                        "value": repr(item[:40]) + ("..." if len(item) > 40 else ""),
+                        "choices": ", ".join(str(key) for key, _label in self.choices),
+                    },
+                )
+
+
+class MultipleChoiceFilter(django_filters.MultipleChoiceFilter):
+    """A choice filter that keeps the rows matching any of its values.
+
+    `?outcome=failed&outcome=dead_letter` keeps both outcomes, as one SQL IN. Use it only for
+    a column of the row or of a to-one relation, because it adds no DISTINCT, which a to-many
+    relation would need.
+    """
+
+    field_class = RepeatedChoiceField
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("distinct", False)
+        super().__init__(**kwargs)
+
+    def filter(self, qs: QuerySet, value: list[str]) -> QuerySet:
+        if not value:
+            return qs
+        # Sorted, so the same values always give the same SQL.
+        return self.get_method(qs)(**{f"{self.field_name}__in": sorted(set(value))})

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.models import Channel, ChannelKind
-from omsguard.api_filters import IsoDateTimeFilter
+from omsguard.api_filters import IsoDateTimeFilter, MultipleChoiceFilter
 from omsguard.api_parsers import nul_fields
 from omsguard.api_schema import idempotency_key_parameter
 
@@ -38,7 +38,9 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 150
 
 
 class OrderFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=OrderStatus.choices)
+    """Filters of GET /api/v1/orders/; a repeated `status` keeps orders in any of them."""
+
+    status = MultipleChoiceFilter(choices=OrderStatus.choices)
     channel = django_filters.CharFilter(field_name="channel__code")
     channel_order_id = django_filters.CharFilter()
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -53,10 +55,11 @@ class DeliveryFilter(django_filters.FilterSet):
     """Filters of GET /api/v1/deliveries/, named like the other lists' filters.
 
     `channel` takes a channel code, and the received_at range is `received_after` (inclusive)
-    and `received_before` (exclusive), as on the shipments and returns lists.
+    and `received_before` (exclusive), as on the shipments and returns lists. A repeated
+    `outcome` keeps deliveries with any of the outcomes.
     """
 
-    outcome = django_filters.ChoiceFilter(choices=DeliveryOutcome.choices)
+    outcome = MultipleChoiceFilter(choices=DeliveryOutcome.choices)
     channel = django_filters.CharFilter(field_name="channel__code")
     delivery_id = django_filters.CharFilter(
         help_text="The channel's own id of the delivery, such as Shopify's webhook id."

@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from catalog.models import MAX_INTEGER, Channel
-from omsguard.api_filters import BooleanFilter, IdFilter, IsoDateTimeFilter
+from omsguard.api_filters import BooleanFilter, IdFilter, IsoDateTimeFilter, MultipleChoiceFilter
 from omsguard.api_parsers import JSONParser
 from omsguard.api_schema import idempotency_key_parameter
 from omsguard.money import money_format
@@ -393,7 +393,7 @@ class _FactFilter(django_filters.FilterSet):
 
 
 class ShipmentFilter(_FactFilter):
-    status = django_filters.ChoiceFilter(choices=ShipmentStatus.choices)
+    status = MultipleChoiceFilter(choices=ShipmentStatus.choices)
     shipment_id = django_filters.CharFilter()
     is_duplicate = BooleanFilter()
     shipped_after = IsoDateTimeFilter(field_name="shipped_at", lookup_expr="gte")
@@ -405,8 +405,8 @@ class ShipmentFilter(_FactFilter):
 
 
 class FulfilmentExceptionFilter(_FactFilter):
-    stage = django_filters.ChoiceFilter(choices=FulfilmentStage.choices)
-    reason = django_filters.ChoiceFilter(choices=FulfilmentExceptionReason.choices)
+    stage = MultipleChoiceFilter(choices=FulfilmentStage.choices)
+    reason = MultipleChoiceFilter(choices=FulfilmentExceptionReason.choices)
     occurred_after = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
@@ -421,8 +421,8 @@ class _ReceivedFilter(_FactFilter):
 
 
 class OrderReturnFilter(_ReceivedFilter):
-    reason = django_filters.ChoiceFilter(choices=ReturnReason.choices)
-    attributed_to = django_filters.ChoiceFilter(choices=ReturnAttribution.choices)
+    reason = MultipleChoiceFilter(choices=ReturnReason.choices)
+    attributed_to = MultipleChoiceFilter(choices=ReturnAttribution.choices)
     return_id = django_filters.CharFilter()
 
     class Meta:

@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from omsguard.api_filters import MultipleChoiceFilter
 from orders.channel_access import channel_scoped_any
 
 from . import services
@@ -19,8 +20,10 @@ from .serializers import (
 
 
 class ReviewItemFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=ReviewStatus.choices)
-    kind = django_filters.ChoiceFilter(choices=ReviewKind.choices)
+    """Filters of GET /api/v1/review-items/; a repeated `status` or `kind` keeps any of them."""
+
+    status = MultipleChoiceFilter(choices=ReviewStatus.choices)
+    kind = MultipleChoiceFilter(choices=ReviewKind.choices)
     channel = django_filters.CharFilter(method="filter_channel")
 
     class Meta:

@@ -6,7 +6,7 @@ from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omsguard.api_filters import BooleanFilter, IdFilter, IsoDateTimeFilter
+from omsguard.api_filters import BooleanFilter, IdFilter, IsoDateTimeFilter, MultipleChoiceFilter
 
 from . import labels
 from .label_serializers import ErrorLabelInputSerializer, ErrorLabelSerializer, LabelTermSerializer
@@ -14,7 +14,7 @@ from .models import ErrorLabel, LabelKind, LabelTerm
 
 
 class LabelTermFilter(django_filters.FilterSet):
-    kind = django_filters.ChoiceFilter(choices=LabelKind.choices)
+    kind = MultipleChoiceFilter(choices=LabelKind.choices)
     is_active = BooleanFilter()
 
     class Meta:

@@ -3,7 +3,9 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Channel, ChannelKind
@@ -91,10 +93,29 @@ def listed_ids(response) -> list[str]:
             ["wh-failed"],
         ),
         ({"channel": "shop", "outcome": "processed"}, ["wh-early"]),
+        ({"outcome": ["failed", "dead_letter"]}, ["wh-failed"]),
+        ({"outcome": ["failed", "processed"]}, ["order-4819@2026-03-03", "wh-failed", "wh-early"]),
+        (
+            {"outcome": ["processed", "failed", "processed"], "channel": "shop"},
+            ["wh-failed", "wh-early"],
+        ),
+        ({"outcome": ""}, ["order-4819@2026-03-03", "wh-failed", "wh-early"]),
+        ({"outcome": ["", "failed"]}, ["wh-failed"]),
     ],
 )
 def test_deliveries_filter(manager_client, deliveries, query, expected):
     assert listed_ids(manager_client.get(URL, query)) == expected
+
+
+def test_repeated_outcome_is_one_in(manager_client, deliveries):
+    with CaptureQueriesContext(connection) as queries:
+        response = manager_client.get(URL, {"outcome": ["failed", "dead_letter"]})
+
+    assert response.status_code == 200
+    listing = [query["sql"] for query in queries if '"orders_delivery"."outcome"' in query["sql"]]
+    assert listing, [query["sql"] for query in queries]
+    assert all(" IN (" in sql for sql in listing)
+    assert all("DISTINCT" not in sql for sql in listing)
 
 
 @pytest.mark.parametrize(
@@ -103,9 +124,26 @@ def test_deliveries_filter(manager_client, deliveries, query, expected):
         (
             {"outcome": "done"},
             "outcome",
-            "Select a valid choice. done is not one of the available choices.",
+            "'done' is not a valid choice. Use one of: received, processed, duplicate_order, "
+            "stale_update, failed, dead_letter.",
         ),
-        ({"received_after": "yesterday"}, "received_after", "Enter a valid date/time."),
+        (
+            {"outcome": ["failed", "done"]},
+            "outcome",
+            "'done' is not a valid choice. Use one of: received, processed, duplicate_order, "
+            "stale_update, failed, dead_letter.",
+        ),
+        (
+            {"outcome": "x" * 100},
+            "outcome",
+            f"'{'x' * 40}'... is not a valid choice. Use one of: received, processed, "
+            "duplicate_order, stale_update, failed, dead_letter.",
+        ),
+        (
+            {"received_after": "yesterday"},
+            "received_after",
+            "Enter an ISO 8601 date and time, such as 2026-03-01T09:00:00Z.",
+        ),
         (
             {"received_before": "9999-12-31T23:59:59-14:00"},
             "received_before",
@@ -156,4 +194,43 @@ def test_schema_documents_delivery_filters(manager_client):
         "received_before",
     } <= names
     outcome = next(parameter for parameter in parameters if parameter["name"] == "outcome")
-    assert set(outcome["schema"]["enum"]) == set(DeliveryOutcome.values)
+    assert outcome["schema"]["type"] == "array"
+    assert set(outcome["schema"]["items"]["enum"]) == set(DeliveryOutcome.values)
+    assert outcome["explode"] is True
+
+
+UNENCODED_PLUS_MESSAGE = (
+    "The + of the time zone offset arrived as a space, because an unencoded + in a query "
+    "string means a space. Send it as %2B, as in {example}."
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "example"),
+    [
+        ("2026-03-01T12:00:00+05:00", "2026-03-01T12:00:00%2B05:00"),
+        ("2026-03-01T12:00+0530", "2026-03-01T12:00%2B0530"),
+        ("2026-03-01 12:00:00+05:00", "2026-03-01T12:00:00%2B05:00"),
+    ],
+)
+def test_unencoded_plus_offset_is_400(manager_client, deliveries, raw, example):
+    # Sent as written, without percent-encoding, as a hand-typed curl URL does.
+    response = manager_client.get(f"{URL}?received_after={raw}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "received_after": [UNENCODED_PLUS_MESSAGE.format(example=example)]
+    }
+
+
+def test_encoded_plus_offset_filters(manager_client, deliveries):
+    # 2026-03-02T12:00+05:00 is 07:00 UTC, before the failed delivery at 09:00 UTC.
+    response = manager_client.get(f"{URL}?received_after=2026-03-02T12:00:00%2B05:00")
+
+    assert listed_ids(response) == ["order-4819@2026-03-03", "wh-failed"]
+
+
+def test_space_between_date_and_time_still_reads(manager_client, deliveries):
+    response = manager_client.get(f"{URL}?received_after=2026-03-02+09:00")
+
+    assert listed_ids(response) == ["order-4819@2026-03-03", "wh-failed"]
