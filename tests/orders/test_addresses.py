@@ -399,7 +399,8 @@ def test_reasons_name_field_severity_and_message():
         {
             "code": "postal_code_area_mismatch",
             "field": "zip",
-            "message": "ZIP code '94105' is not used in Texas.",
+            "message": "ZIP code '94105' is not used in Texas but in California. "
+            "Check whether the ZIP code or the state is wrong.",
             "severity": "error",
         },
     ]
@@ -465,7 +466,10 @@ def test_comparison_marks_what_normalising_leaves_wrong():
 
     unresolved = {row["field"]: row["unresolved"] for row in result.comparison()}
     assert result.score == Decimal("0.70")
-    assert unresolved["zip"] == ["ZIP code '94105' is not used in Texas."]
+    assert unresolved["zip"] == [
+        "ZIP code '94105' is not used in Texas but in California. "
+        "Check whether the ZIP code or the state is wrong."
+    ]
     assert unresolved["city"] == []
     assert unresolved["address1"] == []
     assert [reason.code for reason in result.unresolved_reasons()] == ["postal_code_area_mismatch"]

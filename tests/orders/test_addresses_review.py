@@ -70,7 +70,8 @@ def test_low_score_holds_order_and_opens_address_item(channel, catalog, post_web
     reason = {
         "code": "postal_code_area_mismatch",
         "field": "zip",
-        "message": "ZIP code '94105' is not used in Texas.",
+        "message": "ZIP code '94105' is not used in Texas but in California. "
+        "Check whether the ZIP code or the state is wrong.",
         "severity": "error",
     }
     assert order.status == OrderStatus.ON_HOLD
@@ -88,7 +89,8 @@ def test_low_score_holds_order_and_opens_address_item(channel, catalog, post_web
     assert item.kind == ReviewKind.ADDRESS
     assert item.order_line is None
     assert item.reason == (
-        "Shipping address scored 0.70, below 0.80: ZIP code '94105' is not used in Texas."
+        "Shipping address scored 0.70, below 0.80: ZIP code '94105' is not used in Texas "
+        "but in California. Check whether the ZIP code or the state is wrong."
     )
     assert item.source_data == {"shipping_address": WRONG_ZIP_ADDRESS}
     assert item.proposal["score"] == "0.70"
@@ -307,7 +309,8 @@ def test_suggestion_that_leaves_zip_wrong_is_no_correction(
     assert "This is no correction: the suggested address would still score below 0.80" in html
     zip_row = (
         "<td><code>zip</code></td><td>94105</td><td>94105<br>"
-        '<span class="warn">Still wrong: ZIP code &#x27;94105&#x27; is not used in Texas.</span>'
+        '<span class="warn">Still wrong: ZIP code &#x27;94105&#x27; is not used in Texas '
+        "but in California. Check whether the ZIP code or the state is wrong.</span>"
     )
     assert zip_row in html
 

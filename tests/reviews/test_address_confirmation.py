@@ -266,7 +266,10 @@ def test_correct_low_score_keeps_item_open(held_order, mailoutbox, customer):
         "received": "94105",
         "suggested": "33101",
         "changed": True,
-        "unresolved": ["ZIP code '33101' is not used in Texas."],
+        "unresolved": [
+            "ZIP code '33101' is not used in Texas but in Florida. "
+            "Check whether the ZIP code or the state is wrong."
+        ],
     }
     confirmation = AddressConfirmation.objects.get()
     assert confirmation.answer == ConfirmationAnswer.CORRECTED
