@@ -8,15 +8,17 @@ message is the same protocol 2 message that Celery would send.
 import functools
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery, Task, signals
 from celery.utils import uuid
 from celery.utils.nodenames import anon_nodename
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from kombu.exceptions import OperationalError
 
+from omsguard.publish_redis import redis_publish
 from omsguard.queues import route_task
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omsguard.settings")
@@ -34,8 +36,9 @@ class OmsGuardTask(Task):
     A webhook acknowledgement publishes one task, and Celery's send_task took about 1,100 of
     its 3,800 Python function calls (cProfile, Celery 5.7): routing, option merging, config
     lookups, saferepr, a producer from the pool and the queue declaration on every publish.
-    For `delay(<ints>)` this builds the same protocol 2 message itself and hands it to
-    kombu's Producer.publish, in about 400 calls. The first publish to each queue in a
+    For `delay(<ints>)` this builds the same protocol 2 message itself and, on Redis, sends
+    it with omsguard.publish_redis (kombu's Producer.publish for anything that needs more),
+    in about 255 calls. The first publish to each queue in a
     process still goes through Celery, which declares the queue on the broker. Every other
     call goes through Celery unchanged. So does any call where the difference could be seen:
     eager mode, publish signal receivers, sent events, a result backend, task-level options,
@@ -77,12 +80,54 @@ def database_connections_refresh(task: Task | None = None, **kwargs: Any) -> Non
     """Close connections that are too old or broken before a task, as Django does per request.
 
     CELERY_DB_REUSE_MAX keeps connections open between tasks; without this check a worker
-    would keep using a connection the database has dropped. An eager task runs inside its
-    caller's transaction, so it must not touch the connection.
+    would keep using a connection the database has dropped. The health check query is left
+    out for a connection that the previous task finished with less than
+    HEALTH_CHECK_SKIP_SECONDS ago. An eager task runs inside its caller's transaction, so it
+    must not touch the connection.
     """
     if task is not None and task.request.is_eager:
         return
     close_old_connections()
+    _health_check_skip_if_just_used()
+
+
+# Seconds after a task that used a connection without a database error during which the next
+# task does not check that connection with Django's health check query. The check is one
+# SELECT 1 round trip, which took about 6 % of a pool process's time while it drained 800
+# orders back to back (py-spy --idle). A connection that breaks within this window fails the
+# next task's first query instead, and Django closes it after that task (errors_occurred), as
+# it would without the health check. process_delivery retries such a failure, but a task
+# without retries fails once.
+HEALTH_CHECK_SKIP_SECONDS = 1.0
+
+# Per thread: database alias -> time.monotonic() when a task last finished with it healthy.
+_connection_use = threading.local()
+
+
+@signals.task_postrun.connect
+def database_connections_note_use(task: Task | None = None, **kwargs: Any) -> None:
+    """Record which connections a finished task leaves open without a database error."""
+    if task is not None and task.request.is_eager:
+        return
+    now = time.monotonic()
+    _connection_use.finished = {
+        conn.alias: now
+        for conn in connections.all(initialized_only=True)
+        if conn.connection is not None and not conn.errors_occurred
+    }
+
+
+def _health_check_skip_if_just_used() -> None:
+    finished = getattr(_connection_use, "finished", {})
+    _connection_use.finished = {}
+    now = time.monotonic()
+    for conn in connections.all(initialized_only=True):
+        used_at = finished.get(conn.alias)
+        recent = used_at is not None and now - used_at < HEALTH_CHECK_SKIP_SECONDS
+        # close_old_connections has already applied CONN_MAX_AGE and closed a connection
+        # with errors, so only an open connection that the last task used is left as it is.
+        if recent and conn.connection is not None and not conn.errors_occurred:
+            conn.health_check_done = True
 
 
 @dataclass(frozen=True)
@@ -283,6 +328,10 @@ def _publish_direct(task: Task, args: tuple, queue_name: str) -> Any:
 
 
 def _producer_publish(producer: Any, message: dict) -> None:
+    # On Redis, a message kombu would send as is goes out through a held connection with
+    # about half the Python work (omsguard/publish_redis.py); anything else goes to kombu.
+    if redis_publish(producer, message):
+        return
     connection = producer.connection
     try:
         producer.publish(**message)

@@ -7,6 +7,7 @@ the worker tests skip, unless OMSGUARD_REQUIRE_SERVICES=1, as in CI, where they 
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,13 @@ class Worker:
     def log(self) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return f"--- log of worker {self.nodename} (queue {self.queue}) ---\n{text}"
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: bound once to learn a free one, then closed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def services_unavailable(reason: str) -> None:

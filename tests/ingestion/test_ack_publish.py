@@ -22,7 +22,7 @@ from omsguard import ratelimit
 from omsguard.celery import app as celery_app
 from omsguard.queues import INGEST, queue_name
 from orders.tasks import process_delivery, sweep_deliveries
-from tests.workers import queue_for_test, services_unavailable
+from tests.workers import closed_port, queue_for_test, services_unavailable
 
 # Message fields that differ between any two publishes: the task id and kombu's tag.
 PER_MESSAGE_FIELDS = (
@@ -147,11 +147,11 @@ def test_unreachable_broker_raises_operational_error(broker_queue, monkeypatch):
 
     process_delivery.delay(1)
     slot = _slot_for_this_process()
-    monkeypatch.setattr(
-        slot.pool.connections.connection.transport.Channel,
-        "_put",
-        mock.Mock(side_effect=redis.ConnectionError("broker gone")),
+    # The broker stops answering: the channel's connection pool points at a closed port.
+    unreachable = redis.ConnectionPool(
+        host="127.0.0.1", port=closed_port(), socket_connect_timeout=1, socket_timeout=1
     )
+    monkeypatch.setattr(slot.producer.channel, "_pool", unreachable)
 
     with pytest.raises(OperationalError):
         process_delivery.delay(2)

@@ -7,7 +7,6 @@ REDIS_URL; without it they skip (or fail under OMSGUARD_REQUIRE_SERVICES=1).
 """
 
 import json
-import socket
 import uuid
 
 import pytest
@@ -19,7 +18,7 @@ from redis.connection import Connection
 
 from omsguard import publish_redis, ratelimit
 from omsguard.celery import app as celery_app
-from tests.workers import services_unavailable
+from tests.workers import closed_port, services_unavailable
 
 
 @pytest.fixture
@@ -31,12 +30,6 @@ def redis_required():
 @pytest.fixture
 def counter_key(redis_required) -> str:
     return f"ack-held-{uuid.uuid4().hex[:12]}"
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.parametrize(
@@ -85,7 +78,7 @@ def test_counter_survives_closed_connection(counter_key):
 
 
 def test_counter_fails_open_when_redis_unreachable(redis_required, settings):
-    port = _closed_port()
+    port = closed_port()
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -195,7 +188,7 @@ def test_redis_publish_leaves_other_messages_to_kombu(producer, changes):
 def test_redis_publish_unreachable_raises_operational_error(producer, monkeypatch):
     kombu_producer, queue = producer
     unreachable = redis.ConnectionPool(
-        host="127.0.0.1", port=_closed_port(), socket_connect_timeout=1, socket_timeout=1
+        host="127.0.0.1", port=closed_port(), socket_connect_timeout=1, socket_timeout=1
     )
     monkeypatch.setattr(kombu_producer.channel, "_pool", unreachable)
 
