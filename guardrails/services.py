@@ -43,7 +43,7 @@ def audit_record(
     after: Any = None,
 ) -> AuditEntry:
     """Append one audit entry. Pass `actor` for a person, `system_label` for automation."""
-    entry = _audit_entry_build(
+    entry = audit_entry_build(
         action=action,
         target_type=target_type,
         target_id=target_id,
@@ -57,7 +57,7 @@ def audit_record(
     return entry
 
 
-def _audit_entry_build(
+def audit_entry_build(
     *,
     actor: AbstractBaseUser | None = None,
     system_label: str = "",
@@ -90,7 +90,7 @@ def audit_record_with_event(*, audit: dict[str, Any], event: dict[str, Any]) -> 
         audit_record(**audit)
         order_event_add(**event)
         return
-    _rows_insert_together(_audit_entry_build(**audit), order_event)
+    _rows_insert_together(audit_entry_build(**audit), order_event)
 
 
 def _rows_insert_together(first: Model, second: Model) -> None:

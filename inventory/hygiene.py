@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from orders.hygiene import Finding, flag, hold
+from orders.hygiene import Finding, flag, hold, order_lines_are_new
 from orders.models import Order
 
 from .models import Reservation
@@ -16,7 +16,7 @@ def check_stock(*, order: Order) -> list[Finding]:
     Lines of SKUs without any stock level pass untouched. A reservation made on a stale
     snapshot is kept, and a "stale_stock" flag records the snapshot's age on the order.
     """
-    result = order_reserve_stock(order=order)
+    result = order_reserve_stock(order=order, lines_new=order_lines_are_new(order))
 
     findings: list[Finding] = []
     for shortage in result.short:

@@ -40,6 +40,7 @@ from .services import (
     order_release_reservations,
     order_resolve_open_review_items,
     order_version_bump,
+    order_writes_deferred,
 )
 
 ORDER_STATE_CANCELLED = "cancelled"
@@ -118,7 +119,13 @@ def _delivery_apply(*, delivery: Delivery, worker: str) -> Delivery:
         elif canonical.state == ORDER_STATE_INCOMPLETE:
             order_hold_incomplete(order=order)
         else:
-            order_check_hygiene(order=order, lines=lines)
+            # The checks end by writing the order, its audit entry and its events, and then the
+            # delivery is finished. Those writes go to PostgreSQL in one round trip.
+            with order_writes_deferred():
+                order_check_hygiene(order=order, lines=lines)
+                return delivery_finish(
+                    delivery=delivery, outcome=DeliveryOutcome.PROCESSED, worker=worker
+                )
     return delivery_finish(delivery=delivery, outcome=DeliveryOutcome.PROCESSED, worker=worker)
 
 
@@ -260,15 +267,16 @@ def order_check_hygiene(*, order: Order, lines: list[OrderLine] | None = None) -
     """Run the hygiene checks, record their flags, and hold the order or mark it ready.
 
     `lines` are the order's lines with their SKUs, in position order, when the caller has
-    them because it just created them. Otherwise they are read once here. The checks share
-    them instead of each reading them again.
+    them because it just inserted them in this transaction. The stock check then skips
+    reading their reservations, because none can exist yet. Otherwise they are read here.
+    The checks share them instead of each reading them again.
 
     The order passes through "validated" in memory only: its status, with the fields the
     checks set (CHECKED_FIELDS), is written once at the end, inside the same transaction,
     so no other transaction could have seen the intermediate write.
     """
     order.status = OrderStatus.VALIDATED
-    with order_lines_shared(order, lines), order_events_batched():
+    with order_lines_shared(order, lines, lines_new=lines is not None), order_events_batched():
         findings = order_run_hygiene(order=order)
         holds = [finding for finding in findings if finding["severity"] == "hold"]
         flags = [finding for finding in findings if finding["severity"] == "flag"]

@@ -5,17 +5,21 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connections, router, transaction
-from django.db.models import Model
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db.models import Model, signals
+from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.models.sql.compiler import SQLInsertCompiler
 from django.utils import timezone
 
 from catalog.models import Channel, Sku
 from catalog.sql_rows import instances_insert
-from guardrails.services import audit_record
+from guardrails.models import AuditEntry
+from guardrails.services import audit_entry_build, audit_record
 
 from .models import (
     ActorKind,
@@ -160,7 +164,7 @@ def delivery_finish(*, delivery: Delivery, outcome: str, worker: str, error: str
     delivery.error = error
     delivery.processed_at = timezone.now()
     delivery.processed_by = worker
-    delivery.save(update_fields=["outcome", "error", "processed_at", "processed_by", "attempts"])
+    _save_or_defer(delivery, ["outcome", "error", "processed_at", "processed_by", "attempts"])
     if outcome in (DeliveryOutcome.FAILED, DeliveryOutcome.DEAD_LETTER):
         # Imported here because reviews.services imports this module.
         from reviews.services import review_item_open_delivery_failed
@@ -318,6 +322,141 @@ def order_events_batched() -> Iterator[None]:
         instances_insert(batch)
 
 
+# While order_writes_deferred() runs: the writes queued to be sent when it ends.
+_deferred_writes: ContextVar[list["_DeferredWrite"] | None] = ContextVar(
+    "deferred_writes", default=None
+)
+
+
+@dataclass(frozen=True)
+class _DeferredWrite:
+    sql: str
+    params: Sequence[Any]
+    # An INSERT's new instances, which get their primary keys from its RETURNING rows.
+    inserted: Sequence[Model] = ()
+    # An UPDATE's instance, whose row it must find, as save(update_fields=...) checks.
+    updated: Model | None = None
+
+
+@contextmanager
+def order_writes_deferred() -> Iterator[None]:
+    """Send the last writes of processing an order in one round trip when the block ends.
+
+    Inside the block, order_hold, order_flag and order_mark_ready queue their UPDATE of the
+    order and their automated audit entry, and delivery_finish its UPDATE of the delivery.
+    When the block ends, those statements and the INSERT of the enclosing
+    order_events_batched() block's events go to PostgreSQL as one query of several
+    statements, in the order they were queued. Each statement carries the values of the
+    moment it was queued, and an UPDATE that finds no row raises DatabaseError as save()
+    does. When the block raises, nothing queued is sent.
+
+    Only for the end of a piece of work: the block must not read back, or write by any
+    other path, the rows whose writes it queued. Several statements in one query need
+    psycopg's client-side binding, Django's default. With server_side_binding, on other
+    databases, or when a model has pre_save or post_save receivers, writes run at once.
+    """
+    connection = connections[router.db_for_write(Order)]
+    if _deferred_writes.get() is not None or not _client_side_binding(connection):
+        yield
+        return
+    writes: list[_DeferredWrite] = []
+    token = _deferred_writes.set(writes)
+    try:
+        yield
+    finally:
+        _deferred_writes.reset(token)
+    events = _batched_events.get()
+    if events:
+        writes.append(_insert_write(list(events), connection))
+        events.clear()
+    if writes:
+        _writes_send(writes, connection)
+
+
+def _client_side_binding(connection: Any) -> bool:
+    options = connection.settings_dict.get("OPTIONS", {})
+    return connection.vendor == "postgresql" and not options.get("server_side_binding")
+
+
+def _save_or_defer(instance: Model, update_fields: list[str]) -> None:
+    """save(update_fields=...) now, or queued inside order_writes_deferred()."""
+    writes = _deferred_writes.get()
+    model = type(instance)
+    if writes is None or _has_save_receivers(model):
+        instance.save(update_fields=update_fields)
+        return
+    connection = connections[router.db_for_write(model)]
+    # save() takes update_fields as a set; one UPDATE must not set a column twice.
+    fields = [model._meta.get_field(name) for name in dict.fromkeys(update_fields)]
+    query = UpdateQuery(model)
+    # What Model._save_table passes to the UPDATE: pre_save sets auto_now fields.
+    query.add_update_fields([(field, None, field.pre_save(instance, False)) for field in fields])
+    query.add_filter("pk", instance.pk)
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    writes.append(_DeferredWrite(sql=sql, params=params, updated=instance))
+
+
+def _audit_record_or_defer(
+    *, actor: AbstractBaseUser | None = None, system_label: str = "", **audit: Any
+) -> None:
+    """audit_record now, or queued inside order_writes_deferred() for an automated entry."""
+    writes = _deferred_writes.get()
+    if writes is None or actor is not None or not system_label or _has_save_receivers(AuditEntry):
+        audit_record(actor=actor, system_label=system_label, **audit)
+        return
+    entry = audit_entry_build(actor=None, system_label=system_label, **audit)
+    writes.append(_insert_write([entry], connections[router.db_for_write(AuditEntry)]))
+
+
+def _has_save_receivers(model: type[Model]) -> bool:
+    return signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model)
+
+
+def _insert_write(instances: list[Model], connection: Any) -> _DeferredWrite:
+    """Build one multi-row INSERT ... RETURNING of new instances of one model."""
+    opts = instances[0]._meta
+    fields = [
+        field
+        for field in opts.concrete_fields
+        if not field.generated and field is not opts.auto_field
+    ]
+    query = InsertQuery(type(instances[0]))
+    query.insert_values(fields, instances)
+    # The generic compiler, as instances_insert uses: VALUES rows instead of UNNEST arrays.
+    compiler = SQLInsertCompiler(query, connection, connection.alias)
+    compiler.returning_fields = opts.db_returning_fields
+    ((sql, params),) = compiler.as_sql()
+    return _DeferredWrite(sql=sql, params=params, inserted=instances)
+
+
+def _writes_send(writes: list[_DeferredWrite], connection: Any) -> None:
+    sql = ";\n".join(write.sql for write in writes)
+    params = [param for write in writes for param in write.params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for index, write in enumerate(writes):
+            if index:
+                cursor.nextset()
+            _write_result_apply(write, cursor, connection)
+
+
+def _write_result_apply(write: _DeferredWrite, cursor: Any, connection: Any) -> None:
+    if write.updated is not None and cursor.rowcount != 1:
+        raise DatabaseError(
+            f"Deferred update of {type(write.updated).__name__} {write.updated.pk} failed: "
+            f"it matched {cursor.rowcount} rows instead of 1."
+        )
+    if not write.inserted:
+        return
+    rows = cursor.fetchall()
+    returning = write.inserted[0]._meta.db_returning_fields
+    for instance, row in zip(write.inserted, rows, strict=True):
+        for value, field in zip(row, returning, strict=True):
+            setattr(instance, field.attname, value)
+        instance._state.adding = False
+        instance._state.db = connection.alias
+
+
 def order_event_unsaved(
     *,
     order: Order,
@@ -398,11 +537,11 @@ def order_hold(
     before = {"status": order.status, "hold_reasons": order.hold_reasons}
     order.status = OrderStatus.ON_HOLD
     order.hold_reasons = reasons
-    order.save(update_fields=["status", "hold_reasons", *also_save, "updated_at"])
+    _save_or_defer(order, ["status", "hold_reasons", *also_save, "updated_at"])
 
     summary = "; ".join(reason["message"] for reason in reasons)
     order_event_add(order=order, kind="order.held", message=f"Held: {summary}", actor=actor)
-    audit_record(
+    _audit_record_or_defer(
         action="order.held",
         target_type="order",
         target_id=order.pk,
@@ -425,7 +564,7 @@ def order_flag(*, order: Order, flags: list[dict], also_save: Sequence[str] = ()
     `also_save` names more fields the caller changed, written in the same UPDATE.
     """
     order.flags = [*order.flags, *flags]
-    order.save(update_fields=["flags", *also_save, "updated_at"])
+    _save_or_defer(order, ["flags", *also_save, "updated_at"])
     for finding in flags:
         order_event_add(order=order, kind="order.flagged", message=finding["message"], data=finding)
     logger.info("order flagged", extra={"order": order.pk, "flags": [f["code"] for f in flags]})
@@ -446,11 +585,11 @@ def order_mark_ready(
     was_held = order.status == OrderStatus.ON_HOLD
     order.status = OrderStatus.READY
     order.hold_reasons = []
-    order.save(update_fields=["status", "hold_reasons", *also_save, "updated_at"])
+    _save_or_defer(order, ["status", "hold_reasons", *also_save, "updated_at"])
 
     message = "Hold released; ready for fulfilment." if was_held else "Ready for fulfilment."
     order_event_add(order=order, kind="order.ready", message=message, actor=actor)
-    audit_record(
+    _audit_record_or_defer(
         action="order.released" if was_held else "order.ready",
         target_type="order",
         target_id=order.pk,

@@ -73,18 +73,27 @@ def order_run_hygiene(*, order: Order) -> list[Finding]:
 # Order fields the checks set in memory; order_check_hygiene saves them with the status.
 CHECKED_FIELDS = ("carrier_service", "address_score", "address_reasons")
 LINES_CACHE = "lines"
+# Instance attribute set while order_lines_shared shares lines inserted in this transaction.
+LINES_NEW_ATTRIBUTE = "_hygiene_lines_new"
 
 
 @contextmanager
-def order_lines_shared(order: Order, lines: list[OrderLine] | None = None) -> Iterator[None]:
+def order_lines_shared(
+    order: Order, lines: list[OrderLine] | None = None, *, lines_new: bool = False
+) -> Iterator[None]:
     """Let every `order.lines.all()` inside the block return these lines without a query.
 
     `lines` must be all of the order's lines with their SKUs, in position order; without
     them they are read here with one query. The lines are forgotten when the block ends, so
-    later reads of the order see its lines as they are then.
+    later reads of the order see its lines as they are then. `lines_new` says that the lines
+    were inserted in this transaction just before the checks, so no stock is reserved for
+    them yet (order_lines_are_new).
     """
+    if lines_new and lines is None:
+        raise ValueError("lines_new=True needs the lines that were just inserted.")
     cache = order.__dict__.setdefault("_prefetched_objects_cache", {})
     previous = cache.pop(LINES_CACHE, None)
+    previous_new = order.__dict__.pop(LINES_NEW_ATTRIBUTE, False)
     if lines is None:
         queryset = OrderLine.objects.select_related("sku").order_by("position")
         prefetch_related_objects([order], Prefetch(LINES_CACHE, queryset=queryset))
@@ -94,9 +103,16 @@ def order_lines_shared(order: Order, lines: list[OrderLine] | None = None) -> It
         queryset._result_cache = list(lines)
         queryset._prefetch_done = True
         cache[LINES_CACHE] = queryset
+    order.__dict__[LINES_NEW_ATTRIBUTE] = lines_new
     try:
         yield
     finally:
         cache.pop(LINES_CACHE, None)
+        order.__dict__[LINES_NEW_ATTRIBUTE] = previous_new
         if previous is not None:
             cache[LINES_CACHE] = previous
+
+
+def order_lines_are_new(order: Order) -> bool:
+    """Return whether the order's shared lines were inserted in this transaction (see above)."""
+    return order.__dict__.get(LINES_NEW_ATTRIBUTE, False)

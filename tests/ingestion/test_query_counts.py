@@ -20,13 +20,13 @@ pytestmark = pytest.mark.django_db
 # delivery. Later acks of the same channel only INSERT (tests/ingestion/test_ack_channel_cache.py).
 ACK_QUERIES = 2
 # SAVEPOINT, lock the delivery with its channel's hold state, INSERT the order, find the
-# lines' SKUs, INSERT the lines; priority customers with the routing counts, active
-# reservations with the stock levels (one statement), carrier mapping; UPDATE the order,
-# INSERT the audit entry, INSERT the events, UPDATE the delivery, RELEASE. Other databases
-# than PostgreSQL read the priority customers and the routing counts with two queries, and
-# the reservations and the stock levels with two more.
-PROCESSING_QUERIES = 13
-PROCESSING_QUERIES_NOT_POSTGRESQL = 15
+# lines' SKUs, INSERT the lines; priority customers with the routing counts, the stock levels
+# (the new lines cannot have reservations yet), carrier mapping; then one query of four
+# statements (UPDATE the order, INSERT the audit entry, INSERT the events, UPDATE the
+# delivery), RELEASE. Other databases than PostgreSQL read the priority customers and the
+# routing counts with two queries, and send the last four statements one by one.
+PROCESSING_QUERIES = 10
+PROCESSING_QUERIES_NOT_POSTGRESQL = 14
 
 SKUS = ("TEE-CLASSIC-BLK-M", "TEE-CLASSIC-WHT-M", "MUG-ENAMEL-NVY-OS")
 

@@ -1,4 +1,4 @@
-"""The one-statement stock level lock of reservations against the ORM queries it replaced."""
+"""The hand-written stock level lock of reservations against the ORM queries it replaced."""
 
 import threading
 
@@ -13,7 +13,7 @@ from inventory.reservations import (
     _unreserved_levels_lock_sql,
     order_line_reserve_stock,
 )
-from orders.hygiene import order_lines_shared
+from orders.hygiene import order_lines_are_new, order_lines_shared
 from orders.models import OrderLine
 from tests.inventory.conftest import MUG, TEE, TEE_WHITE
 
@@ -78,7 +78,7 @@ def test_levels_lock_sql_without_levels(catalog, locations, place_order):
 
 
 @needs_postgres
-def test_stock_check_untracked_is_one_statement(catalog, locations, place_order):
+def test_stock_check_reads_reservations_then_levels(catalog, locations, place_order):
     order = place_order((TEE, 1), (MUG, 1))
 
     with (
@@ -88,8 +88,48 @@ def test_stock_check_untracked_is_one_statement(catalog, locations, place_order)
     ):
         findings = check_stock(order=order)
 
+    statements = [query["sql"] for query in queries.captured_queries]
     assert findings == []
-    assert len(queries) == 1
+    assert len(statements) == 2
+    assert statements[0].startswith('SELECT "order_line_id" FROM "inventory_reservation"')
+    assert statements[1].startswith('SELECT "sl"."id"')
+
+
+@needs_postgres
+def test_stock_check_new_lines_skip_reservations(catalog, locations, set_stock, place_order):
+    order = place_order((TEE, 1), (MUG, 1))
+    set_stock(TEE, "WH", 5)
+    lines = _lines(order)
+
+    with (
+        transaction.atomic(),
+        order_lines_shared(order, lines, lines_new=True),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        check_stock(order=order)
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert order.reservations.count() == 1
+    assert statements[0].startswith('SELECT "sl"."id"')
+    assert "inventory_reservation" not in statements[0]
+    assert statements[1].startswith('UPDATE "inventory_stocklevel"')
+
+
+def test_lines_new_flag_lasts_only_for_the_block(catalog, place_order):
+    order = place_order((TEE, 1))
+    lines = _lines(order)
+
+    with order_lines_shared(order, lines, lines_new=True):
+        assert order_lines_are_new(order)
+        with order_lines_shared(order):
+            assert not order_lines_are_new(order)
+        assert order_lines_are_new(order)
+    assert not order_lines_are_new(order)
+    with (
+        pytest.raises(ValueError, match="lines_new=True needs the lines"),
+        order_lines_shared(order, lines_new=True),
+    ):
+        pass
 
 
 @needs_postgres
@@ -106,8 +146,9 @@ def test_stock_check_reads_once_before_writing(catalog, locations, set_stock, pl
 
     statements = [query["sql"] for query in queries.captured_queries]
     assert order.reservations.count() == 1
-    assert statements[0].startswith("WITH already AS")
-    assert statements[1].startswith('UPDATE "inventory_stocklevel"')
+    assert statements[0].startswith('SELECT "order_line_id"')
+    assert statements[1].startswith('SELECT "sl"."id"')
+    assert statements[2].startswith('UPDATE "inventory_stocklevel"')
 
 
 @needs_postgres
