@@ -365,6 +365,11 @@ class Order(models.Model):
             )
         ]
         ordering = ["-created_at"]
+        indexes = [
+            # A channel's latest orders: the routing check reads its last 500 for each new
+            # order (orders.hygiene.escalation), which otherwise sorts the whole channel.
+            models.Index(fields=["channel", "-created_at"], name="order_channel_recent_idx"),
+        ]
         permissions = [
             ("ingest_any_channel", "Can post canonical orders for any channel"),
             ("export_history", "Can export order history"),
