@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from catalog.models import Sku
+from omsguard.json_fields import StrictIntegerField
 
 from .models import (
     InventoryDiscrepancy,
@@ -14,17 +15,6 @@ from .selectors import level_availability
 # Larger deltas or counts are typing errors, and would overflow the on-hand column.
 MAX_EVENT_QUANTITY = 1_000_000_000
 MAX_VERSION = 2**63 - 1
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """An integer that must arrive as a JSON number without a fraction: never "5", 5.0 or true."""
-
-    default_error_messages = {"invalid": "A JSON integer is required."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class StockEventInputSerializer(serializers.Serializer):

@@ -182,6 +182,9 @@ def text(value: Any, field_name: str = "value") -> str:
 # Limits of the columns a canonical order is stored in (see orders.models).
 MAX_AMOUNT = Decimal("1e11")
 MAX_QUANTITY = 1_000_000
+# As many lines as a shipment may carry (orders.fulfilment_api). Each line can open a review
+# item and a recommender run, so a larger order is a broken or hostile source, not a sale.
+MAX_LINES = 500
 # Longer than any carrier label field; such a value is a broken payload, not an address.
 # Address fields that hold codes, stored in capitals whatever case the channel sent.
 ADDRESS_CODE_FIELDS = ("country_code", "province_code")
@@ -263,6 +266,10 @@ def check_order_limits(order: CanonicalOrder) -> None:
         for key, value in (getattr(order, field_name) or {}).items():
             _check_length(value, MAX_ADDRESS_FIELD, f"{field_name}.{key}")
 
+    if len(order.lines) > MAX_LINES:
+        raise AdapterError(
+            "line_items", f"more than {MAX_LINES} lines ({len(order.lines)}); split the order"
+        )
     for line in order.lines:
         prefix = f"line_items[{line.position - 1}]"
         for name, limit in LINE_TEXT_LIMITS.items():

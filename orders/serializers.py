@@ -1,12 +1,20 @@
+import re
+from datetime import UTC
 from decimal import Decimal, InvalidOperation
 
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from catalog.models import ExternalIdKind
+from omsguard.json_fields import (
+    ExactFieldsMixin,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+)
 from omsguard.money import is_currency, minor_units, money_format
 
-from .canonical import MAX_AMOUNT, MAX_QUANTITY
+from .canonical import MAX_AMOUNT, MAX_LINES, MAX_QUANTITY
 from .models import Delivery, Order, OrderLine
 
 
@@ -121,72 +129,97 @@ class DeliverySerializer(serializers.ModelSerializer):
 # Input of POST /api/v1/orders/: the canonical order format (samples/canonical/README.md).
 
 
+# ASCII digits with an optional fraction. Decimal() alone would also take " 12.34", "+12.34",
+# "1e3" and digits of other scripts, which no source means to send as an amount.
+AMOUNT_FORMAT = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
 class AmountField(serializers.CharField):
     """A non-negative decimal amount sent as a JSON string; floats are rejected."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             raise serializers.ValidationError('Send the amount as a string, e.g. "12.34".')
         value = super().to_internal_value(data)
+        if value.startswith("-") and AMOUNT_FORMAT.fullmatch(value[1:]):
+            raise serializers.ValidationError("Must be a non-negative decimal number.")
+        if not AMOUNT_FORMAT.fullmatch(value):
+            raise serializers.ValidationError(
+                f'Not a decimal number: {value[:40]!r}. Use digits and a point, e.g. "12.34".'
+            )
         try:
             amount = Decimal(value)
         except InvalidOperation:
-            raise serializers.ValidationError(f"Not a decimal number: {value!r}.") from None
-        if not amount.is_finite() or amount < 0:
-            raise serializers.ValidationError("Must be a non-negative decimal number.")
+            raise serializers.ValidationError(f"Not a decimal number: {value[:40]!r}.") from None
         if abs(amount) >= MAX_AMOUNT:
             raise serializers.ValidationError(f"Must be less than {MAX_AMOUNT:f}.")
         return value
 
 
-class TimestampField(serializers.CharField):
-    """An ISO 8601 timestamp that must carry a UTC offset."""
+class TimestampField(StrictCharField):
+    """An ISO 8601 timestamp that must carry a UTC offset and exist in UTC."""
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        parsed = parse_datetime(value) if value else None
+        try:
+            parsed = parse_datetime(value) if value else None
+        except ValueError:
+            # Well formed but impossible: February 30th, an offset of +25:00.
+            raise serializers.ValidationError(
+                f"Not a real date and time: {value[:40]!r}."
+            ) from None
         if parsed is None or parsed.tzinfo is None:
             raise serializers.ValidationError(
                 "Use an ISO 8601 timestamp with a UTC offset, e.g. 2024-11-18T10:24:05-08:00."
             )
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:
+            # 0001-01-01T00:00:00+14:00 lies before the first moment a timestamp can hold.
+            raise serializers.ValidationError(
+                f"Out of range once converted to UTC: {value[:40]!r}."
+            ) from None
         return value
 
 
-class CanonicalCustomerSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=300, allow_blank=True)
+class CanonicalCustomerSerializer(ExactFieldsMixin, serializers.Serializer):
+    name = StrictCharField(max_length=300, allow_blank=True)
     email = serializers.EmailField(allow_blank=True)
-    id = serializers.CharField(max_length=100, allow_blank=True, required=False)
+    id = StrictCharField(max_length=100, allow_blank=True, required=False)
 
 
-class CanonicalAddressSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=300, allow_blank=True)
-    address1 = serializers.CharField(max_length=300)
-    address2 = serializers.CharField(max_length=300, allow_blank=True, allow_null=True)
-    city = serializers.CharField(max_length=200)
-    region = serializers.CharField(max_length=100, allow_blank=True)
-    postal_code = serializers.CharField(max_length=32, allow_blank=True)
+class CanonicalAddressSerializer(ExactFieldsMixin, serializers.Serializer):
+    name = StrictCharField(max_length=300, allow_blank=True)
+    address1 = StrictCharField(max_length=300)
+    address2 = StrictCharField(max_length=300, allow_blank=True, allow_null=True)
+    city = StrictCharField(max_length=200)
+    region = StrictCharField(max_length=100, allow_blank=True)
+    postal_code = StrictCharField(max_length=32, allow_blank=True)
     country_code = serializers.RegexField(
         r"^[A-Z]{2}$", error_messages={"invalid": "Use an ISO 3166-1 alpha-2 code, e.g. US."}
     )
-    phone = serializers.CharField(max_length=64, allow_blank=True, allow_null=True)
+    phone = StrictCharField(max_length=64, allow_blank=True, allow_null=True)
 
 
-class CanonicalShippingSerializer(serializers.Serializer):
-    carrier_code = serializers.CharField(max_length=200, allow_blank=True)
-    method = serializers.CharField(max_length=200, allow_blank=True)
+class CanonicalShippingSerializer(ExactFieldsMixin, serializers.Serializer):
+    carrier_code = StrictCharField(max_length=200, allow_blank=True)
+    method = StrictCharField(max_length=200, allow_blank=True)
     amount = AmountField()
 
 
-class CanonicalExternalIdSerializer(serializers.Serializer):
+class CanonicalExternalIdSerializer(ExactFieldsMixin, serializers.Serializer):
     id_kind = serializers.ChoiceField(choices=[ExternalIdKind.SKU.value])
-    id = serializers.CharField(max_length=200)
+    id = StrictCharField(max_length=200)
 
 
-class CanonicalLineSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=64, required=False)
+class CanonicalLineSerializer(ExactFieldsMixin, serializers.Serializer):
+    sku = StrictCharField(max_length=64, required=False)
     external = CanonicalExternalIdSerializer(required=False)
-    title = serializers.CharField(max_length=500)
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+    title = StrictCharField(max_length=500)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
     unit_price = AmountField()
 
     def validate(self, attrs):
@@ -195,26 +228,31 @@ class CanonicalLineSerializer(serializers.Serializer):
         return attrs
 
 
-class CanonicalOrderInputSerializer(serializers.Serializer):
-    channel = serializers.CharField(max_length=50)
-    channel_order_id = serializers.CharField(max_length=100)
-    order_number = serializers.CharField(max_length=100, allow_blank=True)
-    currency = serializers.CharField(max_length=3)
+class CanonicalOrderInputSerializer(ExactFieldsMixin, serializers.Serializer):
+    channel = StrictCharField(max_length=50)
+    channel_order_id = StrictCharField(max_length=100)
+    order_number = StrictCharField(max_length=100, allow_blank=True)
+    currency = StrictCharField(max_length=3)
     placed_at = TimestampField()
     updated_at = TimestampField(required=False)
     state = serializers.ChoiceField(choices=["open", "cancelled", "incomplete"], required=False)
-    in_store_pickup = serializers.BooleanField(required=False)
+    in_store_pickup = StrictBooleanField(required=False)
     customer = CanonicalCustomerSerializer()
     shipping_address = CanonicalAddressSerializer(allow_null=True)
     billing_address = CanonicalAddressSerializer(allow_null=True)
     shipping = CanonicalShippingSerializer()
-    lines = CanonicalLineSerializer(many=True, allow_empty=False)
+    lines = CanonicalLineSerializer(
+        many=True,
+        allow_empty=False,
+        max_length=MAX_LINES,
+        error_messages={"max_length": f"At most {MAX_LINES} lines per order; split larger ones."},
+    )
     subtotal = AmountField()
     shipping_total = AmountField()
     tax_total = AmountField()
     discount_total = AmountField()
     total = AmountField()
-    tags = serializers.ListField(child=serializers.CharField(max_length=100), max_length=50)
+    tags = serializers.ListField(child=StrictCharField(max_length=100), max_length=50)
 
     def validate_currency(self, value: str) -> str:
         if not is_currency(value):

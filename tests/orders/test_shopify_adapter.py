@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from orders.adapters.shopify import parse_order
-from orders.canonical import AdapterError, check_order_limits
+from orders.canonical import MAX_LINES, AdapterError, check_order_limits
 from tests.conftest import SAMPLES, order_payload
 
 
@@ -173,3 +173,16 @@ def test_huge_values_are_cut_in_errors():
     assert len(text.value.reason) < 120
     assert number.value.reason.endswith("... (4,200 characters)")
     assert len(number.value.reason) < 120
+
+
+def test_more_lines_than_the_limit_fail_naming_line_items():
+    line = order_payload()["line_items"][0]
+    at_limit = parse_order(order_payload(lines=[line] * MAX_LINES))
+    over = parse_order(order_payload(lines=[line] * (MAX_LINES + 1)))
+
+    check_order_limits(at_limit)
+    with pytest.raises(AdapterError) as error:
+        check_order_limits(over)
+
+    assert error.value.field == "line_items"
+    assert error.value.reason == f"more than {MAX_LINES} lines ({MAX_LINES + 1}); split the order"
