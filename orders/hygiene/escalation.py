@@ -169,15 +169,24 @@ def _order_value(order: Order) -> list[Finding]:
     # are compared; a large order in another currency gets no flag.
     currency = settings.OMSGUARD_ESCALATION_CURRENCY
     limit = Decimal(settings.OMSGUARD_ESCALATION_ORDER_VALUE)
-    if order.currency != currency or order.total <= limit:
+    if order.currency != currency:
         return []
-    message = (
-        f"Order total {money_format(order.total, currency)} {currency} is above the "
-        f"escalation limit {limit}"
-    )
     # Rounded to the currency, so an order read back from the database compares equal.
     total = money_round(order.total, currency)
-    data = {"total": str(total), "limit": str(limit), "currency": currency}
+    value = max(total, money_round(_lines_value(order), currency))
+    if value <= limit:
+        return []
+    if value == total:
+        message = (
+            f"Order total {money_format(total, currency)} {currency} is above the "
+            f"escalation limit {limit}"
+        )
+    else:
+        message = (
+            f"Order lines worth {money_format(value, currency)} {currency} are above the "
+            f"escalation limit {limit}, though the total sent is {money_format(total, currency)}"
+        )
+    data = {"total": str(total), "value": str(value), "limit": str(limit), "currency": currency}
     findings = [flag("order_value", message, data=data)]
     findings.extend(
         _escalate(
@@ -188,6 +197,12 @@ def _order_value(order: Order) -> list[Finding]:
         )
     )
     return findings
+
+
+def _lines_value(order: Order) -> Decimal:
+    """What the order's lines are worth before discounts: a source that sends a total below
+    them (by mistake, or to slip under the limit) must not skip the high-value review."""
+    return sum((line.unit_price * line.quantity for line in order.lines.all()), Decimal("0"))
 
 
 def _priority_customer(order: Order, priority_ids: list[int] | None) -> list[Finding]:

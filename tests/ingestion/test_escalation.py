@@ -49,7 +49,12 @@ def test_high_value_order_is_held_for_release(channel, catalog, post_webhook, se
         "Order total 44.98 USD is above the escalation limit 40; a person releases "
         "high-value orders before fulfilment."
     )
-    assert item.source_data == {"total": "44.98", "limit": "40", "currency": "USD"}
+    assert item.source_data == {
+        "total": "44.98",
+        "value": "44.98",
+        "limit": "40",
+        "currency": "USD",
+    }
     assert item.proposal == {"action": "release"}
     assert order.hold_reasons == [
         {
@@ -60,6 +65,29 @@ def test_high_value_order_is_held_for_release(channel, catalog, post_webhook, se
         }
     ]
     assert order.events.filter(kind="review.opened", data__review_item=item.pk).exists()
+
+
+def test_total_below_the_lines_is_held_by_the_lines(channel, catalog, post_webhook, settings):
+    """A source that sends a total far below its lines still gets the high-value review."""
+    settings.OMSGUARD_ESCALATION_ORDER_VALUE = "1000"
+    line = order_payload()["line_items"][0] | {"quantity": 3, "price": "500.00"}
+
+    post_webhook(as_body(order_payload(lines=[line], subtotal_price="0.50", total_price="15.00")))
+
+    order = Order.objects.get()
+    assert "order_value" in _codes(order)
+    assert "high_value" in _holds(order)
+    item = ReviewItem.objects.get(kind=ReviewKind.HIGH_VALUE)
+    assert item.source_data == {
+        "total": "15.00",
+        "value": "1500.00",
+        "limit": "1000",
+        "currency": "USD",
+    }
+    assert item.reason.startswith(
+        "Order lines worth 1500.00 USD are above the escalation limit 1000, though the total "
+        "sent is 15.00"
+    )
 
 
 def test_accepting_high_value_item_releases_order(
