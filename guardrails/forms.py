@@ -8,6 +8,7 @@ from catalog.models import Channel
 from omsguard.money import is_currency
 
 from .models import ActionType, CustomerTier, GuardrailSettings, PolicyVersion
+from .policies import MAX_DURATION_MINUTES
 from .simulate import STOCK_FRESH, STOCK_NONE, STOCK_STALE, Scenario
 
 
@@ -143,6 +144,13 @@ SETTINGS_SHARE_FIELDS = (
 SETTINGS_ERROR_RATE_FIELDS = ("breaker_error_rate", "autonomy_max_error_rate")
 
 
+def _duration_max(name: str) -> tuple[int, str] | None:
+    """The largest value of a duration field and its unit: one year. None for a count."""
+    per_year = {"minutes": MAX_DURATION_MINUTES, "hours": 365 * 24, "days": 365}
+    unit = name.rsplit("_", 1)[-1]
+    return (per_year[unit], unit) if unit in per_year else None
+
+
 class GuardrailSettingsForm(forms.ModelForm):
     """The admin form for the engine's numbers; it rejects values the checks cannot use."""
 
@@ -179,6 +187,9 @@ class GuardrailSettingsForm(forms.ModelForm):
             value = cleaned.get(name)
             if value is not None and value < 1:
                 self.add_error(name, f"Must be 1 or more, not {value}.")
+            elif value is not None and _duration_max(name) and value > _duration_max(name)[0]:
+                limit, unit = _duration_max(name)
+                self.add_error(name, f"Must be at most {limit:,} {unit} (one year).")
         for name in SETTINGS_ERROR_RATE_FIELDS:
             value = cleaned.get(name)
             if value is not None and not Decimal(0) < value <= 1:

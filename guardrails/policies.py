@@ -94,6 +94,11 @@ def policy_rules_problems(
     return problems
 
 
+# The longest duration a policy or setting may give, in minutes: one year. A deadline further
+# out is a typing error, and one past the year 9999 cannot be stored or compared at all.
+MAX_DURATION_MINUTES = 365 * 24 * 60
+
+
 def _check_version_values(rules: Mapping[str, Any], add) -> None:
     currency = rules.get("limits_currency") or ""
     if not is_currency(currency):
@@ -106,6 +111,11 @@ def _check_version_values(rules: Mapping[str, Any], add) -> None:
     sla = rules.get("review_sla_minutes")
     if sla is None or int(sla) < 1:
         add("review_sla_minutes", "The review SLA must be at least 1 minute.")
+    elif int(sla) > MAX_DURATION_MINUTES:
+        add(
+            "review_sla_minutes",
+            f"The review SLA must be at most {MAX_DURATION_MINUTES:,} minutes (365 days).",
+        )
 
     on_breach = rules.get("on_sla_breach") or SlaBreachAction.HOLD_ORDER
     if on_breach not in SlaBreachAction.values:

@@ -505,3 +505,19 @@ def test_decision_keeps_its_version(policy, ops, channel):
     decision.refresh_from_db()
     assert decision.policy_version == first
     assert PolicyVersion.objects.get(pk=first.pk).mode == "autonomous"
+
+
+@pytest.mark.parametrize(("minutes", "refused"), [(525_600, False), (525_601, True)])
+def test_review_sla_of_more_than_a_year_is_refused(policy, ops, minutes, refused):
+    """A new user saved 99,999,999,999 minutes; the next queued decision failed with a 500."""
+    rules = {**SUBSTITUTION_RULES, "review_sla_minutes": minutes}
+
+    if not refused:
+        policy_version_create(policy=policy, user=ops, changelog="Long SLA", **rules)
+        return
+    with pytest.raises(ValidationError) as error:
+        policy_version_create(policy=policy, user=ops, changelog="Long SLA", **rules)
+
+    assert error.value.message_dict["review_sla_minutes"] == [
+        "The review SLA must be at most 525,600 minutes (365 days)."
+    ]

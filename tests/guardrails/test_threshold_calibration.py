@@ -709,6 +709,11 @@ def settings_post(row: GuardrailSettings, **changes) -> dict:
         ("calibration_target_precision", "1.01", None),
         ("calibration_min_reviews", "0", "Must be 1 or more, not 0."),
         ("fix_due_days", "0", "Must be 1 or more, not 0."),
+        ("review_default_sla_minutes", "99999999999", None),
+        ("review_default_sla_minutes", "525601", "Must be at most 525,600 minutes (one year)."),
+        ("claim_minutes", "525601", "Must be at most 525,600 minutes (one year)."),
+        ("address_confirmation_hours", "8761", "Must be at most 8,760 hours (one year)."),
+        ("fix_due_days", "366", "Must be at most 365 days (one year)."),
     ],
 )
 def test_settings_admin_checks_new_fields(db, default_policies, ops, field, value, error):
