@@ -14,12 +14,12 @@ invalid percent-encoding and UTF-8, and more fields than Django accepts. A path 
 gets invalid and out-of-range ids. A response passes when it is:
 
 - 200: the bad value was ignored and the default applies. An unknown ordering field is
-  dropped, an HTML page number out of range shows the nearest page (Paginator.get_page), and
-  a page_size that is not a positive integer means the default size;
-- 400 naming the parameter: the API's JSON error body or the HTML page's error names it. A
-  NUL character gets this on every route (omsguard/query_strings.py);
-- 404 on the API, in its error body: for an invalid page ("Invalid page '0': ..."), for an id
-  parameter that names no row, for a `format` no renderer offers, and on a detail route
+  dropped, and an HTML page number out of range shows the nearest page (Paginator.get_page);
+- 400 naming the parameter: the API's JSON error body or the HTML page's error names it. An
+  API page or page_size that is not a whole number in range gets this (docs/api.md), and a
+  NUL character gets it on every route (omsguard/query_strings.py);
+- 404 on the API, in its error body: for a page past the last one, for an id parameter that
+  names no row, for a `format` no renderer offers, and on a detail route
   whose filters leave the object out (DRF filters detail querysets too);
 - 404 for an invalid id in the path;
 - 302 from an admin changelist, which redirects an invalid lookup to `?e=1` (Django's way).
@@ -738,7 +738,8 @@ def _target_probes(target: Target, *, api: bool, offset: int) -> Iterator[Probe]
             # DRF answers a format that no renderer of the view offers with 404.
             return Rule(ok | {404}, frozenset())
         if api and kind in ("page", "id"):
-            # 404 for a page out of range ("Invalid page '0': ...") or an id of no row.
+            # 400 for a page that is not a whole number of 1 or more; 404 for a page past
+            # the last one or an id of no row.
             return Rule(ok | {400, 404}, frozenset({400, 404}))
         if kind == "page":
             # An HTML page shows the nearest page (Paginator.get_page).
