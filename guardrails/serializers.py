@@ -21,7 +21,14 @@ class DecisionProposeSerializer(serializers.Serializer):
     )
     model_name = serializers.CharField(max_length=200)
     model_version = serializers.CharField(max_length=100)
-    rationale = serializers.CharField(allow_blank=True, required=False, default="")
+    # Longer than any explanation a reviewer reads; notes elsewhere stop at 2,000.
+    rationale = serializers.CharField(
+        allow_blank=True,
+        required=False,
+        default="",
+        max_length=10_000,
+        help_text="The model's explanation, shown to reviewers; at most 10,000 characters.",
+    )
 
 
 class DecisionSerializer(serializers.ModelSerializer):

@@ -86,3 +86,16 @@ def test_validated_builds_fields_once():
             _validated(DecisionProposeSerializer, SimpleNamespace(data=PROPOSAL))
 
     assert get_fields.call_count == 1
+
+
+def test_rationale_longer_than_10000_characters_is_refused():
+    """A new user stored a 2,000,000-character rationale; reviewers read it on the item."""
+    at_limit = SimpleNamespace(data=PROPOSAL | {"rationale": "r" * 10_000})
+    over = SimpleNamespace(data=PROPOSAL | {"rationale": "r" * 10_001})
+
+    assert len(_validated(DecisionProposeSerializer, at_limit)["rationale"]) == 10_000
+    with pytest.raises(ValidationError) as error:
+        _validated(DecisionProposeSerializer, over)
+    assert error.value.detail["rationale"] == [
+        "Ensure this field has no more than 10000 characters."
+    ]
