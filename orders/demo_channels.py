@@ -16,7 +16,12 @@ from .demo import SAMPLES_DIR, ReplayResult, demo_host, demo_mappings_create
 
 DEMO_WOO_SECRET = "demo-woocommerce-webhook-secret"  # noqa: S105 - demo value, printed
 DEMO_SQUARE_SECRET = "demo-square-signature-key"  # noqa: S105 - demo value, printed
-DEMO_SQUARE_URL = "http://127.0.0.1:8000/webhooks/square/demo-square/"
+
+
+def demo_square_url() -> str:
+    """The URL Square signs for the demo channel: this server's, so a demo on another port
+    (`make demo PORT=8781`) verifies events signed for its own address."""
+    return settings.OMSGUARD_PUBLIC_URL + reverse("webhooks:square", args=["demo-square"])
 
 
 def demo_channels_load() -> dict[str, list[ReplayResult]]:
@@ -38,7 +43,7 @@ def demo_channels_load() -> dict[str, list[ReplayResult]]:
         code="demo-square",
         secret=DEMO_SQUARE_SECRET,
         name="Demo Square",
-        notification_url=DEMO_SQUARE_URL,
+        notification_url=demo_square_url(),
     )
     amazon_channel, _ = channel_upsert(
         kind=ChannelKind.AMAZON, code="demo-amazon", secret=None, name="Demo Amazon"

@@ -9,6 +9,18 @@ from orders.models import Delivery
 
 
 @pytest.mark.django_db
+def test_demo_square_url_follows_the_demo_port(carriers, settings):
+    """`make demo PORT=8781` exports that address; events are signed for it, not for 8000."""
+    settings.OMSGUARD_PUBLIC_URL = "http://127.0.0.1:8781"
+    demo_catalog_load()
+
+    demo_channels_load()
+
+    square = Channel.objects.get(code="demo-square")
+    assert square.notification_url == "http://127.0.0.1:8781/webhooks/square/demo-square/"
+
+
+@pytest.mark.django_db
 def test_demo_channels_load_records_samples(carriers, django_capture_on_commit_callbacks):
     demo_catalog_load()
     with django_capture_on_commit_callbacks(execute=True):

@@ -17,7 +17,12 @@ from orders.demo import (
     demo_stock_load,
     shopify_samples_replay,
 )
-from orders.demo_channels import demo_channels_load
+from orders.demo_channels import (
+    DEMO_SQUARE_SECRET,
+    DEMO_WOO_SECRET,
+    demo_channels_load,
+    demo_square_url,
+)
 from orders.models import (
     CarrierCodeMapping,
     CarrierService,
@@ -108,6 +113,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {username:<9} / {password:<18} {group or 'superuser'}")
         self.stdout.write(f"  API token of 'integration': {token}")
         self.stdout.write(f"  Shopify webhook secret of {DEMO_CHANNEL}: {DEMO_SECRET}")
+        self.stdout.write(f"  WooCommerce webhook secret of demo-woo: {DEMO_WOO_SECRET}")
+        self.stdout.write(
+            f"  Square signature key of demo-square: {DEMO_SQUARE_SECRET} "
+            f"(notification URL {demo_square_url()})"
+        )
 
     def _load_other_channels(self) -> None:
         for code, results in demo_channels_load().items():
