@@ -14,6 +14,7 @@ from rest_framework import parsers
 from rest_framework.exceptions import ParseError, ValidationError
 
 NUL = "\x00"
+MALFORMED_JSON = "malformed_json"
 NUL_MESSAGE = "Contains a NUL character (\\u0000), which the database cannot store."
 
 
@@ -25,10 +26,16 @@ class JSONParser(parsers.JSONParser):
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
+        # The code is the one POST /api/v1/orders/ gives a body it cannot decode itself, so a
+        # client sees one code for invalid JSON on every endpoint (DRF's is "parse_error").
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError("JSON parse error: the document is nested too deeply.") from None
+            raise ParseError(
+                "JSON parse error: the document is nested too deeply.", code=MALFORMED_JSON
+            ) from None
+        except ParseError as error:
+            raise ParseError(error.detail, code=MALFORMED_JSON) from None
         check_no_nul(data)
         return data
 

@@ -136,7 +136,7 @@ def test_deeply_nested_json_rejected(bot_api, order):
     response = bot_api.post(URL, data=body, content_type="application/json")
 
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "parse_error"
+    assert response.json()["error"]["code"] == "malformed_json"
 
 
 def test_oversized_body_gets_json_413(bot_api, order, settings):

@@ -46,7 +46,7 @@ def test_stock_event_nested_too_deeply_gets_400(admin_api):
     )
 
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "parse_error"
+    assert response.json()["error"]["code"] == "malformed_json"
     assert "nested too deeply" in response.json()["error"]["message"]
 
 
