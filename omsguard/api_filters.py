@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django_filters.fields import IsoDateTimeField
 from django_filters.fields import MultipleChoiceField as FilterMultipleChoiceField
+from rest_framework import exceptions, filters
 
 # The largest id that PostgreSQL's bigint and SQLite's INTEGER can hold.
 MAX_ID = 2**63 - 1
@@ -160,3 +161,42 @@ class MultipleChoiceFilter(django_filters.MultipleChoiceFilter):
             return qs
         # Sorted, so the same values always give the same SQL.
         return self.get_method(qs)(**{f"{self.field_name}__in": sorted(set(value))})
+
+
+class OrderingFilter(filters.OrderingFilter):
+    """DRF's OrderingFilter that answers an unknown field with a 400 instead of dropping it.
+
+    DRF leaves out every term it cannot use and falls back to the default order, so
+    `?ordering=-totl` returns rows in an order the client did not ask for, without a word.
+    The schema lists the accepted values where the view names its ordering fields.
+    """
+
+    def remove_invalid_fields(self, queryset, fields, view, request) -> list[str]:
+        valid = [name for name, _ in self.get_valid_fields(queryset, view, {"request": request})]
+        unknown = [term for term in fields if term.removeprefix("-") not in valid]
+        if unknown:
+            message = _ordering_message(unknown[0], valid)
+            raise exceptions.ValidationError({self.ordering_param: [message]})
+        return fields
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        names = getattr(view, "ordering_fields", None)
+        if isinstance(names, list | tuple):
+            choices = [term for name in names for term in (name, f"-{name}")]
+            for parameter in parameters:
+                parameter["description"] = (
+                    f"Comma-separated sort keys; a leading - sorts descending. "
+                    f"One of: {', '.join(choices)}."
+                )
+        return parameters
+
+
+def _ordering_message(term: str, valid: list[str]) -> str:
+    shown = repr(term[:40]) + ("..." if len(term) > 40 else "")
+    if not valid:
+        return f"{shown} is not a field this list can be sorted by."
+    return (
+        f"{shown} is not a field this list can be sorted by. Use one of: "
+        f"{', '.join(valid)}, each optionally with a leading - for descending order."
+    )

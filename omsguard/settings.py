@@ -536,7 +536,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
+        "omsguard.api_filters.OrderingFilter",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["omsguard.ratelimit.ApiRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "omsguard.api.Pagination",

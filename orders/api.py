@@ -43,12 +43,21 @@ class OrderFilter(django_filters.FilterSet):
     status = MultipleChoiceFilter(choices=OrderStatus.choices)
     channel = django_filters.CharFilter(field_name="channel__code")
     channel_order_id = django_filters.CharFilter()
+    # ISO 4217 code, in any case: ordering by total only makes sense within one currency.
+    currency = django_filters.CharFilter(lookup_expr="iexact")
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Order
-        fields = ["status", "channel", "channel_order_id", "created_after", "created_before"]
+        fields = [
+            "status",
+            "channel",
+            "channel_order_id",
+            "currency",
+            "created_after",
+            "created_before",
+        ]
 
 
 class DeliveryFilter(django_filters.FilterSet):
