@@ -794,7 +794,8 @@ def _check_amount(amount: Decimal, currency: str) -> None:
     if -amount.normalize().as_tuple().exponent > digits:
         raise FulfilmentError(
             FulfilmentErrorCode.INVALID_AMOUNT,
-            f"{currency} amounts have at most {digits} decimal places; got {amount}.",
+            # Normalized: DRF pads "100.5" to the field's 3 places, which the client never sent.
+            f"{currency} amounts have at most {digits} decimal places; got {amount.normalize():f}.",
             "amount",
         )
 

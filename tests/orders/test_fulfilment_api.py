@@ -982,7 +982,11 @@ def test_chargeback_repeat_and_conflict(api, order):
         ({"amount": "123456789012345"}, "amount", None),
         ({"amount": "1.0001"}, "amount", None),
         ({"amount": "10.001"}, "amount", "USD amounts have at most 2 decimal places; got 10.001."),
-        ({"amount": "10.5", "currency": "JPY"}, "amount", None),
+        (
+            {"amount": "100.5", "currency": "JPY"},
+            "amount",
+            "JPY amounts have at most 0 decimal places; got 100.5.",
+        ),
         ({"amount": True}, "amount", None),
         ({"currency": "usd"}, "currency", None),
         ({"currency": "ZZZ"}, "currency", None),
