@@ -35,7 +35,8 @@ class JSONParser(parsers.JSONParser):
                 "JSON parse error: the document is nested too deeply.", code=MALFORMED_JSON
             ) from None
         except ParseError as error:
-            raise ParseError(error.detail, code=MALFORMED_JSON) from None
+            # str(): the detail is an ErrorDetail that carries DRF's own code, which would win.
+            raise ParseError(str(error.detail), code=MALFORMED_JSON) from None
         check_no_nul(data)
         return data
 

@@ -139,6 +139,15 @@ def test_deeply_nested_json_rejected(bot_api, order):
     assert response.json()["error"]["code"] == "malformed_json"
 
 
+@pytest.mark.parametrize("body", ['{"action": ', "{'action': 1}", "[1, 2,]"])
+def test_invalid_json_has_the_orders_api_code(bot_api, order, body):
+    response = bot_api.post(URL, data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+    assert response.json()["error"]["message"].startswith("JSON parse error")
+
+
 def test_oversized_body_gets_json_413(bot_api, order, settings):
     body = json.dumps(
         {
