@@ -187,14 +187,16 @@ class TimestampField(StrictCharField):
 
 class CanonicalCustomerSerializer(ExactFieldsMixin, serializers.Serializer):
     name = StrictCharField(max_length=300, allow_blank=True)
-    email = serializers.EmailField(allow_blank=True)
+    # The limit of the column the adapter stores it in (orders.canonical.TEXT_LIMITS).
+    email = serializers.EmailField(allow_blank=True, max_length=254)
     id = StrictCharField(max_length=100, allow_blank=True, required=False)
 
 
 class CanonicalAddressSerializer(ExactFieldsMixin, serializers.Serializer):
-    name = StrictCharField(max_length=300, allow_blank=True)
-    address1 = StrictCharField(max_length=300)
-    address2 = StrictCharField(max_length=300, allow_blank=True, allow_null=True)
+    # 255: the longest address field the adapter stores (orders.canonical.MAX_ADDRESS_FIELD).
+    name = StrictCharField(max_length=255, allow_blank=True)
+    address1 = StrictCharField(max_length=255)
+    address2 = StrictCharField(max_length=255, allow_blank=True, allow_null=True)
     city = StrictCharField(max_length=200)
     region = StrictCharField(max_length=100, allow_blank=True)
     postal_code = StrictCharField(max_length=32, allow_blank=True)
@@ -232,7 +234,8 @@ class CanonicalOrderInputSerializer(ExactFieldsMixin, serializers.Serializer):
     channel = StrictCharField(max_length=50)
     channel_order_id = StrictCharField(max_length=100)
     order_number = StrictCharField(max_length=100, allow_blank=True)
-    currency = StrictCharField(max_length=3)
+    # Untrimmed: the adapter reads the body as sent, so "EUR " must fail here, not there.
+    currency = StrictCharField(max_length=3, trim_whitespace=False)
     placed_at = TimestampField()
     updated_at = TimestampField(required=False)
     state = serializers.ChoiceField(choices=["open", "cancelled", "incomplete"], required=False)
@@ -266,6 +269,10 @@ class CanonicalOrderInputSerializer(ExactFieldsMixin, serializers.Serializer):
         for name in ("subtotal", "shipping_total", "tax_total", "discount_total", "total"):
             if _decimal_places(attrs[name]) != digits:
                 errors[name] = [f"Use exactly {digits} decimal places for {attrs['currency']}."]
+        if _decimal_places(attrs["shipping"]["amount"]) != digits:
+            errors["shipping.amount"] = [
+                f"Use exactly {digits} decimal places for {attrs['currency']}."
+            ]
         for index, line in enumerate(attrs["lines"]):
             if _decimal_places(line["unit_price"]) != digits:
                 errors[f"lines[{index}].unit_price"] = [

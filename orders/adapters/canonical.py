@@ -6,6 +6,7 @@ maps fields; it still raises AdapterError on a malformed body, because replays a
 pipeline never trust a stored body.
 """
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..canonical import (
@@ -52,6 +53,7 @@ def parse_order(payload: Any) -> CanonicalOrder:
     state = payload.get("state", "open")
     if state not in STATES:
         raise AdapterError("state", f"expected one of {', '.join(STATES)}: {shown(state)}")
+    pickup = payload.get("in_store_pickup") is True
     shipping_line = {
         "code": text(shipping.get("carrier_code"), "shipping.carrier_code").strip(),
         "title": text(shipping.get("method"), "shipping.method").strip(),
@@ -76,14 +78,32 @@ def parse_order(payload: Any) -> CanonicalOrder:
         shipping_address=_address(payload.get("shipping_address"), "shipping_address"),
         billing_address=_address(payload.get("billing_address"), "billing_address"),
         shipping_method=shipping_line["title"] or shipping_line["code"],
-        shipping_lines=[shipping_line] if shipping_line["code"] or shipping_line["title"] else [],
+        shipping_lines=_shipping_lines(shipping_line, pickup=pickup),
         placed_at=parse_timestamp(payload.get("placed_at"), "placed_at"),
         tags=[text(tag, "tags") for tag in _array(payload.get("tags"), "tags")],
         source_updated_at=parse_timestamp(payload.get("updated_at"), "updated_at"),
         event_version=text(payload.get("updated_at"), "updated_at"),
         state=state,
-        in_store_pickup=payload.get("in_store_pickup") is True,
+        in_store_pickup=pickup,
     )
+
+
+def _shipping_lines(line: dict, *, pickup: bool) -> list[dict]:
+    """The order's shipping lines: none when nothing is named, and none for a pickup order
+    whose line names no carrier and charges nothing ("In-store pickup", "0.00"), which ships
+    nothing. A pickup order with a charged line keeps it, so the pickup_ships check sees it."""
+    if not line["code"] and not line["title"]:
+        return []
+    if pickup and not line["code"] and _is_zero(line["price"]):
+        return []
+    return [line]
+
+
+def _is_zero(amount: str) -> bool:
+    try:
+        return Decimal(amount or "0") == 0
+    except InvalidOperation:
+        return False
 
 
 def _parse_line(position: int, line: Any) -> CanonicalLine:

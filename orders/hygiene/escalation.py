@@ -183,8 +183,8 @@ def _order_value(order: Order) -> list[Finding]:
         )
     else:
         message = (
-            f"Order lines worth {money_format(value, currency)} {currency} are above the "
-            f"escalation limit {limit}, though the total sent is {money_format(total, currency)}"
+            f"Order lines worth {money_format(value, currency)} {currency} before discounts "
+            f"are above the escalation limit {limit} (order total {money_format(total, currency)})"
         )
     data = {"total": str(total), "value": str(value), "limit": str(limit), "currency": currency}
     findings = [flag("order_value", message, data=data)]

@@ -114,3 +114,51 @@ def test_the_samples_still_pass(api_client, carriers):
         response = api_client.post_order(canonical_sample(name), key=f"sample-{number}")
 
         assert response.status_code == 201, (name, response.content)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"currency": "EUR "}, "currency"),
+        ({"currency": " EUR"}, "currency"),
+        ({"customer": {"name": "Ada", "email": "a" * 250 + "@example.com"}}, "customer.email"),
+    ],
+)
+def test_values_the_adapter_would_refuse_are_400(api_client, change, field):
+    """The adapter reads the body as sent: a value it refuses must not pass validation first,
+    where it would become a 201, a failed delivery and a CS item."""
+    errors = _field_errors(api_client, canonical_sample() | change)
+
+    assert list(errors) == [field], errors
+
+
+def test_address_fields_stop_at_255_characters(api_client):
+    body = canonical_sample()
+    body["shipping_address"]["address1"] = "A" * 256
+
+    assert list(_field_errors(api_client, body)) == ["shipping_address.address1"]
+
+
+def test_shipping_amount_needs_the_currency_decimals(api_client):
+    body = canonical_sample()
+    body["shipping"]["amount"] = "12.345"
+
+    assert _field_errors(api_client, body) == {
+        "shipping.amount": ["Use exactly 2 decimal places for USD."]
+    }
+
+
+def test_pickup_order_without_carrier_is_not_held(api_client, carriers):
+    """A kiosk's pickup order names its method but no carrier, charges nothing, has no address."""
+    body = canonical_sample() | {"in_store_pickup": True, "shipping_address": None}
+    body["shipping"] = {"carrier_code": "", "method": "In-store pickup", "amount": "0.00"}
+
+    response = api_client.post_order(body)
+
+    assert response.status_code == 201, response.content
+    order = Order.objects.get()
+    assert order.in_store_pickup is True
+    assert order.shipping_lines == []
+    codes = [reason["code"] for reason in order.hold_reasons]
+    assert "carrier_code_unknown" not in codes
+    assert "address_missing" not in codes

@@ -85,8 +85,8 @@ def test_total_below_the_lines_is_held_by_the_lines(channel, catalog, post_webho
         "currency": "USD",
     }
     assert item.reason.startswith(
-        "Order lines worth 1500.00 USD are above the escalation limit 1000, though the total "
-        "sent is 15.00"
+        "Order lines worth 1500.00 USD before discounts are above the escalation limit 1000 "
+        "(order total 15.00)"
     )
 
 
