@@ -338,7 +338,7 @@ class PolicyBandFormSet(forms.BaseInlineFormSet):
             else:
                 for message in messages_:
                     version_form.add_error(key, message)
-        raise ValidationError("The policy contradicts itself; see the messages above.")
+        raise ValidationError("The policy has errors; see the messages on its fields above.")
 
     def band_rows(self) -> list[dict]:
         return [
