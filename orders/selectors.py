@@ -15,7 +15,7 @@ from .models import Order, OrderEvent, OrderLine
 
 def order_list() -> QuerySet[Order]:
     return (
-        Order.objects.select_related("channel", "delivery", "carrier_service")
+        Order.objects.select_related("channel", "delivery", "carrier_service__carrier")
         .prefetch_related(Prefetch("lines", queryset=OrderLine.objects.select_related("sku")))
         .order_by("-created_at", "-id")
     )
@@ -24,7 +24,7 @@ def order_list() -> QuerySet[Order]:
 def order_get_with_history(*, order_id: int) -> Order | None:
     """One order with its lines, timeline (newest first) and review items."""
     return (
-        Order.objects.select_related("channel", "delivery", "carrier_service")
+        Order.objects.select_related("channel", "delivery", "carrier_service__carrier")
         .prefetch_related(
             Prefetch("lines", queryset=OrderLine.objects.select_related("sku")),
             Prefetch(

@@ -62,6 +62,13 @@ class OrderSerializer(serializers.ModelSerializer):
     total = MoneyField()
     presentment_total = serializers.SerializerMethodField()
     carrier_service = serializers.StringRelatedField(read_only=True, allow_null=True)
+    carrier_service_code = serializers.SerializerMethodField(
+        help_text="'carrier/service', e.g. 'ups/ground': the form the decisions API takes."
+    )
+
+    def get_carrier_service_code(self, order: Order) -> str | None:
+        service = order.carrier_service
+        return f"{service.carrier.code}/{service.code}" if service is not None else None
 
     def get_presentment_total(self, order: Order) -> str | None:
         if order.presentment_total is None:
@@ -95,6 +102,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "shipping_method",
             "shipping_lines",
             "carrier_service",
+            "carrier_service_code",
             "address_score",
             "address_reasons",
             "placed_at",

@@ -53,6 +53,9 @@ def test_integration_token_lists_orders_with_lines(channel, catalog, post_webhoo
     assert first["channel"] == "shop"
     assert first["total"] == "44.98"
     assert first["lines"][0]["sku"] == "TEE-CLASSIC-BLK-M"
+    # The name for people, and the code the decisions API takes in before/after.
+    assert first["carrier_service"] == "UPS Ground"
+    assert first["carrier_service_code"] == "ups/ground"
 
 
 def test_orders_api_query_count_is_flat(channel, catalog, post_webhook):
