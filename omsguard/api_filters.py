@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django_filters.fields import IsoDateTimeField
 from django_filters.fields import MultipleChoiceField as FilterMultipleChoiceField
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, filters
 
 # The largest id that PostgreSQL's bigint and SQLite's INTEGER can hold.
@@ -163,6 +164,9 @@ class MultipleChoiceFilter(django_filters.MultipleChoiceFilter):
         return self.get_method(qs)(**{f"{self.field_name}__in": sorted(set(value))})
 
 
+REPEATED_ORDERING_MESSAGE = "Give ordering once, with its fields separated by commas."
+
+
 class OrderingFilter(filters.OrderingFilter):
     """DRF's OrderingFilter that answers an unknown field with a 400 instead of dropping it.
 
@@ -170,6 +174,11 @@ class OrderingFilter(filters.OrderingFilter):
     `?ordering=-totl` returns rows in an order the client did not ask for, without a word.
     The schema lists the accepted values where the view names its ordering fields.
     """
+
+    def get_ordering(self, request, queryset, view):
+        if len(request.query_params.getlist(self.ordering_param)) > 1:
+            raise exceptions.ValidationError({self.ordering_param: [REPEATED_ORDERING_MESSAGE]})
+        return super().get_ordering(request, queryset, view)
 
     def remove_invalid_fields(self, queryset, fields, view, request) -> list[str]:
         valid = [name for name, _ in self.get_valid_fields(queryset, view, {"request": request})]
@@ -200,3 +209,27 @@ def _ordering_message(term: str, valid: list[str]) -> str:
         f"{shown} is not a field this list can be sorted by. Use one of: "
         f"{', '.join(valid)}, each optionally with a leading - for descending order."
     )
+
+
+REPEATED_MESSAGE = "Give this parameter once; it takes one value."
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend that refuses a repeated single-value parameter.
+
+    django-filter reads the last of `?channel=a&channel=b`, so the client gets one channel's
+    rows while asking for two. Only a MultipleChoiceFilter takes several values.
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is not None:
+            repeated = {
+                name: [REPEATED_MESSAGE]
+                for name, declared in filterset.filters.items()
+                if not isinstance(declared, django_filters.MultipleChoiceFilter)
+                and len(request.query_params.getlist(name)) > 1
+            }
+            if repeated:
+                raise exceptions.ValidationError(repeated)
+        return super().filter_queryset(request, queryset, view)

@@ -535,7 +535,7 @@ REST_FRAMEWORK = {
         "omsguard.api_parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "omsguard.api_filters.FilterBackend",
         "omsguard.api_filters.OrderingFilter",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["omsguard.ratelimit.ApiRateThrottle"],

@@ -64,3 +64,21 @@ def test_total_sorts_within_a_currency_filter(client, orders):  # noqa: F811
 
     assert sorted(usd) == ["1", "3"]
     assert eur == ["2"]
+
+
+def test_repeated_single_value_filter_is_400(client, orders):  # noqa: F811
+    response = client.get("/api/v1/orders/?currency=USD&currency=EUR&status=ready&status=on_hold")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "currency": ["Give this parameter once; it takes one value."]
+    }
+
+
+def test_repeated_ordering_is_400(client, orders):  # noqa: F811
+    response = client.get("/api/v1/orders/?ordering=total&ordering=-created_at")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "ordering": ["Give ordering once, with its fields separated by commas."]
+    }
