@@ -97,7 +97,7 @@ def order_facts(order: Order, *, reads: "ProposalReads | None" = None) -> dict:
         "id": order.pk,
         "status": order.status,
         "currency": order.currency,
-        "total": str(order.total),
+        "total": str(money_round(order.total, order.currency)),
         "value": str(order_value(order, line_costs=line_costs)),
         "customer_tier": customer_tier(order, listed=listed),
         "margin_rate": _string_or_none(margin_rate(order, line_costs=line_costs)),
