@@ -2,13 +2,15 @@
 
 Pages: the landing page (a card per queue kind, the disagreement rates, the user's claims and
 the open items), a list per kind, and one item's page with its context. Decisions return
-the decided item's fragment plus out-of-band count updates; errors (400, 403, 404, 409) return
-with a one-line fragment that the page's htmx config swaps into `#flash`.
+the decided item's fragment plus out-of-band updates of the open counts and, on the item
+page, of its status line. Errors (400, 403, 404, 409) return with a one-line fragment that
+the page's htmx config swaps into `#flash`.
 """
 
 import logging
 from collections.abc import Callable, Iterable
 from functools import wraps
+from urllib.parse import urlsplit
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -331,8 +333,19 @@ def _decided(request: HttpRequest, item: ReviewItem) -> HttpResponse:
             # Only an htmx response carries the out-of-band count updates. The item page
             # includes the same fragment and would show them as loose numbers.
             "oob_counts": True,
+            "on_item_page": _sent_from_item_page(request, item),
         },
     )
+
+
+def _sent_from_item_page(request: HttpRequest, item: ReviewItem) -> bool:
+    """Return whether htmx sent the decision from the item's page, whose status line changes too.
+
+    A list page has no status line, and htmx logs an error for an out-of-band swap that finds
+    no target, so only the item page gets one.
+    """
+    current_url = request.htmx.current_url or ""
+    return urlsplit(current_url).path == reverse("reviews:item", args=[item.pk])
 
 
 # --- Claims ------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
  *
  * j / k     move the selection to the next / previous item
  * a / r     accept / reject the selected item (clicks its Accept or Reject button)
- * e         open the selected item's revise form and focus its first field
+ * e         open the selected item's revise form, focus its first field and select its value
+ * Enter     save the revise form, also from its <select> (see submitFromSelect)
  * Escape    close the revise form
  *
  * Shortcuts are ignored while the focus is in a text field, a select or an editable element,
@@ -81,6 +82,11 @@
     const field = form.querySelector("input:not([type=hidden]), select, textarea");
     if (field) {
       field.focus();
+      // focus() leaves the caret before the prefilled value. With the value selected, typing
+      // replaces it, and End moves the caret behind it for an edit.
+      if (field instanceof HTMLInputElement || field instanceof HTMLTextAreaElement) {
+        field.select();
+      }
     }
     return true;
   }
@@ -96,6 +102,21 @@
       toggle.setAttribute("aria-expanded", "false");
     }
     select(item);
+    return true;
+  }
+
+  // Browsers submit a form on Enter in a text input, but not in a <select>, which the
+  // carrier-code revise form has. requestSubmit fires the submit event, on which htmx sends
+  // the request.
+  function submitFromSelect(target) {
+    if (!(target instanceof HTMLSelectElement)) {
+      return false;
+    }
+    const form = target.closest(".revise-form");
+    if (!form || form.hidden) {
+      return false;
+    }
+    form.requestSubmit();
     return true;
   }
 
@@ -131,6 +152,10 @@
       if (closeRevise(item)) {
         event.preventDefault();
       }
+      return;
+    }
+    if (event.key === "Enter" && submitFromSelect(event.target)) {
+      event.preventDefault();
       return;
     }
     if (isTyping(event.target)) {
