@@ -93,12 +93,48 @@ class AddressReviseForm(ReviseForm):
 
 
 class SkuCodeReviseForm(ReviseForm):
-    """A substitution: the SKU code to ship instead."""
+    """A substitution: the SKU code to ship instead.
+
+    A SKU of another catalog category than the ordered one (a mug for a towel) is most often
+    a typing error, so the form then asks for a tick in OTHER_CATEGORY before it saves. The
+    tick box appears only with that error.
+    """
 
     sku = forms.CharField(label="SKU code", max_length=64)
 
+    def __init__(self, *args, ordered_sku: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.ordered_sku = ordered_sku
+        if self.data.get(OTHER_CATEGORY):
+            self.fields[OTHER_CATEGORY] = _other_category_field()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        code = (cleaned.get("sku") or "").strip()
+        if not code or not self.ordered_sku or cleaned.get(OTHER_CATEGORY):
+            return cleaned
+        categories = dict(
+            Sku.objects.filter(code__in=[code, self.ordered_sku]).values_list("code", "category")
+        )
+        wanted, ordered = categories.get(code, ""), categories.get(self.ordered_sku, "")
+        if wanted and ordered and wanted.casefold() != ordered.casefold():
+            self.fields[OTHER_CATEGORY] = _other_category_field()
+            self.add_error(
+                "sku",
+                f"{code} is in {wanted}, but the ordered {self.ordered_sku} is in {ordered}. "
+                "Tick the box below to ship it anyway.",
+            )
+        return cleaned
+
     def revision(self) -> dict:
         return {"sku": self.cleaned_data["sku"].strip()}
+
+
+OTHER_CATEGORY = "other_category"
+
+
+def _other_category_field() -> forms.BooleanField:
+    return forms.BooleanField(label="Ship a product of another category", required=False)
 
 
 class SkuIdReviseForm(ReviseForm):
@@ -175,7 +211,9 @@ def _form_and_initial(item: ReviewItem) -> tuple[type[ReviseForm] | None, dict, 
         if action in ADDRESS_ACTIONS:
             return AddressReviseForm, _address_initial(after.get("shipping_address")), {}
         if action in SKU_CODE_ACTIONS:
-            return SkuCodeReviseForm, {"sku": after.get("sku", "")}, {}
+            before = proposal.get("before") if isinstance(proposal.get("before"), dict) else {}
+            ordered = before.get("sku") if isinstance(before.get("sku"), str) else ""
+            return SkuCodeReviseForm, {"sku": after.get("sku", "")}, {"ordered_sku": ordered}
         if action in CARRIER_SERVICE_ACTIONS:
             return CarrierServiceReviseForm, {"carrier_service": after.get("carrier_service")}, {}
         return None, {}, {}
