@@ -27,6 +27,7 @@ from .serializers import (
     DecisionProposeSerializer,
     DecisionRevertSerializer,
     DecisionSerializer,
+    decision_representation,
 )
 
 
@@ -124,7 +125,7 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             return _error_response(error)
         # The service returns the decision with every relation the serializer reads, so it is
         # not read again; the channel check above already allowed its channel.
-        body = _decision_output().to_representation(decision)
+        body = decision_representation(decision, _decision_output())
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(

@@ -84,6 +84,51 @@ class DecisionSerializer(serializers.ModelSerializer):
         return str(decision.policy_version) if decision.policy_version_id else None
 
 
+def decision_representation(decision: Decision, serializer: DecisionSerializer) -> dict:
+    """Return what `serializer.to_representation(decision)` returns, with fewer calls.
+
+    `serializer` is a DecisionSerializer whose bound fields format the decimal, choice and
+    time values, so those keep DRF's format. The rest is read from the decision directly,
+    which skips DRF's loop of get_attribute and to_representation over every field.
+    NOTE: a field added to DecisionSerializer must be added here too;
+    tests/guardrails/test_decisions2_response.py compares the two for every verdict.
+    """
+    fields = serializer.fields
+    return {
+        "id": decision.pk,
+        "action": decision.action.code,
+        "order": decision.order_id,
+        "channel": decision.channel.code if decision.channel_id is not None else None,
+        "model_name": decision.model_name,
+        "model_version": decision.model_version,
+        "confidence": _formatted(fields["confidence"], decision.confidence),
+        "rationale": decision.rationale,
+        "before": decision.before,
+        "after": decision.after,
+        "verdict": _formatted(fields["verdict"], decision.verdict),
+        "reasons": decision.reasons,
+        "fired": serializer.get_fired(decision),
+        "review_item": decision.review_item_id,
+        "policy_version": decision.policy_version_id,
+        "policy_version_label": serializer.get_policy_version_label(decision),
+        "applied_at": _formatted(fields["applied_at"], decision.applied_at),
+        "apply_error": decision.apply_error,
+        "reverted_at": _formatted(fields["reverted_at"], decision.reverted_at),
+        "reverted_by": decision.reverted_by.username if decision.reverted_by_id else None,
+        "outcome": str(decision.outcome),
+        "labelled_at": _formatted(fields["labelled_at"], decision.labelled_at),
+        "labelled_by": decision.labelled_by.username if decision.labelled_by_id else None,
+        "label_note": decision.label_note,
+        "latency_ms": float(decision.latency_ms) if decision.latency_ms is not None else None,
+        "created_at": _formatted(fields["created_at"], decision.created_at),
+    }
+
+
+def _formatted(field: serializers.Field, value: object) -> object:
+    # DRF leaves None as None without calling the field.
+    return None if value is None else field.to_representation(value)
+
+
 class DecisionDetailSerializer(DecisionSerializer):
     class Meta(DecisionSerializer.Meta):
         fields = [*DecisionSerializer.Meta.fields, "facts"]

@@ -14,7 +14,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Field, Model
 from django.utils import timezone
 
@@ -77,39 +77,82 @@ def audit_entry_build(
     )
 
 
-def audit_record_with_event(*, audit: dict[str, Any], event: dict[str, Any]) -> None:
+# An instance and the fields to save from it, as save(update_fields=...) takes them.
+SavedFields = tuple[Model, tuple[str, ...]]
+
+
+def audit_record_with_event(
+    *, audit: dict[str, Any], event: dict[str, Any], saving: SavedFields | None = None
+) -> None:
     """Append an audit entry (`audit_record`'s arguments) and add an order event
     (`order_event_add`'s arguments), on PostgreSQL with one statement instead of two.
 
-    Elsewhere, and inside `order_events_batched()`, it calls those two functions.
+    `saving` (an instance and its update_fields) is saved first, on PostgreSQL in the same
+    statement. Elsewhere, and inside `order_events_batched()`, it calls save(),
+    `audit_record` and `order_event_add`.
     """
     from orders.services import order_event_add, order_event_unsaved
 
     order_event = order_event_unsaved(**event) if connection.vendor == "postgresql" else None
     if order_event is None:
+        _save_fields(saving)
         audit_record(**audit)
         order_event_add(**event)
         return
-    _rows_insert_together(audit_entry_build(**audit), order_event)
+    _rows_write_together([audit_entry_build(**audit), order_event], saving=saving)
 
 
-def _rows_insert_together(first: Model, second: Model) -> None:
-    """Insert two new rows of different tables with one PostgreSQL statement and set their ids.
+def _order_event_add_saving(*, event: dict[str, Any], saving: SavedFields) -> None:
+    """Save `saving` and add an order event, on PostgreSQL with one statement instead of two."""
+    from orders.services import order_event_add, order_event_unsaved
+
+    order_event = order_event_unsaved(**event) if connection.vendor == "postgresql" else None
+    if order_event is None:
+        _save_fields(saving)
+        order_event_add(**event)
+        return
+    _rows_write_together([order_event], saving=saving)
+
+
+def _save_fields(saving: SavedFields | None) -> None:
+    if saving is not None:
+        instance, update_fields = saving
+        instance.save(update_fields=update_fields)
+
+
+def _rows_write_together(rows: list[Model], *, saving: SavedFields | None = None) -> None:
+    """Insert new rows of different tables, after saving `saving`'s fields, with one PostgreSQL
+    statement, and set the new rows' ids.
 
     Each row gets the values the ORM's save() would write (`pre_save`, `get_db_prep_save`).
-    NOTE: no pre_save or post_save signal is sent. AuditEntry and OrderEvent have no
-    receivers; one added later would need save() again.
+    An UPDATE that finds no row raises DatabaseError, as save(update_fields=...) does.
+    NOTE: no pre_save or post_save signal is sent. AuditEntry, OrderEvent and Decision have
+    no receivers; one added later would need save() again.
     """
-    first_sql, first_params = _insert_sql(first)
-    second_sql, second_params = _insert_sql(second)
-    sql = (
-        f"WITH first_row AS ({first_sql} RETURNING id) "  # noqa: S608 - names from model metadata
-        f"{second_sql} RETURNING (SELECT id FROM first_row), id"
-    )
+    parts, params, returning = [], [], []
+    if saving is not None:
+        update_sql, update_params = _update_sql(*saving)
+        parts.append(f"saved AS ({update_sql} RETURNING 1)")
+        params.extend(update_params)
+    for number, row in enumerate(rows[:-1]):
+        insert_sql, insert_params = _insert_sql(row)
+        parts.append(f"row_{number} AS ({insert_sql} RETURNING id)")
+        params.extend(insert_params)
+        returning.append(f"(SELECT id FROM row_{number})")  # noqa: S608 - a number
+    last_sql, last_params = _insert_sql(rows[-1])
+    params.extend(last_params)
+    returning.append("id")
+    if saving is not None:
+        returning.append("(SELECT count(*) FROM saved)")
+    with_clause = f"WITH {', '.join(parts)} " if parts else ""
+    sql = f"{with_clause}{last_sql} RETURNING {', '.join(returning)}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*first_params, *second_params])
-        first.pk, second.pk = cursor.fetchone()
-    for instance in (first, second):
+        cursor.execute(sql, params)
+        ids = cursor.fetchone()
+    if saving is not None and ids[-1] != 1:
+        raise DatabaseError("Save with update_fields did not affect any rows.")
+    for instance, pk in zip(rows, ids, strict=False):
+        instance.pk = pk
         instance._state.adding = False
         instance._state.db = connection.alias
 
@@ -120,6 +163,27 @@ def _insert_sql(instance: Model) -> tuple[str, list[Any]]:
         field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
     ]
     return sql, values
+
+
+def _update_sql(instance: Model, update_fields: tuple[str, ...]) -> tuple[str, list[Any]]:
+    sql, fields = _update_statement(type(instance), update_fields)
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, False), connection) for field in fields
+    ]
+    return sql, [*values, instance.pk]
+
+
+@functools.cache
+def _update_statement(
+    model: type[Model], update_fields: tuple[str, ...]
+) -> tuple[str, tuple[Field, ...]]:
+    """Return the UPDATE of `update_fields` of one row by primary key, and those fields."""
+    fields = tuple(model._meta.get_field(name) for name in update_fields)
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
+    sql = f"UPDATE {table} SET {assignments} WHERE {key} = %s"  # noqa: S608 - model metadata
+    return sql, fields
 
 
 @functools.cache
@@ -717,8 +781,8 @@ def _decision_mark_applied(
 ) -> None:
     decision.applied_at = timezone.now()
     decision.apply_error = ""
-    decision.save(update_fields=["applied_at", "apply_error"])
     audit_record_with_event(
+        saving=(decision, ("applied_at", "apply_error")),
         audit={
             "action": "decision.applied",
             "target_type": "decision",
@@ -746,7 +810,7 @@ def _decision_queue(decision: Decision, order, *, order_summary: dict) -> None:
     apply rolls its changes back, so it is still the order's state.
     """
     from orders.models import OrderStatus
-    from orders.services import order_event_add, order_update_hold_reasons
+    from orders.services import order_update_hold_reasons
     from reviews.models import ReviewItem
     from reviews.sla import review_item_routing_for_decision
 
@@ -779,12 +843,16 @@ def _decision_queue(decision: Decision, order, *, order_summary: dict) -> None:
         **review_item_routing_for_decision(decision),
     )
     decision.review_item = item
-    decision.save(update_fields=["review_item"])
-    order_event_add(
-        order=order,
-        kind="review.opened",
-        message=f"Review item #{item.pk} opened: {decision.action.name} waits for approval.",
-        data={"review_item": item.pk, "decision": decision.pk},
+    _order_event_add_saving(
+        saving=(decision, ("review_item",)),
+        event={
+            "order": order,
+            "kind": "review.opened",
+            "message": (
+                f"Review item #{item.pk} opened: {decision.action.name} waits for approval."
+            ),
+            "data": {"review_item": item.pk, "decision": decision.pk},
+        },
     )
 
     if decision.action.holds_order_while_queued and order.status != OrderStatus.CANCELLED:

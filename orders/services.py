@@ -19,7 +19,7 @@ from django.utils import timezone
 from catalog.models import Channel, Sku
 from catalog.sql_rows import instances_insert
 from guardrails.models import AuditEntry
-from guardrails.services import audit_entry_build, audit_record
+from guardrails.services import audit_entry_build, audit_record, audit_record_with_event
 
 from .models import (
     ActorKind,
@@ -488,24 +488,29 @@ def _order_event_build(
     )
 
 
-def order_version_bump(order: Order, *, reason: str) -> Order:
+def order_version_bump(order: Order, *, reason: str, update_fields: tuple[str, ...] = ()) -> Order:
     """Count a material change of the order, so review approvals given before it are stale.
 
     Call inside the caller's transaction. The increment runs in the database, so two changes
     in concurrent transactions both count; the field on `order` is read back afterwards.
+    `update_fields` are written from `order` in the same UPDATE, with the values
+    save(update_fields=...) would write (auto_now fields get the current time).
     Hold reason and status changes the review flow makes are not material and must not call
     this, or the item that caused them would turn stale.
     """
     # One statement: Django's update() cannot return the new value, and reading it back would
-    # cost a second round trip.
+    # cost a second round trip. Order has no save receivers, so skipping save() loses none.
     connection = connections[router.db_for_write(Order)]
     quote = connection.ops.quote_name
     table, column = quote(Order._meta.db_table), quote(Order._meta.get_field("version").column)
+    fields = [Order._meta.get_field(name) for name in update_fields]
+    assignments = [f"{quote(field.column)} = %s" for field in fields]
+    values = [field.get_db_prep_save(field.pre_save(order, False), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET {column} = {column} + 1 WHERE {quote('id')} = %s "  # noqa: S608
-            f"RETURNING {column}",
-            [order.pk],
+            f"UPDATE {table} SET {', '.join([*assignments, f'{column} = {column} + 1'])} "  # noqa: S608
+            f"WHERE {quote('id')} = %s RETURNING {column}",
+            [*values, order.pk],
         )
         row = cursor.fetchone()
     if row is None:
@@ -888,26 +893,32 @@ def order_carrier_service_change(
     """Set the order's canonical carrier service, or clear it with None."""
     before = str(order.carrier_service) if order.carrier_service_id else None
     order.carrier_service = service
-    order.save(update_fields=["carrier_service", "updated_at"])
-    order_version_bump(order, reason="carrier service changed")
+    # The service and the version in one UPDATE, the audit entry and its event in one INSERT.
+    order_version_bump(
+        order, reason="carrier service changed", update_fields=("carrier_service", "updated_at")
+    )
 
     after = str(service) if service else None
-    audit_record(
-        action="order.carrier_service_changed",
-        target_type="order",
-        target_id=order.pk,
-        actor=actor,
-        system_label=system_label,
-        reason=reason,
-        before={"carrier_service": before},
-        after={"carrier_service": after},
-    )
-    order_event_add(
-        order=order,
-        kind="order.carrier_set",
-        message=f"Carrier service changed from {before or 'none'} to {after or 'none'}: {reason}.",
-        actor=actor,
-        data={"carrier_service": service.pk if service else None},
+    audit_record_with_event(
+        audit={
+            "action": "order.carrier_service_changed",
+            "target_type": "order",
+            "target_id": order.pk,
+            "actor": actor,
+            "system_label": system_label,
+            "reason": reason,
+            "before": {"carrier_service": before},
+            "after": {"carrier_service": after},
+        },
+        event={
+            "order": order,
+            "kind": "order.carrier_set",
+            "message": (
+                f"Carrier service changed from {before or 'none'} to {after or 'none'}: {reason}."
+            ),
+            "actor": actor,
+            "data": {"carrier_service": service.pk if service else None},
+        },
     )
     return order
 
