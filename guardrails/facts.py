@@ -106,8 +106,8 @@ def order_facts(order: Order, *, reads: "ProposalReads | None" = None) -> dict:
 
 
 def order_value(order: Order, *, line_costs: list) -> Decimal:
-    """The value the order-value limits and bands compare: the larger of the total the source
-    sent and what its lines are worth before discounts.
+    """Return the value that order-value limits and bands compare: the larger of the total the
+    source sent and what its lines are worth before discounts.
 
     A source that sends a total below its lines (by mistake, or to slip under a limit, with or
     without a matching discount) must not make a large order look small to the guardrails.

@@ -145,7 +145,7 @@ SETTINGS_ERROR_RATE_FIELDS = ("breaker_error_rate", "autonomy_max_error_rate")
 
 
 def _duration_max(name: str) -> tuple[int, str] | None:
-    """The largest value of a duration field and its unit: one year. None for a count."""
+    """Return the maximum of a duration field (one year) and its unit, or None for a count."""
     per_year = {"minutes": MAX_DURATION_MINUTES, "hours": 365 * 24, "days": 365}
     unit = name.rsplit("_", 1)[-1]
     return (per_year[unit], unit) if unit in per_year else None

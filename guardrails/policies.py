@@ -94,7 +94,7 @@ def policy_rules_problems(
     return problems
 
 
-# The longest duration a policy or setting may give, in minutes: one year. A deadline further
+# The maximum duration of a policy or setting, in minutes: one year. A deadline further
 # out is a typing error, and one past the year 9999 cannot be stored or compared at all.
 MAX_DURATION_MINUTES = 365 * 24 * 60
 

@@ -168,7 +168,7 @@ REPEATED_ORDERING_MESSAGE = "Give ordering once, with its fields separated by co
 
 
 class OrderingFilter(filters.OrderingFilter):
-    """DRF's OrderingFilter that answers an unknown field with a 400 instead of dropping it.
+    """DRF's OrderingFilter that rejects an unknown field with a 400 instead of dropping it.
 
     DRF leaves out every term it cannot use and falls back to the default order, so
     `?ordering=-totl` returns rows in an order the client did not ask for, without a word.
@@ -202,11 +202,11 @@ class OrderingFilter(filters.OrderingFilter):
 
 
 def _ordering_message(term: str, valid: list[str]) -> str:
-    shown = repr(term[:40]) + ("..." if len(term) > 40 else "")
+    quoted = repr(term[:40]) + ("..." if len(term) > 40 else "")
     if not valid:
-        return f"{shown} is not a field this list can be sorted by."
+        return f"{quoted} is not a field this list can be sorted by."
     return (
-        f"{shown} is not a field this list can be sorted by. Use one of: "
+        f"{quoted} is not a field this list can be sorted by. Use one of: "
         f"{', '.join(valid)}, each optionally with a leading - for descending order."
     )
 

@@ -96,7 +96,7 @@ class SkuCodeReviseForm(ReviseForm):
     """A substitution: the SKU code to ship instead.
 
     A SKU of another catalog category than the ordered one (a mug for a towel) is most often
-    a typing error, so the form then asks for a tick in OTHER_CATEGORY before it saves. The
+    a typing error, so the form then requires a tick in OTHER_CATEGORY before it saves. The
     tick box appears only with that error.
     """
 
@@ -116,12 +116,12 @@ class SkuCodeReviseForm(ReviseForm):
         categories = dict(
             Sku.objects.filter(code__in=[code, self.ordered_sku]).values_list("code", "category")
         )
-        wanted, ordered = categories.get(code, ""), categories.get(self.ordered_sku, "")
-        if wanted and ordered and wanted.casefold() != ordered.casefold():
+        revised, ordered = categories.get(code, ""), categories.get(self.ordered_sku, "")
+        if revised and ordered and revised.casefold() != ordered.casefold():
             self.fields[OTHER_CATEGORY] = _other_category_field()
             self.add_error(
                 "sku",
-                f"{code} is in {wanted}, but the ordered {self.ordered_sku} is in {ordered}. "
+                f"{code} is in {revised}, but the ordered {self.ordered_sku} is in {ordered}. "
                 "Tick the box below to ship it anyway.",
             )
         return cleaned

@@ -1,4 +1,4 @@
-"""Revising a substitution to a SKU of another catalog category asks for a tick first.
+"""Revising a substitution to a SKU of another catalog category needs a tick first.
 
 A new user revised a bath towel substitution to a ceramic mug by a slip of the keyboard, and
 six mugs replaced six towels without a word.
@@ -59,7 +59,7 @@ def test_other_category_asks_for_the_tick(item):
     assert OTHER_CATEGORY in form.fields
 
 
-def test_the_tick_lets_the_revision_through(item):
+def test_tick_allows_the_revision(item):
     form = revise_form_for(item, data={"sku": "MUG-ENAMEL-NVY-OS", OTHER_CATEGORY: "on"})
 
     assert form.is_valid(), form.errors
