@@ -396,7 +396,10 @@ def _money_under(
 
 
 def _order_value(order: dict) -> object:
-    """The order's value for limits and bands (facts.order_value); older facts hold only a total."""
+    """Return the order's value for limits and bands (facts.order_value).
+
+    Facts stored before that value existed have only a total, which is used instead.
+    """
     return order.get("value", order.get("total"))
 
 

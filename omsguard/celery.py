@@ -351,8 +351,8 @@ def _publish_direct(task: Task, args: tuple, queue_name: str, slot: ProducerSlot
 
 
 def _producer_publish(producer: Any, message: dict) -> None:
-    # On Redis, a message kombu would send as is goes out through a held connection with
-    # about half the Python work (omsguard/publish_redis.py); anything else goes to kombu.
+    # On Redis, a message kombu would send unchanged goes out through a held connection
+    # (omsguard/publish_redis.py) for about half the Python work. Anything else goes to kombu.
     if redis_publish(producer, message):
         return
     connection = producer.connection

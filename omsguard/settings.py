@@ -625,7 +625,7 @@ OMSGUARD_QUEUE_SUMMARY_CACHE_SECONDS = env_int("OMSGUARD_QUEUE_SUMMARY_CACHE_SEC
 OMSGUARD_QUEUE_SUMMARY_CACHE_MIN_OPEN = env_int("OMSGUARD_QUEUE_SUMMARY_CACHE_MIN_OPEN", 1000)
 # --- End of review queue counts.
 
-# --- API middleware chain (issue 10, fourth pass) ---
+# --- API middleware chain ---
 # Requests under /api/ with "Authorization: Token ..." leave MIDDLEWARE right after the webhook
 # chain, for the same shorter chain (API_TOKEN_MIDDLEWARE in omsguard/middleware.py).
 MIDDLEWARE.insert(

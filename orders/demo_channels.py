@@ -19,7 +19,7 @@ DEMO_SQUARE_SECRET = "demo-square-signature-key"  # noqa: S105 - demo value, pri
 
 
 def demo_square_url() -> str:
-    """The URL Square signs for the demo channel: this server's, so a demo on another port
+    """Return the URL Square signs for the demo channel: this server's, so a demo on another port
     (`make demo PORT=8781`) verifies events signed for its own address."""
     return settings.OMSGUARD_PUBLIC_URL + reverse("webhooks:square", args=["demo-square"])
 

@@ -434,7 +434,7 @@ def known_answer_seed_maybe(
 
 
 def _seed_drawn(item: ReviewItem, rng: random.Random) -> bool:
-    """Whether the settings' rate draws a known-answer item beside `item`."""
+    """Return whether the settings' rate draws a known-answer item beside `item`."""
     from guardrails.selectors import guardrail_settings
 
     if item.known_answer_id is not None or item.kind not in KNOWN_ANSWER_KINDS:

@@ -89,7 +89,7 @@ def parse_order(payload: Any) -> CanonicalOrder:
 
 
 def _shipping_lines(line: dict, *, pickup: bool) -> list[dict]:
-    """The order's shipping lines: none when nothing is named, and none for a pickup order
+    """Return the order's shipping lines: none when nothing is named, and none for a pickup order
     whose line names no carrier and charges nothing ("In-store pickup", "0.00"), which ships
     nothing. A pickup order with a charged line keeps it, so the pickup_ships check flags it."""
     if not line["code"] and not line["title"]:

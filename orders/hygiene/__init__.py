@@ -85,7 +85,7 @@ def order_lines_shared(
 
     `lines` must be all of the order's lines with their SKUs, in position order; without
     them they are read here with one query. The lines are forgotten when the block ends, so
-    later reads of the order see its lines as they are then. `lines_new` says that the lines
+    later reads of the order see its lines as they are then. `lines_new` means that the lines
     were inserted in this transaction just before the checks, so no stock is reserved for
     them yet (order_lines_are_new).
     """

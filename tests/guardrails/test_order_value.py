@@ -22,7 +22,7 @@ def _rules():
     return rules_from_version(version)
 
 
-def test_value_is_the_lines_when_the_total_is_lower(order):
+def test_value_uses_larger_lines(order):
     order.total = Decimal("15.00")
     line = order.lines.get()
     line.quantity, line.unit_price = 3, Decimal("500.00")
@@ -35,7 +35,7 @@ def test_value_is_the_lines_when_the_total_is_lower(order):
     assert facts["value"] == "1500.00"
 
 
-def test_value_is_the_total_when_it_is_higher(order):
+def test_value_uses_larger_total(order):
     # Read back: the column keeps more places than USD has ("24.990").
     order.refresh_from_db()
 

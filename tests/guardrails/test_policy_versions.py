@@ -508,7 +508,7 @@ def test_decision_keeps_its_version(policy, ops, channel):
 
 
 @pytest.mark.parametrize(("minutes", "refused"), [(525_600, False), (525_601, True)])
-def test_review_sla_of_more_than_a_year_is_refused(policy, ops, minutes, refused):
+def test_review_sla_over_a_year(policy, ops, minutes, refused):
     """A new user saved 99,999,999,999 minutes; the next queued decision failed with a 500."""
     rules = {**SUBSTITUTION_RULES, "review_sla_minutes": minutes}
 

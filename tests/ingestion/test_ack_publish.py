@@ -147,7 +147,7 @@ def test_unreachable_broker_raises_operational_error(broker_queue, monkeypatch):
 
     process_delivery.delay(1)
     slot = _slot_for_this_process()
-    # The broker stops answering: the channel's connection pool points at a closed port.
+    # The broker stops responding: the channel's connection pool points at a closed port.
     unreachable = redis.ConnectionPool(
         host="127.0.0.1", port=closed_port(), socket_connect_timeout=1, socket_timeout=1
     )

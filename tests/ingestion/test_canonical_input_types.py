@@ -107,7 +107,7 @@ def test_more_lines_than_the_limit_is_refused(api_client):
     }
 
 
-def test_the_samples_still_pass(api_client, carriers):
+def test_samples_pass(api_client, carriers):
     for number, name in enumerate(
         ("01-normal.json", "02-kwd-three-decimals.json", "03-total-mismatch.json")
     ):

@@ -67,7 +67,7 @@ def test_high_value_order_is_held_for_release(channel, catalog, post_webhook, se
     assert order.events.filter(kind="review.opened", data__review_item=item.pk).exists()
 
 
-def test_total_below_the_lines_is_held_by_the_lines(channel, catalog, post_webhook, settings):
+def test_low_total_held_by_lines(channel, catalog, post_webhook, settings):
     """A source that sends a total far below its lines still gets the high-value review."""
     settings.OMSGUARD_ESCALATION_ORDER_VALUE = "1000"
     line = order_payload()["line_items"][0] | {"quantity": 3, "price": "500.00"}

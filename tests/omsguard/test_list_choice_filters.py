@@ -1,7 +1,7 @@
 """Every choice filter of the REST API keeps all values of a repeated parameter.
 
 django-filter's ChoiceFilter keeps only the last of `?verdict=a&verdict=b` without a word, so
-a client believes it sees both. The lists use omsguard.api_filters.MultipleChoiceFilter
+a client believes it gets both. The lists use omsguard.api_filters.MultipleChoiceFilter
 instead; this walks every API view so a new list cannot bring the silent kind back.
 """
 
@@ -34,7 +34,7 @@ def _filtersets() -> dict[str, type]:
     return filtersets
 
 
-def test_the_walk_finds_the_api_lists():
+def test_walk_finds_api_lists():
     names = set(_filtersets())
 
     assert {"DecisionFilter", "DeliveryFilter", "StockEventFilter"} <= names, names

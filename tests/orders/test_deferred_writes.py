@@ -79,7 +79,7 @@ def test_ready_order_final_writes_one_query(channel, catalog):
 
 @needs_postgres
 def test_flagged_held_order_keeps_both_updates(channel, catalog):
-    # An unmapped line holds the order and a wrong total flags it: two UPDATEs of one row.
+    # An unmapped line puts the order on hold and a wrong total flags it: two UPDATEs of one row.
     lines = [*order_payload()["line_items"], UNMAPPED_LINE]
     delivery = _delivery(channel, order_payload(lines=lines, total_price="99.00"))
 

@@ -175,7 +175,7 @@ def test_huge_values_are_cut_in_errors():
     assert len(number.value.reason) < 120
 
 
-def test_more_lines_than_the_limit_fail_naming_line_items():
+def test_line_limit_names_line_items():
     line = order_payload()["line_items"][0]
     at_limit = parse_order(order_payload(lines=[line] * MAX_LINES))
     over = parse_order(order_payload(lines=[line] * (MAX_LINES + 1)))

@@ -67,10 +67,10 @@ EXCLUDED: dict[str, str] = {}
 # accepts three kinds of such requests on purpose, and the check skips a request that breaks
 # the schema only in these ways:
 # - List endpoints follow DRF's conventions for query parameters: an empty value means no
-#   filter, the first page or the default page size, and unknown ordering fields are dropped.
-#   The response is a 200 with defaults, which the API allows for a bad query parameter
-#   ("200 with defaults or 400, never 500"). A page_size that is not empty and not a whole
-#   number from 1 to 500 gets a 400 (docs/api.md), but an empty one still reads as the default.
+#   filter, the first page or the default page size. The response is a 200 with defaults,
+#   which the API allows for a bad query parameter ("200 with defaults or 400, never 500").
+#   A page_size or ordering that is not empty and not valid gets a 400 (docs/api.md), but an
+#   empty one still reads as the default.
 # - DRF's CharField strips leading and trailing whitespace before it checks max_length, so a
 #   string padded with whitespace past maxLength is accepted and stored without the padding.
 # - A form body cannot send null, so DRF reads an empty form value of a nullable field as null

@@ -13,8 +13,8 @@ queries that do not depend on its parameters: unknown parameters, a NUL byte in 
 invalid percent-encoding and UTF-8, and more fields than Django accepts. A path argument
 gets invalid and out-of-range ids. A response passes when it is:
 
-- 200: the bad value was ignored and the default applies. An unknown ordering field is
-  dropped, and an HTML page number out of range shows the nearest page (Paginator.get_page);
+- 200: the bad value was ignored and the default applies. An HTML page number out of range
+  shows the nearest page (Paginator.get_page);
 - 400 naming the parameter: the API's JSON error body or the HTML page's error names it. An
   API page or page_size that is not a whole number in range gets this (docs/api.md), and a
   NUL character gets it on every route (omsguard/query_strings.py);

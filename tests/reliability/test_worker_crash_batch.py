@@ -81,9 +81,9 @@ def test_killed_worker_batch_processed_once(shopify_channel, tmp_path):  # noqa:
         )
         try:
             _wait_until_processed(first, shopify_channel, count=before_kill)
-            # The rest of the batch is recorded only once the channel is locked: a worker
+            # The rest of the batch is recorded only once the channel is locked. A worker
             # processes ~100 deliveries/s, so a batch queued at the start could be done
-            # before the lock is taken, and then no delivery would be in flight.
+            # before the lock is taken, with no delivery left in flight.
             with _channel_row_locked(shopify_channel):
                 deliveries += _batch_record(shopify_channel, range(before_kill, BATCH))
                 _wait_for_lock_waiter(first)

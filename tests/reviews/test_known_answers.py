@@ -481,7 +481,7 @@ def test_seed_on_item_open(order):
     ).exists()
 
 
-def test_item_open_sends_no_savepoint_when_the_draw_seeds_nothing(order):
+def test_unseeded_item_open_has_no_savepoint(order):
     """A queued decision skipped by the draw pays for no empty SAVEPOINT and RELEASE."""
     case_of()
     rate_set("0")
