@@ -25,13 +25,62 @@ from rest_framework import exceptions, filters
 MAX_ID = 2**63 - 1
 
 
-class IdFilter(django_filters.NumberFilter):
-    """A database id: a whole number the id column can hold, so a huge one is a 400."""
+class IdField(forms.IntegerField):
+    """A database id from 1 to MAX_ID. Its one error message names the kind of id and the value.
 
-    field_class = forms.IntegerField
+    forms.IntegerField has three messages ("Enter a whole number." and the two bounds), and none
+    of them names the parameter as an id or shows the value that was sent.
+    """
+
+    default_error_messages = {
+        "invalid_id": "Enter %(noun)s id, a whole number from 1 to %(max)s; got %(value)s.",
+    }
+
+    def __init__(self, *, noun: str = "an", **kwargs) -> None:
+        self.noun = noun
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
+
+    def clean(self, value):
+        try:
+            return super().clean(value)
+        except ValidationError as error:
+            # The bound validators raise a list of errors, which has no code of its own.
+            codes = {each.code for each in error.error_list}
+            if not codes <= {"invalid", "min_value", "max_value"}:
+                raise
+            text = str(value)
+            raise ValidationError(
+                self.error_messages["invalid_id"],
+                code="invalid_id",
+                params={
+                    "noun": self.noun,
+                    "max": MAX_ID,
+                    # Shortened, because the whole value comes back in the 400's message.
+                    "value": repr(text[:40]) + ("..." if len(text) > 40 else ""),
+                },
+            ) from None
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A database id: a whole number the id column can hold, so a huge one is a 400.
+
+    The error names the id after `field_name`: `order_id` gives "Enter an order id, ...".
+    """
+
+    field_class = IdField
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
+        kwargs.setdefault("noun", _id_noun(kwargs.get("field_name")))
+        super().__init__(**kwargs)
+
+
+def _id_noun(field_name: str | None) -> str:
+    """Return the id's name with its article: "order_id" gives "an order", None gives "an"."""
+    if not field_name:
+        return "an"
+    name = field_name.removesuffix("_id").replace("__", " ").replace("_", " ")
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"{article} {name}"
 
 
 class StrictBooleanField(forms.NullBooleanField):

@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from omsguard.api_filters import MultipleChoiceFilter
+from omsguard.api_filters import IdFilter, MultipleChoiceFilter
 from orders.channel_access import channel_scoped_any
 
 from . import services
@@ -25,6 +25,10 @@ class ReviewItemFilter(django_filters.FilterSet):
     status = MultipleChoiceFilter(choices=ReviewStatus.choices)
     kind = MultipleChoiceFilter(choices=ReviewKind.choices)
     channel = django_filters.CharFilter(method="filter_channel")
+    # Declared, because the filter django-filter derives from the foreign key is a
+    # ModelChoiceFilter, whose error ("Select a valid choice.") does not say that an order id is
+    # expected. An id that names no order, or one of another channel, matches no items (200).
+    order = IdFilter(field_name="order_id", help_text="The order's id.")
 
     class Meta:
         model = ReviewItem
