@@ -4,7 +4,9 @@ Pages: the landing page (a card per queue kind, the disagreement rates, the user
 the open items), a list per kind, and one item's page with its context. Decisions return
 the decided item's fragment plus out-of-band updates of the open counts and, on the item
 page, of its status line. Errors (400, 403, 404, 409) return with a one-line fragment that
-the page's htmx config swaps into `#flash`.
+the page's htmx config swaps into `#flash`. A 409 sent from the item page also carries the
+item's current status line out of band, because the item or its order changed since the page
+loaded.
 """
 
 import logging
@@ -229,6 +231,7 @@ def item_accept(request: HttpRequest, item_id: int) -> HttpResponse:
         choice[name] = int(value)
     return _decide(
         request,
+        item_id,
         lambda: services.review_item_accept(
             item_id=item_id,
             user=request.user,
@@ -245,6 +248,7 @@ def item_reject(request: HttpRequest, item_id: int) -> HttpResponse:
         return error
     return _decide(
         request,
+        item_id,
         lambda: services.review_item_reject(
             item_id=item_id, user=request.user, note=_note(request)
         ),
@@ -265,7 +269,7 @@ def item_revise(request: HttpRequest, item_id: int) -> HttpResponse:
     try:
         services.review_item_check_may_decide(item, request.user)
     except services.ReviewError as error:
-        return _flash(request, error.status, error.message, code=error.code)
+        return _review_error(request, item_id, error)
     if error := _note_too_long(request):
         return error
     form = revise_form_for(item, data=request.POST)
@@ -285,7 +289,7 @@ def item_revise(request: HttpRequest, item_id: int) -> HttpResponse:
         )
     except services.ReviewError as error:
         if error.code != "invalid_revision":
-            return _flash(request, error.status, error.message, code=error.code)
+            return _review_error(request, item_id, error)
         # The service checks the value against the order, so its error belongs on the form.
         field = REVISION_FORM_FIELDS.get(error.field, error.field)
         form.add_error(field if field in form.fields else None, error.message)
@@ -307,12 +311,39 @@ def _revise_form_invalid(request: HttpRequest, item: ReviewItem, form) -> HttpRe
     return response
 
 
-def _decide(request: HttpRequest, decide: Callable[[], ReviewItem]) -> HttpResponse:
+def _decide(request: HttpRequest, item_id: int, decide: Callable[[], ReviewItem]) -> HttpResponse:
     try:
         item = decide()
     except services.ReviewError as error:
-        return _flash(request, error.status, error.message, code=error.code)
+        return _review_error(request, item_id, error)
     return _decided(request, item)
+
+
+def _review_error(request: HttpRequest, item_id: int, error: services.ReviewError) -> HttpResponse:
+    """Render the error's flash line, and on a 409 from the item page its current status line.
+
+    A 409 means that someone else decided or claimed the item, or that its order changed, so
+    the status line the page loaded with is out of date. It is sent out of band, as after a
+    successful decision, and shows the item as it is now.
+    """
+    if error.status != 409 or not _sent_from_item_page(request, item_id):
+        return _flash(request, error.status, error.message, code=error.code)
+    item = selectors.review_item_for_page(item_id=item_id)
+    if item is None:
+        return _flash(request, error.status, error.message, code=error.code)
+    _rows_prepare([item], request.user)
+    return render(
+        request,
+        "reviews/_conflict.html",
+        {
+            "message": error.message,
+            "code": error.code,
+            "level": "error",
+            "item": item,
+            "ctx": {"stale": item.stale},
+        },
+        status=error.status,
+    )
 
 
 def _decided(request: HttpRequest, item: ReviewItem) -> HttpResponse:
@@ -333,19 +364,19 @@ def _decided(request: HttpRequest, item: ReviewItem) -> HttpResponse:
             # Only an htmx response carries the out-of-band count updates. The item page
             # includes the same fragment and would show them as loose numbers.
             "oob_counts": True,
-            "on_item_page": _sent_from_item_page(request, item),
+            "on_item_page": _sent_from_item_page(request, item.pk),
         },
     )
 
 
-def _sent_from_item_page(request: HttpRequest, item: ReviewItem) -> bool:
+def _sent_from_item_page(request: HttpRequest, item_id: int) -> bool:
     """Return whether htmx sent the decision from the item's page, whose status line changes too.
 
     A list page has no status line, and htmx logs an error for an out-of-band swap that finds
     no target, so only the item page gets one.
     """
     current_url = request.htmx.current_url or ""
-    return urlsplit(current_url).path == reverse("reviews:item", args=[item.pk])
+    return urlsplit(current_url).path == reverse("reviews:item", args=[item_id])
 
 
 # --- Claims ------------------------------------------------------------------------------
@@ -355,7 +386,7 @@ def _sent_from_item_page(request: HttpRequest, item: ReviewItem) -> bool:
 @htmx_login_required
 def item_claim(request: HttpRequest, item_id: int) -> HttpResponse:
     return _claim_change(
-        request, lambda: services.review_item_claim(item_id=item_id, user=request.user)
+        request, item_id, lambda: services.review_item_claim(item_id=item_id, user=request.user)
     )
 
 
@@ -363,15 +394,19 @@ def item_claim(request: HttpRequest, item_id: int) -> HttpResponse:
 @htmx_login_required
 def item_release(request: HttpRequest, item_id: int) -> HttpResponse:
     return _claim_change(
-        request, lambda: services.review_item_release(item_id=item_id, user=request.user)
+        request,
+        item_id,
+        lambda: services.review_item_release(item_id=item_id, user=request.user),
     )
 
 
-def _claim_change(request: HttpRequest, change: Callable[[], ReviewItem]) -> HttpResponse:
+def _claim_change(
+    request: HttpRequest, item_id: int, change: Callable[[], ReviewItem]
+) -> HttpResponse:
     try:
         item = change()
     except services.ReviewError as error:
-        return _flash(request, error.status, error.message, code=error.code)
+        return _review_error(request, item_id, error)
     item.may_decide = services.review_item_may_decide(item, request.user)
     return render(request, "reviews/_claim.html", {"item": item})
 
