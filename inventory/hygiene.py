@@ -19,6 +19,9 @@ def check_stock(*, order: Order) -> list[Finding]:
     result = order_reserve_stock(order=order, lines_new=order_lines_are_new(order))
 
     findings: list[Finding] = []
+    # NOTE: one item per short line, so 500 short lines of one SKU open 500 items and queue
+    # 500 substitution recommender runs. One item per SKU would also need the substitution
+    # recommender and applier (guardrails), which work on an item's single order_line.
     for shortage in result.short:
         item = review_item_open_out_of_stock(order=order, shortage=shortage)
         findings.append(out_of_stock_hold(shortage, review_item=item.pk))
