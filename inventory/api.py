@@ -131,6 +131,7 @@ class DiscrepancyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, viewset
     serializer_class = DiscrepancySerializer
     parser_classes = [JSONParser]
     ordering = ["-created_at"]
+    ordering_fields = ["created_at"]
 
     def get_queryset(self):
         return InventoryDiscrepancy.objects.select_related(

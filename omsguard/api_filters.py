@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django_filters.fields import IsoDateTimeField
 from django_filters.fields import MultipleChoiceField as FilterMultipleChoiceField
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, filters
 
 # The largest id that PostgreSQL's bigint and SQLite's INTEGER can hold.
@@ -61,6 +62,8 @@ class IdField(forms.IntegerField):
             ) from None
 
 
+# NumberFilter's schema type is "number" with no bounds, so generated clients sent 1.5 or 0.
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
 class IdFilter(django_filters.NumberFilter):
     """A database id: a whole number the id column can hold, so a huge one is a 400.
 
@@ -242,11 +245,14 @@ class OrderingFilter(filters.OrderingFilter):
         names = getattr(view, "ordering_fields", None)
         if isinstance(names, list | tuple):
             choices = [term for name in names for term in (name, f"-{name}")]
+            # A pattern, not an enum: the value may be several comma-separated keys.
+            key = "-?(" + "|".join(re.escape(name) for name in names) + ")"
             for parameter in parameters:
                 parameter["description"] = (
                     f"Comma-separated sort keys; a leading - sorts descending. "
                     f"One of: {', '.join(choices)}."
                 )
+                parameter["schema"] = {"type": "string", "pattern": f"^{key}(,{key})*$"}
         return parameters
 
 

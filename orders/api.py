@@ -318,6 +318,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = DeliveryFilter
     lookup_value_regex = r"\d+"
     ordering = ["-received_at"]
+    ordering_fields = ["received_at"]
 
     def get_queryset(self) -> QuerySet[Delivery]:
         deliveries = Delivery.objects.select_related("channel").prefetch_related("orders")

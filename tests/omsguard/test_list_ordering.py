@@ -82,3 +82,40 @@ def test_repeated_ordering_is_400(client, orders):  # noqa: F811
     assert response.json()["error"]["fields"] == {
         "ordering": ["Give ordering once, with its fields separated by commas."]
     }
+
+
+def test_schema_every_list_names_its_sort_keys(client):
+    schema = client.get("/api/schema/?format=json").json()
+
+    orderings = {
+        path: parameter
+        for path, operations in schema["paths"].items()
+        for parameter in operations.get("get", {}).get("parameters", [])
+        if parameter["name"] == "ordering"
+    }
+    assert "/api/v1/deliveries/" in orderings
+    assert "/api/v1/inventory-discrepancies/" in orderings
+    for path, parameter in orderings.items():
+        assert "One of:" in parameter.get("description", ""), path
+        assert "pattern" in parameter["schema"], path
+
+
+@pytest.mark.parametrize("value", ["error", "orders", "-error"])
+def test_deliveries_internal_field_is_400(client, value):
+    response = client.get("/api/v1/deliveries/", {"ordering": value})
+
+    assert response.status_code == 400
+    assert "Use one of: received_at" in response.json()["error"]["fields"]["ordering"][0]
+
+
+def test_schema_pattern_matches_sort_keys(client):
+    import re
+
+    schema = client.get("/api/schema/?format=json").json()
+    parameters = schema["paths"]["/api/v1/orders/"]["get"]["parameters"]
+    pattern = next(p for p in parameters if p["name"] == "ordering")["schema"]["pattern"]
+
+    assert re.fullmatch(pattern, "created_at")
+    assert re.fullmatch(pattern, "-total,created_at")
+    assert not re.fullmatch(pattern, "totl")
+    assert not re.fullmatch(pattern, "created_at,")
