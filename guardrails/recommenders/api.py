@@ -6,7 +6,7 @@ of its granted channels; another channel's order is not found.
 """
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
@@ -58,12 +58,25 @@ class RecommendationSerializer(serializers.Serializer):
     )
 
 
+# The proposal at the end of a recommendation can fail as POST /api/v1/decisions/ does.
+RECOMMENDATION_RESPONSES = {
+    200: RecommendationSerializer,
+    400: OpenApiResponse(description="Invalid input; `fields` names the field."),
+    403: OpenApiResponse(description="Missing permission."),
+    404: OpenApiResponse(description="Unknown order, or one of a channel not granted."),
+    409: OpenApiResponse(
+        description="A proposal of the same action on this order waits for review "
+        "(`proposal_pending`), or the order changed."
+    ),
+}
+
+
 class ShortageView(APIView):
     """POST a short line; returns ranked substitutes and the guardrails' verdict on the best."""
 
     permission_classes = [MayProposeDecisions]
 
-    @extend_schema(request=ShortageSerializer, responses=RecommendationSerializer)
+    @extend_schema(request=ShortageSerializer, responses=RECOMMENDATION_RESPONSES)
     def post(self, request: Request, order_id: int) -> Response:
         order = get_object_or_404(_orders_visible(request), pk=order_id)
         serializer = ShortageSerializer(data=request.data)
@@ -91,7 +104,7 @@ class CarrierRecommendationView(APIView):
 
     permission_classes = [MayProposeDecisions]
 
-    @extend_schema(request=None, responses=RecommendationSerializer)
+    @extend_schema(request=None, responses=RECOMMENDATION_RESPONSES)
     def post(self, request: Request, order_id: int) -> Response:
         order = get_object_or_404(
             _orders_visible(request).select_related("carrier_service__carrier"), pk=order_id
