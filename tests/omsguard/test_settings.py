@@ -38,6 +38,8 @@ def test_missing_secret_key_is_refused_outside_debug():
 
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("manage.py: SECRET_KEY is not set")
 
 
 @pytest.mark.django_db
