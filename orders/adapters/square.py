@@ -4,6 +4,7 @@ The webhook only names the order, so the webhook view fetches the full order fro
 API and records both; this adapter reads only the recorded JSON and never the network.
 """
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -63,10 +64,26 @@ def event_order_id(event: Any) -> str:
     return order_id.strip()
 
 
+def event_created_at(event: Any, field_name: str = "created_at") -> datetime | None:
+    """Return the webhook event's created_at, or None when it has none.
+
+    Raises AdapterError naming the field when created_at is not an ISO 8601 timestamp with
+    an offset, as every adapter does for a date it cannot read. The delivery age check
+    needs the time, so an unreadable one must not pass as if it were absent.
+    """
+    if not isinstance(event, dict):
+        return None
+    return parse_timestamp(event.get("created_at"), field_name)
+
+
 def parse_order(payload: Any) -> CanonicalOrder:
     """Turn a recorded {"event", "order"} pair into the canonical order, or raise AdapterError."""
     if not isinstance(payload, dict) or not isinstance(payload.get("order"), dict):
         raise AdapterError("order", "expected the fetched Square order as a JSON object")
+    # The webhook view records an event whose created_at it cannot read, so nothing is lost,
+    # but skips the age check. Failing here puts the delivery in front of a person (an
+    # Unprocessable delivery item) instead of making an order whose age was never checked.
+    event_created_at(payload.get("event"), "event.created_at")
     order = payload["order"]
     order_id = text(order.get("id"), "order.id").strip()
     if not order_id:
