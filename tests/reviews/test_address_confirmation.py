@@ -260,6 +260,11 @@ def test_correct_low_score_keeps_item_open(held_order, mailoutbox, customer):
     assert item.status == ReviewStatus.OPEN
     assert item.proposal["normalized"]["zip"] == "33101"
     assert item.proposal["customer_correction"]["score"] == "0.70"
+    reason_fields = [reason["field"] for reason in item.proposal["customer_correction"]["reasons"]]
+    assert "postal_code" in reason_fields
+    assert "zip" not in reason_fields
+    assert item.proposal["parsed"]["postal_code"] == "33101"
+    assert "zip" not in item.proposal["parsed"]
     zip_row = next(row for row in item.proposal["comparison"] if row["field"] == "zip")
     assert zip_row == {
         "field": "zip",
