@@ -5,6 +5,7 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from orders.canonical import address_field_name
 from orders.models import OrderStatus
 from reviews import display
 
@@ -15,6 +16,16 @@ register = template.Library()
 def as_json(value: object) -> str:
     """Indented JSON, as a channel would have sent it (not Python's repr)."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+@register.filter
+def address_field(name: str) -> str:
+    """Return a stored address key under the canonical order format's name ("zip" -> "postal_code").
+
+    The comparison rows keep the stored keys, because Accept and the revise form write them;
+    the page shows the names the reasons and the API use.
+    """
+    return address_field_name(name)
 
 
 @register.filter

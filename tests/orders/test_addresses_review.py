@@ -308,7 +308,7 @@ def test_suggestion_that_leaves_zip_wrong_is_no_correction(
     assert "<h3>Suggested address</h3>" in html
     assert "This is no correction: the suggested address would still score below 0.80" in html
     zip_row = (
-        "<td><code>zip</code></td><td>94105</td><td>94105<br>"
+        "<td><code>postal_code</code></td><td>94105</td><td>94105<br>"
         '<span class="warn">Still wrong: ZIP code &#x27;94105&#x27; is not used in Texas '
         "but in California. Check whether the ZIP code or the state is wrong.</span>"
     )
