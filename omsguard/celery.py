@@ -87,19 +87,22 @@ def database_connections_refresh(task: Task | None = None, **kwargs: Any) -> Non
     if task is not None and task.request.is_eager:
         return
     close_old_connections()
-    _health_check_skip_if_just_used()
+    health_check_skip_if_just_used()
 
 
-# Seconds after a task that used a connection without a database error during which the next
-# task does not check that connection with Django's health check query. The check is one
-# SELECT 1 round trip, which took about 6 % of a pool process's time while it drained 800
-# orders back to back (py-spy --idle). A connection that breaks within this window fails the
-# next task's first query instead, and Django closes it after that task (errors_occurred), as
-# it would without the health check. process_delivery retries such a failure, but a task
-# without retries fails once.
+# Seconds during which the next task or webhook request of a thread skips Django's health
+# check query on an open connection. The window starts when the previous one ended without a
+# database error on that connection. The check is one SELECT 1 round trip. It took about 6 %
+# of a pool process's time while it drained 800 orders back to back (py-spy --idle). A
+# webhook acknowledgement otherwise makes two PostgreSQL round trips: this one and its INSERT.
+# A connection that breaks within this window fails the next task's or request's first query
+# instead, and Django closes it after that task or request (errors_occurred), as it would
+# without the health check. process_delivery retries such a failure, but a task without
+# retries fails once. A webhook request gets a 503 with Retry-After
+# (omsguard.middleware.DatabaseUnavailableMiddleware), and the channel sends the delivery again.
 HEALTH_CHECK_SKIP_SECONDS = 1.0
 
-# Per thread: database alias -> time.monotonic() when a task last finished with it healthy.
+# Per thread: database alias -> time.monotonic() when a task or request last finished with it.
 _connection_use = threading.local()
 
 
@@ -108,6 +111,11 @@ def database_connections_note_use(task: Task | None = None, **kwargs: Any) -> No
     """Record which connections a finished task leaves open without a database error."""
     if task is not None and task.request.is_eager:
         return
+    connections_note_healthy_use()
+
+
+def connections_note_healthy_use() -> None:
+    """Record, for this thread, the open connections that have had no database error."""
     now = time.monotonic()
     _connection_use.finished = {
         conn.alias: now
@@ -116,7 +124,13 @@ def database_connections_note_use(task: Task | None = None, **kwargs: Any) -> No
     }
 
 
-def _health_check_skip_if_just_used() -> None:
+def health_check_skip_if_just_used() -> None:
+    """Mark as checked each open connection noted less than HEALTH_CHECK_SKIP_SECONDS ago.
+
+    Call it after close_old_connections (Django's request_started receiver, or
+    database_connections_refresh), which closes a connection that is too old or had errors.
+    Each note is used once.
+    """
     finished = getattr(_connection_use, "finished", {})
     _connection_use.finished = {}
     now = time.monotonic()
@@ -124,7 +138,7 @@ def _health_check_skip_if_just_used() -> None:
         used_at = finished.get(conn.alias)
         recent = used_at is not None and now - used_at < HEALTH_CHECK_SKIP_SECONDS
         # close_old_connections has already applied CONN_MAX_AGE and closed a connection
-        # with errors, so only an open connection that the last task used is left as it is.
+        # with errors, so only an open connection that was used last is left as it is.
         if recent and conn.connection is not None and not conn.errors_occurred:
             conn.health_check_done = True
 
