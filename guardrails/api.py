@@ -28,6 +28,7 @@ from .serializers import (
     DecisionRevertSerializer,
     DecisionSerializer,
     decision_representation,
+    proposal_validated_plain,
 )
 
 
@@ -96,7 +97,9 @@ class DecisionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     )
     def create(self, request: Request) -> Response:
         """Propose an action on an order and get the verdict with every rule that fired."""
-        data = _validated(DecisionProposeSerializer, request)
+        data = proposal_validated_plain(request.data)
+        if data is None:
+            data = _validated(DecisionProposeSerializer, request)
         # One block for the channel check and the decision, so the decision uses the stamp
         # token that the channel check read with the order's channel.
         with reads_shared():

@@ -182,13 +182,17 @@ class ProposalReads:
     priority_listed: bool
     # (unit price, quantity, SKU cost, SKU currency) of each line, as `margin_rate` reads them.
     line_costs: list[tuple[Decimal, int, Decimal | None, str | None]]
+    # On PostgreSQL, an id taken from the decision table's sequence for the decision this
+    # proposal stores, so its INSERT can go in one statement with the audit entry and event
+    # that name it. A proposal that stores no decision leaves a gap in the ids. None elsewhere.
+    decision_id: int | None = None
 
 
 def proposal_reads(*, order: Order, action: ActionType) -> ProposalReads:
     """Read the pending proposal, the priority listing and the line costs in one query.
 
     On PostgreSQL one hand-written statement replaces the three ORM queries below, which
-    other databases still run (a test compares both).
+    other databases still run (a test compares both), and takes the next decision id.
     """
     if connection.vendor != "postgresql":
         return ProposalReads(
@@ -207,12 +211,13 @@ def proposal_reads(*, order: Order, action: ActionType) -> ProposalReads:
     with connection.cursor() as cursor:
         cursor.execute(_proposal_reads_sql(), parameters)
         rows = cursor.fetchall()
-    pending_id, pending_item, listed = rows[0][:3]
+    decision_id, pending_id, pending_item, listed = rows[0][:4]
     return ProposalReads(
         pending=(pending_id, pending_item) if pending_id is not None else None,
         priority_listed=listed,
         # The LEFT JOIN gives one row of NULLs for an order without lines.
-        line_costs=[tuple(row[3:]) for row in rows if row[3] is not None],
+        line_costs=[tuple(row[4:]) for row in rows if row[4] is not None],
+        decision_id=decision_id,
     )
 
 
@@ -222,13 +227,17 @@ def _proposal_reads_sql() -> str:
     from reviews.models import ReviewItem, ReviewKind, ReviewStatus
 
     # The pending proposal is ordered as Decision's default ordering orders `.first()`.
+    # nextval() sits in the one-row `base` subquery, which PostgreSQL does not merge into the
+    # outer query because of the volatile function, so an order with several lines still takes
+    # one id.
     return (
-        "SELECT pending.id, pending.review_item_id, EXISTS ("  # noqa: S608 - names from metadata
+        "SELECT base.decision_id, pending.id, pending.review_item_id, EXISTS ("  # noqa: S608
         f"  SELECT 1 FROM {PriorityCustomer._meta.db_table} listed"
         "   WHERE listed.channel_id = %(channel)s AND (listed.customer_id = %(customer)s"
         "   OR UPPER(listed.email::text) = UPPER(%(email)s))"
         "), line.unit_price, line.quantity, sku.cost, sku.currency "
-        "FROM (SELECT 1) AS base "
+        "FROM (SELECT nextval(pg_get_serial_sequence("
+        f"'{Decision._meta.db_table}', '{Decision._meta.pk.column}')) AS decision_id) AS base "
         "LEFT JOIN LATERAL ("
         f"  SELECT decision.id, decision.review_item_id FROM {Decision._meta.db_table} decision"
         f"  JOIN {ReviewItem._meta.db_table} item ON item.id = decision.review_item_id"

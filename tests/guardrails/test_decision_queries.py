@@ -66,14 +66,15 @@ def _orm_fallback_queries() -> int:
 def _postgresql_statements_saved(verdict: str) -> int:
     """Return the statements saved on PostgreSQL by writing several rows in one statement.
 
-    Every decision writes an audit entry with its order event in one statement, and an applied
-    decision a second such pair, together with its `applied_at` UPDATE. A queued decision
-    stores its review item's id with the UPDATE inside the "review.opened" event's INSERT.
-    Other databases run one statement for each write.
+    Every decision is inserted with its audit entry and order event in one statement, and an
+    applied decision writes a second audit entry and event together with its `applied_at`
+    UPDATE. A queued decision stores its review item's id with the UPDATE inside the
+    "review.opened" event's INSERT, and the hold on its order (the order's UPDATE, its event
+    and its audit entry) is one statement. Other databases run one statement for each write.
     """
     if connection.vendor != "postgresql":
         return 0
-    return {Verdict.APPLIED: 3, Verdict.QUEUED_FOR_REVIEW: 2}.get(verdict, 1)
+    return {Verdict.APPLIED: 4, Verdict.QUEUED_FOR_REVIEW: 5}.get(verdict, 2)
 
 
 def order_copy(order: Order, number: int) -> Order:
