@@ -124,11 +124,11 @@ def _rows_together_possible() -> bool:
     receivers, because `_rows_write_together` sends none.
     """
     from orders.models import OrderEvent
-    from orders.services import _batched_events
+    from orders.services import order_events_batch_active
 
     return (
         connection.vendor == "postgresql"
-        and _batched_events.get() is None
+        and not order_events_batch_active()
         and not _has_save_receivers(AuditEntry)
         and not _has_save_receivers(OrderEvent)
     )
@@ -1029,11 +1029,11 @@ def _order_hold_add(order, reasons: list[dict]) -> None:
     order), and when Order has save signal receivers.
     """
     from orders.models import OrderStatus
-    from orders.services import _deferred_writes, order_update_hold_reasons
+    from orders.services import order_update_hold_reasons, order_writes_deferred_active
 
     if (
         connection.vendor != "postgresql"
-        or _deferred_writes.get() is not None
+        or order_writes_deferred_active()
         or _has_save_receivers(type(order))
     ):
         order_update_hold_reasons(order=order, reasons=reasons)

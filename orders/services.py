@@ -328,6 +328,16 @@ _deferred_writes: ContextVar[list["_DeferredWrite"] | None] = ContextVar(
 )
 
 
+def order_events_batch_active() -> bool:
+    """Return whether this code runs inside order_events_batched()."""
+    return _batched_events.get() is not None
+
+
+def order_writes_deferred_active() -> bool:
+    """Return whether this code runs inside order_writes_deferred()."""
+    return _deferred_writes.get() is not None
+
+
 @dataclass(frozen=True)
 class _DeferredWrite:
     sql: str
