@@ -5,11 +5,12 @@ rule saved here can always be evaluated. Alerts are read-only: services raise an
 them, and the actions acknowledge and silence through the same services as the alert page.
 """
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Max, Q
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -34,6 +35,7 @@ from .services import (
     alert_may_change,
     alert_silence,
     monitoring_admin_change_record,
+    monitoring_settings_get_or_create,
     rule_alerts_resolve,
 )
 
@@ -490,14 +492,26 @@ class MonitoringSettingsForm(forms.ModelForm):
             raise forms.ValidationError(
                 "Give both the start and the end of the baseline period, or neither."
             )
-        if start and end and end <= start:
+        if start and end and end < start:
             self.add_error("baseline_end", "The baseline must end after it starts.")
+        # A baseline that has not started has no data, so every goal would show "Not enough
+        # data" until it ends. Rejecting it also catches a mistyped year at once.
+        today = timezone.now().astimezone(UTC).date()
+        if start and start > today:
+            self.add_error(
+                "baseline_start",
+                f"The baseline must start on or before today ({today.isoformat()}, UTC), "
+                "because the goals compare the last 30 days with data already collected.",
+            )
         return cleaned
 
 
 @admin.register(MonitoringSettings)
 class MonitoringSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """One row: adding is offered only while it does not exist, and it cannot be deleted."""
+    """One row, created on first open, so ops managers can edit it without the add permission.
+
+    Adding is offered only while the row does not exist, and it cannot be deleted.
+    """
 
     form = MonitoringSettingsForm
     list_display = ["__str__", "baseline_start", "baseline_end", "updated_at"]
@@ -507,3 +521,12 @@ class MonitoringSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        # The list has only one row, so it opens straight on that row's form. Creating the row
+        # here rather than in a data migration also covers test databases, whose flushes
+        # remove migration data.
+        if not self.has_view_or_change_permission(request):
+            return super().changelist_view(request, extra_context)
+        row = monitoring_settings_get_or_create()
+        return redirect(f"admin:{row._meta.app_label}_{row._meta.model_name}_change", row.pk)

@@ -19,6 +19,7 @@ Webhooks get a Slack-compatible JSON body ("text" and "attachments") plus an "al
 with the figures, for receivers that parse it.
 """
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -46,6 +47,7 @@ from .models import (
     NotificationStatus,
     NotificationTarget,
 )
+from .webhook_guard import BlockedAddressError, guarded_create_connection, webhook_url_address_error
 
 logger = logging.getLogger(__name__)
 
@@ -329,23 +331,59 @@ def _email_send(address: str, subject: str, body: str) -> None:
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect would turn the POST into a GET and lose the body; count it as a failure.
+    # A redirect would turn the POST into a GET and lose the body, and following it would
+    # reach a URL that no one checked when the target was saved. Count it as a failure.
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = guarded_create_connection
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    # HTTPSConnection.connect opens the TCP connection through HTTPConnection.connect, so the
+    # same check applies, and TLS still verifies the certificate against the URL's host name.
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = guarded_create_connection
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_GuardedHTTPConnection, req)
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_GuardedHTTPSConnection, req, context=self._context)
+
+
+# ProxyHandler({}) ignores HTTP(S)_PROXY in the environment, because through a proxy the
+# connection goes to the proxy's address and the internal-address check could not see where
+# the POST really goes.
+_opener = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), _NoRedirects, _GuardedHTTPHandler, _GuardedHTTPSHandler
+)
 
 
 def _webhook_post(url: str, body: dict) -> None:
     """POST the JSON body; any response other than 2xx is a failure.
 
-    Error texts name the host only, because webhook URLs often carry a secret token.
+    Error texts name the host only, because webhook URLs often carry a secret token. An
+    internal address (see webhook_guard) is a permanent failure, without a retry.
     """
-    if notification_address_error(NotificationKind.WEBHOOK, url):
+    if _webhook_url_invalid(url):
         raise NotificationSendError("The webhook URL is not a valid http(s) URL.", permanent=True)
 
     host = urlsplit(url).netloc.rpartition("@")[2]
+    # Targets saved before the save-time check existed can still hold an internal address.
+    blocked = webhook_url_address_error(url)
+    if blocked:
+        raise NotificationSendError(f"Webhook at {host} rejected: {blocked}", permanent=True)
+
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
         url,
         data=json.dumps(body).encode(),
@@ -362,9 +400,21 @@ def _webhook_post(url: str, body: dict) -> None:
         ) from error
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
+        if isinstance(reason, BlockedAddressError):
+            raise NotificationSendError(
+                f"Webhook at {host} rejected: {reason}.", permanent=True
+            ) from error
         raise NotificationSendError(f"Webhook at {host} failed: {reason}.") from error
     if not 200 <= status < 300:
         raise NotificationSendError(f"Webhook at {host} responded with HTTP {status}.")
+
+
+def _webhook_url_invalid(url: str) -> bool:
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        return True
+    return False
 
 
 def notification_address_error(kind: str, address: str) -> str | None:
@@ -380,6 +430,8 @@ def notification_address_error(kind: str, address: str) -> str | None:
         if kind == NotificationKind.EMAIL:
             return "Enter a valid email address."
         return "Enter a valid http:// or https:// URL."
+    if kind == NotificationKind.WEBHOOK:
+        return webhook_url_address_error(address)
     return None
 
 

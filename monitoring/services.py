@@ -18,7 +18,15 @@ from django.utils import timezone
 
 from guardrails.services import audit_record
 
-from .models import Alert, AlertEvent, AlertEventKind, AlertRule, AlertStatus, Severity
+from .models import (
+    Alert,
+    AlertEvent,
+    AlertEventKind,
+    AlertRule,
+    AlertStatus,
+    MonitoringSettings,
+    Severity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -397,6 +405,18 @@ def monitoring_admin_change_record(
         before=None if verb == "created" else _audit_values(before_values),
         after={"object": str(instance), **_audit_values(after_values)},
     )
+
+
+def monitoring_settings_get_or_create() -> MonitoringSettings:
+    """Return the single monitoring settings row, creating it without baseline dates if missing.
+
+    A row without dates means the default baseline, so creating it changes nothing on the
+    dashboard, and it is not audited. Two first opens at once both end up with pk 1.
+    """
+    row = MonitoringSettings.objects.order_by("pk").first()
+    if row is None:
+        row, _ = MonitoringSettings.objects.get_or_create(pk=1)
+    return row
 
 
 def _audit_label(instance: models.Model) -> str:

@@ -607,6 +607,11 @@ OMSGUARD_KPI_REFRESH_HOURS = env_int("OMSGUARD_KPI_REFRESH_HOURS", 48)
 # Alert notifications: attempts per message before it is marked failed (backoff doubles).
 OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS = env_int("OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS", 6)
 OMSGUARD_ALERT_NOTIFY_TIMEOUT_SECONDS = env_int("OMSGUARD_ALERT_NOTIFY_TIMEOUT_SECONDS", 10)
+# Alert webhooks may not reach loopback, private, link-local (cloud metadata), multicast,
+# reserved or other non-public addresses (monitoring/webhook_guard.py). To post to an
+# internal chat server on purpose, list its networks as comma-separated CIDRs, such as
+# "10.20.0.0/16,fd00:1::/64". Empty by default. An invalid entry stops startup.
+OMSGUARD_NOTIFY_ALLOWED_NETWORKS = env_list("OMSGUARD_NOTIFY_ALLOWED_NETWORKS", [])
 
 # --- Query parameters with a NUL character (omsguard/query_strings.py) ---
 # PostgreSQL text cannot hold NUL, so a query string that carries one gets 400 naming the

@@ -46,6 +46,9 @@ def _notification_settings(settings):
     settings.OMSGUARD_PUBLIC_URL = PUBLIC_URL
     settings.OMSGUARD_ALERT_NOTIFY_MAX_ATTEMPTS = 4
     settings.OMSGUARD_ALERT_NOTIFY_TIMEOUT_SECONDS = 2
+    # The test webhook servers listen on 127.0.0.1, which alert webhooks may not reach unless
+    # this setting allows it.
+    settings.OMSGUARD_NOTIFY_ALLOWED_NETWORKS = ["127.0.0.1/32"]
 
 
 class WebhookServer:
