@@ -128,9 +128,33 @@ class BreakerAdmin(admin.ModelAdmin):
         reason = _reason(self, request)
         if reason is None:
             return
+        opened, made_manual, already_open = 0, [], []
         for breaker in queryset:
-            breakers.breaker_open_by_id(breaker_id=breaker.pk, user=request.user, detail=reason)
-        self.message_user(request, f"Opened {queryset.count()} breakers by hand.")
+            result = breakers.breaker_open_by_id(
+                breaker_id=breaker.pk, user=request.user, detail=reason
+            )
+            name = f"{breaker.scope} {breaker.key}"
+            if breaker.state != result.state:
+                opened += 1
+            elif breaker.cause != result.cause:
+                # A hand-opened cause is firmer than an automatic or upstream one, so the
+                # service replaced it: the breaker now stays open until someone closes it.
+                made_manual.append(name)
+            else:
+                already_open.append(name)
+        if opened or not (made_manual or already_open):
+            self.message_user(request, f"Opened {opened} breaker{pluralize(opened)} by hand.")
+        if made_manual:
+            self.message_user(
+                request,
+                f"Already open, now held open by hand until closed: {', '.join(made_manual)}.",
+            )
+        if already_open:
+            self.message_user(
+                request,
+                f"Already open by hand, left as they were: {', '.join(already_open)}.",
+                messages.WARNING,
+            )
 
     @admin.action(description="Close by hand", permissions=["operate"])
     def close_by_hand(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from catalog.models import Channel
 from omsguard.api_filters import MultipleChoiceFilter
+from omsguard.json_fields import StrictCharField
 from orders.channel_access import (
     CHANNEL_NOT_ALLOWED,
     channel_allowed,
@@ -56,12 +57,30 @@ class BreakerDetailSerializer(BreakerSerializer):
         return BreakerEventSerializer(breaker.events.select_related("actor")[:50], many=True).data
 
 
+class RecoveryAnswerSerializer(BreakerDetailSerializer):
+    """The answer to a recovery report: the breaker, or a note when the scope has none."""
+
+    id = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Null when the scope and key have no breaker."
+    )
+    # Not read-only: the schema lists read-only fields as required, and this one is optional.
+    note = serializers.CharField(
+        required=False, help_text="Present only when the scope and key have no breaker."
+    )
+
+    class Meta(BreakerDetailSerializer.Meta):
+        fields = [*BreakerDetailSerializer.Meta.fields, "note"]
+
+    def get_events(self, breaker: Breaker) -> list[dict]:
+        return [] if breaker.pk is None else super().get_events(breaker)
+
+
 class ScopeReportSerializer(serializers.Serializer):
     """An integration's report on one scope: what degraded or recovered, and why it says so."""
 
     scope = serializers.ChoiceField(choices=BreakerScope.choices)
-    key = serializers.CharField(max_length=200, help_text="Action code, channel code or model.")
-    detail = serializers.CharField(max_length=2000, help_text="What the integration observed.")
+    key = StrictCharField(max_length=200, help_text="Action code, channel code or model.")
+    detail = StrictCharField(max_length=2000, help_text="What the integration observed.")
 
     def validate(self, data: dict) -> dict:
         scope, key = data["scope"], data["key"]
@@ -73,7 +92,7 @@ class ScopeReportSerializer(serializers.Serializer):
 
 
 class ReasonSerializer(serializers.Serializer):
-    detail = serializers.CharField(max_length=2000, help_text="Why the breaker is operated.")
+    detail = StrictCharField(max_length=2000, help_text="Why the breaker is operated.")
 
 
 class BreakerFilter(django_filters.FilterSet):
@@ -136,12 +155,26 @@ class BreakerViewSet(viewsets.ReadOnlyModelViewSet):
             )
         )
 
-    @extend_schema(request=ScopeReportSerializer, responses=BreakerDetailSerializer)
+    @extend_schema(request=ScopeReportSerializer, responses=RecoveryAnswerSerializer)
     @action(detail=False, methods=["post"], url_path="report-recovery")
     def report_recovery(self, request: Request) -> Response:
-        """Move a breaker opened on upstream degradation to half-open (a trial)."""
+        """Move a breaker opened on upstream degradation to half-open (a trial).
+
+        A scope with no breaker has nothing to recover: the answer is 200 with a closed
+        breaker that has no id and a `note`, and nothing is recorded.
+        """
         data = _validated(ScopeReportSerializer, request)
         _check_channel_allowed(request, data)
+        scope, key = data["scope"], data["key"]
+        if not Breaker.objects.filter(scope=scope, key=key).exists():
+            # The service would create a closed row with no cause, which then blocks the
+            # admin's "Add breaker" for this scope and key.
+            absent = Breaker(scope=scope, key=key)
+            absent.note = (
+                f"No breaker exists for {scope} {key!r}, so there is nothing to recover; "
+                "nothing was recorded."
+            )
+            return Response(RecoveryAnswerSerializer(absent).data)
         return self._respond(
             lambda: breakers.breaker_report_recovery(
                 scope=data["scope"], key=data["key"], detail=data["detail"], user=request.user

@@ -6,6 +6,7 @@ whole (a new label, a draft candidate, one policy version per policy) and saves 
 same step. Its errors become form errors, and nothing is saved when it raises.
 """
 
+import json
 from decimal import Decimal
 
 from django import forms
@@ -24,6 +25,23 @@ RESUME_DAYS_HELP = (
 )
 
 
+class ConfigField(forms.JSONField):
+    """Django's JSONField, showing a lone surrogate again as the escape it was typed as.
+
+    Django redisplays the value with ensure_ascii=False, and a lone surrogate (U+D800 to
+    U+DFFF outside a pair) cannot be encoded as UTF-8, so the page that reports it as an
+    error would fail with a 500.
+    """
+
+    def prepare_value(self, value):
+        text = super().prepare_value(value)
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return json.dumps(value, cls=self.encoder)
+        return text
+
+
 class VersionAddForm(forms.ModelForm):
     """Record a new version as a draft through `rollouts.version_create`."""
 
@@ -33,6 +51,7 @@ class VersionAddForm(forms.ModelForm):
     class Meta:
         model = Version
         fields = ["kind", "subject", "label", "action", "changelog", "config", "policy_versions"]
+        field_classes = {"config": ConfigField}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -50,7 +50,10 @@ candidate active and retires the control; for a rule set it publishes the set's 
 """
 
 import logging
+import math
+import re
 import secrets
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -167,6 +170,7 @@ def version_create(
     changelog = _required_text(changelog, "changelog", message="Say what changed and why.")
     if config is not None and not isinstance(config, dict):
         raise RolloutError("invalid_config", "Must be a JSON object.", field="config")
+    _config_check_storable(config or {})
     action = _action_resolved(action)
     versions = _policy_versions_checked(kind, policy_versions)
 
@@ -184,7 +188,11 @@ def version_create(
                     config=config or {},
                     created_by=user,
                 )
-        except IntegrityError:
+        except IntegrityError as error:
+            # Only the unique label is a client's mistake. Any other violation is a fault
+            # that must not pass for a duplicate label.
+            if not _is_label_unique_violation(error):
+                raise
             raise _label_taken(kind, subject, label) from None
         version.policy_versions.set(versions)
         audit_record(
@@ -301,7 +309,12 @@ def canary_start(
     channel = _channel_resolved(channel)
 
     with transaction.atomic():
-        candidate = _version_lock(candidate_id)
+        try:
+            candidate = _version_lock(candidate_id)
+        except RolloutNotFound as error:
+            # The id comes from the body, not the URL, so an unknown one is invalid input
+            # (400 naming the field), as an unknown decision is for an error label.
+            raise RolloutError(error.code, error.message, field="candidate") from None
         _subject_lock(candidate)
         if candidate.status != VersionStatus.DRAFT:
             raise RolloutConflict(
@@ -838,6 +851,78 @@ def _check_open(canary: Canary, what: str) -> None:
             "canary_ended",
             f"Canary {canary.name} is {canary.get_status_display().lower()} and cannot {what}.",
         )
+
+
+# A lone surrogate (U+D800 to U+DFFF outside a pair) cannot be encoded as UTF-8, so a JSON
+# response that carries it fails to render. PostgreSQL rejects it and NUL in jsonb, and
+# SQLite's JSON check rejects NaN and Infinity, which are not JSON.
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def _config_check_storable(config: dict) -> None:
+    """Raise RolloutError naming `config` when a key or value cannot be stored as JSON text.
+
+    The API's parser already rejects NUL, NaN and Infinity, but the admin's form parses the
+    config with Python's json module, which accepts them.
+    """
+    first = next(_config_problems(config, "config"), None)
+    if first is not None:
+        path, problem = first
+        raise RolloutError("invalid_config", f"{path}: {problem}", field="config")
+
+
+def _config_problems(node: object, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, str):
+        problem = _text_problem(node)
+        if problem:
+            yield path, problem
+    elif isinstance(node, float) and not math.isfinite(node):
+        yield path, f"{node} is not a JSON number; use a finite number or a string."
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _config_problems(item, f"{path}[{index}]")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            key_path = f"{path}.{_escaped(str(key))}"
+            problem = _text_problem(str(key))
+            if problem:
+                yield key_path, f"The key {problem[0].lower()}{problem[1:]}"
+            else:
+                yield from _config_problems(value, key_path)
+
+
+def _text_problem(text: str) -> str | None:
+    match = _UNSTORABLE_CHARACTER.search(text)
+    if match is None:
+        return None
+    if match.group() == "\x00":
+        return "Contains a NUL character (\\u0000), which the database cannot store."
+    return (
+        f"Contains a lone surrogate (U+{ord(match.group()):04X}), which is not valid Unicode "
+        "text; send the character it stands for, or its full surrogate pair."
+    )
+
+
+def _escaped(text: str) -> str:
+    """Return text with NUL and surrogates as \\uXXXX escapes, so an error can show it."""
+    return _UNSTORABLE_CHARACTER.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+_LABEL_CONSTRAINT = "version_unique_label"
+
+
+def _is_label_unique_violation(error: IntegrityError) -> bool:
+    """Tell a duplicate (kind, subject, label) apart from every other IntegrityError."""
+    diagnostics = getattr(error.__cause__, "diag", None)
+    if diagnostics is not None:
+        # psycopg names the violated constraint on PostgreSQL.
+        return diagnostics.constraint_name == _LABEL_CONSTRAINT
+    # SQLite names the columns instead: "UNIQUE constraint failed: guardrails_version.kind,
+    # guardrails_version.subject, guardrails_version.label".
+    message = str(error)
+    return message.startswith("UNIQUE constraint failed") and all(
+        f"guardrails_version.{column}" in message for column in ("kind", "subject", "label")
+    )
 
 
 def _label_taken(kind: str, subject: str, label: str) -> RolloutError:

@@ -542,6 +542,11 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["omsguard.ratelimit.ApiRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "omsguard.api.Pagination",
     "PAGE_SIZE": 50,
+    # DRF's JSON renderer, which escapes a lone surrogate instead of failing on it (a 500).
+    "DEFAULT_RENDERER_CLASSES": [
+        "omsguard.api_renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "omsguard.api_errors.exception_handler",
 }

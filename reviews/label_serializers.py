@@ -2,6 +2,8 @@
 
 from rest_framework import serializers
 
+from omsguard.json_fields import StrictCharField
+
 from .labels import NOTE_MAX_LENGTH
 from .models import ErrorLabel, LabelTerm
 
@@ -60,6 +62,4 @@ class ErrorLabelInputSerializer(serializers.Serializer):
     corrective_action = serializers.IntegerField(
         min_value=1, help_text="Id of an active term of kind corrective_action."
     )
-    note = serializers.CharField(
-        required=False, allow_blank=True, max_length=NOTE_MAX_LENGTH, default=""
-    )
+    note = StrictCharField(required=False, allow_blank=True, max_length=NOTE_MAX_LENGTH, default="")

@@ -14,6 +14,7 @@ accepted or revised, only rejected.
 import copy
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -191,6 +192,7 @@ def review_item_revise(
     _check_may_decide(user)
     if not isinstance(revision, dict) or not revision:
         raise ReviewError("invalid_revision", "Must be a JSON object.", field="revision")
+    _revision_check_surrogates(revision)
 
     with transaction.atomic():
         transaction.on_commit(review_queue_summary_forget)
@@ -898,6 +900,37 @@ class Reviser:
             raise ReviewError(
                 "invalid_revision",
                 f"Expected exactly {expected}; got {', '.join(sorted(revision)) or 'nothing'}.",
+                field="revision",
+            )
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _revision_check_surrogates(node: object) -> None:
+    """Raise ReviewError `invalid_revision` for a lone surrogate in any key or text of node.
+
+    A lone surrogate (U+D800 to U+DFFF outside a pair) cannot be encoded as UTF-8. The
+    messages below repeat unknown keys, so such a key would make the error response itself
+    fail to render, and PostgreSQL cannot store the character in the item's JSON.
+    """
+    texts = []
+    if isinstance(node, str):
+        texts = [node]
+    elif isinstance(node, dict):
+        texts = [str(key) for key in node]
+        for value in node.values():
+            _revision_check_surrogates(value)
+    elif isinstance(node, list):
+        for item in node:
+            _revision_check_surrogates(item)
+    for text in texts:
+        match = _LONE_SURROGATE.search(text)
+        if match is not None:
+            raise ReviewError(
+                "invalid_revision",
+                f"Contains a lone surrogate (U+{ord(match.group()):04X}), which is not valid "
+                "Unicode text; send the character it stands for.",
                 field="revision",
             )
 

@@ -278,7 +278,8 @@ def test_start_canary_of_active_version_conflicts(ops_api, versions):
 def test_start_canary_unknown_candidate(ops_api, versions):
     response = ops_api.post(CANARIES, {"candidate": 99999}, format="json")
 
-    assert response.status_code == 404
+    assert response.status_code == 400
+    assert list(_error(response)["fields"]) == ["candidate"]
 
 
 def test_cs_manager_cannot_start_canary(versions):
