@@ -1,11 +1,13 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
-from omsguard.money import money_format
+from omsguard.money import is_currency, money_format
 
+from .address_data import is_country
 from .carriers import carrier_mapping_delete, carrier_mapping_save
 from .models import (
     Carrier,
@@ -201,6 +203,57 @@ class CarrierServiceAdmin(admin.ModelAdmin):
     list_select_related = ["carrier"]
 
 
+# The largest weight limit a rate may have, in grams: 1,000 kg. The value is a judgment, not a
+# carrier's limit: it leaves room for freight services and still rejects typing errors such as
+# 99999999999999, which the column would otherwise store as a real limit.
+RATE_MAX_WEIGHT_GRAMS = 1_000_000
+
+
+class CarrierRateForm(forms.ModelForm):
+    """Add form of carrier rates that rejects an unknown currency or country and a weight limit
+    below 1 g or above RATE_MAX_WEIGHT_GRAMS.
+
+    A new rate is usually active at once and is never edited, so bad reference data would
+    reach the carrier recommender until another rate replaces it.
+    """
+
+    class Meta:
+        model = CarrierRate
+        fields = ["service", "destination_country", "max_weight_grams", "price", "currency", "note"]
+
+    def clean_max_weight_grams(self) -> int | None:
+        weight = self.cleaned_data["max_weight_grams"]
+        if weight is None:
+            return None
+        if weight < 1:
+            raise forms.ValidationError(
+                "The weight limit must be at least 1 g; leave it empty for any weight."
+            )
+        if weight > RATE_MAX_WEIGHT_GRAMS:
+            raise forms.ValidationError(
+                f"The weight limit {weight:,} g is more than {RATE_MAX_WEIGHT_GRAMS:,} g "
+                "(1,000 kg); enter the limit in grams."
+            )
+        return weight
+
+    def clean_currency(self) -> str:
+        currency = self.cleaned_data["currency"]
+        if not is_currency(currency):
+            raise forms.ValidationError(
+                f"Unknown currency {currency!r}; use an ISO 4217 code like USD."
+            )
+        return currency
+
+    def clean_destination_country(self) -> str:
+        country = self.cleaned_data["destination_country"]
+        if country and not is_country(country):
+            raise forms.ValidationError(
+                f"Unknown country {country!r}; use an ISO 3166-1 code like US, or leave it "
+                "empty for every destination."
+            )
+        return country
+
+
 @admin.register(CarrierRate)
 class CarrierRateAdmin(admin.ModelAdmin):
     """Carrier rates. A new rate goes through carrier_rate_change, which holds it for sign-off
@@ -211,6 +264,7 @@ class CarrierRateAdmin(admin.ModelAdmin):
     list_filter = ["status", "service__carrier", "destination_country"]
     search_fields = ["service__name", "note"]
     list_select_related = ["service__carrier", "created_by", "approved_by"]
+    form = CarrierRateForm
     fields = ["service", "destination_country", "max_weight_grams", "price", "currency", "note"]
     actions = ["approve_pending", "reject_pending"]
 

@@ -653,6 +653,16 @@ def _reviewed_decisions(channel: str | None) -> QuerySet[Decision]:
 # --- The 30-day target -----------------------------------------------------------------------
 
 
+def worst_impact_weight() -> int | None:
+    """Return the heaviest weight of an active impact term, or None without one.
+
+    Labels with an impact of at least this weight are the worst errors of the 30-day target.
+    """
+    return LabelTerm.objects.filter(kind=LabelKind.IMPACT, is_active=True).aggregate(
+        weight=Max("weight")
+    )["weight"]
+
+
 def _fix_target(as_of: datetime, channel: str | None, fix_due_days: int) -> FixTarget:
     """Count the worst errors of the lookback by whether their fix was done within the due days.
 
@@ -661,9 +671,7 @@ def _fix_target(as_of: datetime, channel: str | None, fix_due_days: int) -> FixT
     """
     since = as_of - timedelta(days=LOOKBACK_DAYS)
     due_days = timedelta(days=fix_due_days)
-    worst_weight = LabelTerm.objects.filter(kind=LabelKind.IMPACT, is_active=True).aggregate(
-        weight=Max("weight")
-    )["weight"]
+    worst_weight = worst_impact_weight()
     fixes = FixItem.objects.filter(status__in=OPEN_FIX_STATUSES).aggregate(
         open=Count("pk"), overdue=Count("pk", filter=Q(due_on__lt=timezone.localdate()))
     )

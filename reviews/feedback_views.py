@@ -36,6 +36,8 @@ BACKLOG_PERMISSION = "reviews.view_fixitem"
 BACKLOG_PAGE_SIZE = 50
 # The "fixed by version" select offers the newest versions only.
 VERSION_CHOICES_LIMIT = 50
+# The value of the "no version" choice of that select, which removes the fixing version.
+CLEAR_VERSION = "none"
 # Status filters of the backlog page: "active" is open and in progress.
 STATUS_FILTERS = [("active", "Active"), *FixStatus.choices, ("all", "All")]
 STATUS_FILTER_VALUES = [value for value, _label in STATUS_FILTERS]
@@ -274,7 +276,9 @@ def fix_update(request: HttpRequest, fix_id: int) -> HttpResponse:
     try:
         owner_id = _id_param(post, "owner")
         due_on = _date_param(post, "due_on")
-        version_id = _id_param(post, "fixed_by_version")
+        # The select's "no version" choice posts this value; an empty one keeps the version.
+        clear_version = post.get("fixed_by_version", "").strip() == CLEAR_VERSION
+        version_id = None if clear_version else _id_param(post, "fixed_by_version")
     except ValueError as error:
         return _flash(request, 400, str(error), code="invalid")
 
@@ -287,6 +291,7 @@ def fix_update(request: HttpRequest, fix_id: int) -> HttpResponse:
             due_on=due_on,
             resolution=resolution,
             fixed_by_version_id=version_id,
+            clear_fixed_by_version=clear_version,
         )
     except fixes.FixError as error:
         return _flash(request, error.status, _error_text(error), code=error.code)
@@ -313,6 +318,7 @@ def _fix_row_choices(request: HttpRequest) -> dict:
         "owners": fixes.owner_choices() if may_change else [],
         "versions": list(versions),
         "fix_statuses": FixStatus.choices,
+        "clear_version": CLEAR_VERSION,
     }
 
 

@@ -53,8 +53,8 @@ class FixItemForm(forms.ModelForm):
             self.fields["due_on"].help_text = "Empty: the fix due days from today."
         if "fixed_by_version" in self.fields:
             self.fields["fixed_by_version"].help_text = (
-                "Also recorded on every label of the fix. A version can be replaced but not "
-                "removed."
+                "Also recorded on every label of the fix. Empty it to remove the version from "
+                "the fix and its labels."
             )
 
     def clean(self) -> dict:
@@ -159,6 +159,7 @@ class FixItemAdmin(admin.ModelAdmin):
                 due_on=data.get("due_on"),
                 resolution=data.get("resolution") or "",
                 fixed_by_version_id=version.pk if version else None,
+                clear_fixed_by_version=version is None and "fixed_by_version" in form.changed_data,
             )
         else:
             fix = fixes.fix_item_create(

@@ -123,13 +123,15 @@ def fix_item_update(
     due_on: date | None = None,
     resolution: str | None = None,
     fixed_by_version_id: int | None = None,
+    clear_fixed_by_version: bool = False,
 ) -> FixItem:
     """Change a fix item's status, owner, due date, resolution or fixing version.
 
-    None leaves a field as it is, so an owner can be replaced but not removed. Marking it
-    done records when; moving it out of done clears that. "Won't fix" needs a resolution
-    that gives the reason. A fixing version is also recorded on every label of the fix. A due date
-    may not move into the past, but an overdue one may stay as it is.
+    None leaves a field as it is, so an owner can be replaced but not removed. A fixing version
+    is removed with `clear_fixed_by_version=True`. Marking it done records when; moving it out
+    of done clears that. "Won't fix" needs a resolution that gives the reason. A fixing version
+    is also recorded on (or removed from) every label of the fix. A due date may not move into
+    the past, but an overdue one may stay as it is.
     """
     _check_permission(user, CHANGE_PERMISSION, "change fix items")
     if status is not None and status not in FixStatus.values:
@@ -140,6 +142,12 @@ def fix_item_update(
         )
     if resolution is not None:
         resolution = _text_clean(resolution, "resolution", RESOLUTION_MAX_LENGTH)
+    if clear_fixed_by_version and fixed_by_version_id is not None:
+        raise FixError(
+            "version_conflict",
+            "Give a fixing version or clear it, not both.",
+            field="fixed_by_version",
+        )
     version = _version_resolve(fixed_by_version_id)
 
     with transaction.atomic():
@@ -148,7 +156,13 @@ def fix_item_update(
             raise FixNotFound("not_found", f"Fix item #{fix_id} does not exist.")
         before = _snapshot(fix)
         changed = _changes_apply(
-            fix, status=status, owner=owner, due_on=due_on, resolution=resolution, version=version
+            fix,
+            status=status,
+            owner=owner,
+            due_on=due_on,
+            resolution=resolution,
+            version=version,
+            clear_version=clear_fixed_by_version,
         )
         if not changed:
             return fix
@@ -197,13 +211,27 @@ def owner_resolve(owner: AbstractBaseUser | int | None) -> AbstractBaseUser | No
     return user
 
 
+# The latest due date a fix may have, in days from today: about five years. The backlog is
+# reviewed weekly, so a later date is a typing error such as 9999-12-31, which would show
+# millions of days left and never count as overdue.
+DUE_MAX_DAYS = 5 * 365
+
+
 def check_due_on(value: date) -> None:
-    """Raise FixError when a new due date lies before today (UTC)."""
+    """Raise FixError when a new due date is before today (UTC) or over DUE_MAX_DAYS ahead."""
     today = timezone.localdate()
     if value < today:
         raise FixError(
             "due_in_past",
             f"Due date {value.isoformat()} is in the past; choose {today.isoformat()} or later.",
+            field="due_on",
+        )
+    latest = today + timedelta(days=DUE_MAX_DAYS)
+    if value > latest:
+        raise FixError(
+            "due_too_far",
+            f"Due date {value.isoformat()} is more than {DUE_MAX_DAYS} days (about five years) "
+            f"ahead; choose {latest.isoformat()} or earlier.",
             field="due_on",
         )
 
@@ -229,6 +257,7 @@ def _changes_apply(
     due_on: date | None,
     resolution: str | None,
     version: Version | None,
+    clear_version: bool = False,
 ) -> list[str]:
     """Set the changed fields on the locked fix; return their names for `update_fields`."""
     changed = []
@@ -251,6 +280,9 @@ def _changes_apply(
         changed.append("due_on")
     if version is not None and version.pk != fix.fixed_by_version_id:
         fix.fixed_by_version = version
+        changed.append("fixed_by_version")
+    if clear_version and fix.fixed_by_version_id is not None:
+        fix.fixed_by_version = None
         changed.append("fixed_by_version")
     return changed
 

@@ -4,22 +4,54 @@ Terms are switched off instead of deleted, so old labels keep their meaning. A t
 and code are fixed once it exists, because exports and reports refer to them.
 """
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.validators import RegexValidator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import pluralize
 
 from guardrails.services import audit_record
 
-from .models import ErrorLabel, LabelTerm
+from .feedback import worst_impact_weight
+from .models import ErrorLabel, LabelKind, LabelTerm
 
 # Fields of a term copied into the audit entry of a change.
 AUDITED_FIELDS = ["kind", "code", "name", "description", "weight", "position", "is_active"]
 
+# Term codes appear in exports, the CSV and API filters, so they stay plain ASCII identifiers.
+# A SlugField alone also takes capitals.
+term_code_validator = RegexValidator(
+    r"^[a-z0-9_-]+\Z",
+    "Invalid code: use lowercase letters, digits, _ and - only, e.g. wrong_carrier.",
+)
+
+
+class LabelTermForm(forms.ModelForm):
+    """Term form that checks a new term's code against the documented alphabet and explains
+    which kinds use the weight."""
+
+    class Meta:
+        model = LabelTerm
+        fields = ["kind", "code", "name", "description", "weight", "position", "is_active"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "code" in self.fields:
+            # In place of the slug check, whose message allows capitals.
+            self.fields["code"].validators = [term_code_validator]
+        if "weight" in self.fields:
+            self.fields["weight"].help_text = (
+                "Impacts only: how bad it is, 1 (minor) upwards. Ranks the weekly review, and "
+                "the heaviest active impact weight defines its worst errors. Causes and "
+                "corrective actions ignore it."
+            )
+
 
 @admin.register(LabelTerm)
 class LabelTermAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "code", "weight", "position", "is_active"]
+    form = LabelTermForm
+    list_display = ["name", "kind", "code", "impact_weight", "position", "is_active"]
     list_editable = ["position", "is_active"]
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]
@@ -32,12 +64,25 @@ class LabelTermAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         return ["kind", "code"] if obj is not None else []
 
+    def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        fields = list(super().get_fields(request, obj))
+        # Only impacts use a weight, so an existing cause or corrective action does not show one.
+        if obj is not None and obj.kind != LabelKind.IMPACT:
+            fields.remove("weight")
+        return fields
+
+    @admin.display(description="Weight", ordering="weight")
+    def impact_weight(self, obj: LabelTerm) -> int | str:
+        return obj.weight if obj.kind == LabelKind.IMPACT else "-"
+
     def save_model(self, request: HttpRequest, obj: LabelTerm, form, change: bool) -> None:
         before = None
         if change:
             before = LabelTerm.objects.filter(pk=obj.pk).values(*AUDITED_FIELDS).first()
+        worst_before = worst_impact_weight()
         super().save_model(request, obj, form, change)
         _audit(request, obj, "label_term.changed" if change else "label_term.added", before)
+        self._warn_worst_weight_change(request, worst_before)
 
     @admin.action(description="Switch off the selected terms", permissions=["change"])
     def switch_off(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -49,6 +94,7 @@ class LabelTermAdmin(admin.ModelAdmin):
 
     def _switch(self, request: HttpRequest, queryset: QuerySet, *, active: bool) -> None:
         changed = 0
+        worst_before = worst_impact_weight()
         for term in queryset.exclude(is_active=active):
             before = {field: getattr(term, field) for field in AUDITED_FIELDS}
             term.is_active = active
@@ -59,6 +105,34 @@ class LabelTermAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"Switched {state} {changed} term{pluralize(changed)}.", messages.SUCCESS
         )
+        self._warn_worst_weight_change(request, worst_before)
+
+    def _warn_worst_weight_change(self, request: HttpRequest, worst_before: int | None) -> None:
+        """Warn when a save moved the weight from which labels count as worst errors.
+
+        The change is allowed, but it silently changes the weekly review's 30-day target.
+        """
+        worst_after = worst_impact_weight()
+        if worst_after == worst_before:
+            return
+        if worst_after is None:
+            message = (
+                f"No impact term is active now (the heaviest weight was {worst_before}), so the "
+                "weekly review's 30-day target has no worst errors to count."
+            )
+        elif worst_before is None:
+            message = (
+                f"The weekly review's 30-day target now counts labels with an impact weight of "
+                f"{worst_after} or more as worst errors (no impact term was active before)."
+            )
+        else:
+            message = (
+                f"The heaviest active impact weight changed from {worst_before} to "
+                f"{worst_after}. The weekly review's 30-day target now counts labels with an "
+                f"impact weight of {worst_after} or more as worst errors (was {worst_before} or "
+                "more). If that is not intended, change the weight back or switch the term off."
+            )
+        self.message_user(request, message, messages.WARNING)
 
 
 def _audit(request: HttpRequest, term: LabelTerm, action: str, before: dict | None) -> None:
