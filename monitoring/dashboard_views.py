@@ -73,7 +73,13 @@ def kpi_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
     filters = _filters(request.GET)
     dimension = request.GET.get("dimension", "").strip()
-    if len(dimension) > DIMENSION_MAX_LENGTH or not kpi.dimension_label:
+    if dimension and not kpi.dimension_label:
+        filters["notices"].append("This KPI has no breakdown to filter by. Showing all records.")
+        dimension = ""
+    elif len(dimension) > DIMENSION_MAX_LENGTH:
+        filters["notices"].append(
+            f"The value is longer than {DIMENSION_MAX_LENGTH} characters. Showing all records."
+        )
         dimension = ""
     breakdown = dashboard.kpi_breakdown(kpi, days=filters["days"], channel=filters["channel"])
     period = breakdown.period
@@ -90,6 +96,11 @@ def kpi_detail(request: HttpRequest, slug: str) -> HttpResponse:
         _section_page(section, request.GET, number)
         for number, section in enumerate(records.sections, start=1)
     ]
+    if dimension and not any(section["page"].paginator.count for section in sections):
+        # The filter stays, because the value may be valid and merely absent from the period.
+        filters["notices"].append(
+            f"No records with {kpi.dimension_label.lower()} {dimension[:40]!r} in this period."
+        )
 
     link_params = QueryDict(mutable=True)
     link_params["days"] = str(filters["days"])

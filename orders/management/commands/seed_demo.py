@@ -81,9 +81,13 @@ class Command(BaseCommand):
         )
         mapping_count = demo_mappings_create(channel=channel)
         self.stdout.write(f"Catalog: {sku_count} SKUs, {mapping_count} mappings on {channel.code}.")
+        from guardrails.demo import demo_carrier_rates_load
+
+        rates_added = demo_carrier_rates_load()
         self.stdout.write(
             f"Carriers: {CarrierService.objects.count()} services, "
-            f"{CarrierCodeMapping.objects.count()} carrier code mappings."
+            f"{CarrierCodeMapping.objects.count()} carrier code mappings, "
+            f"{rates_added} demo rates added."
         )
         stock_applied = demo_stock_load()
         self.stdout.write(
