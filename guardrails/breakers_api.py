@@ -58,7 +58,7 @@ class BreakerDetailSerializer(BreakerSerializer):
 
 
 class RecoveryAnswerSerializer(BreakerDetailSerializer):
-    """The answer to a recovery report: the breaker, or a note when the scope has none."""
+    """The response to a recovery report: the breaker, or a note when the scope has none."""
 
     id = serializers.IntegerField(
         read_only=True, allow_null=True, help_text="Null when the scope and key have no breaker."
@@ -160,7 +160,7 @@ class BreakerViewSet(viewsets.ReadOnlyModelViewSet):
     def report_recovery(self, request: Request) -> Response:
         """Move a breaker opened on upstream degradation to half-open (a trial).
 
-        A scope with no breaker has nothing to recover: the answer is 200 with a closed
+        A scope with no breaker has nothing to recover, so the response is 200 with a closed
         breaker that has no id and a `note`, and nothing is recorded.
         """
         data = _validated(ScopeReportSerializer, request)

@@ -854,7 +854,7 @@ def _check_open(canary: Canary, what: str) -> None:
 
 
 # A lone surrogate (U+D800 to U+DFFF outside a pair) cannot be encoded as UTF-8, so a JSON
-# response that carries it fails to render. PostgreSQL rejects it and NUL in jsonb, and
+# response that carries it fails to render. PostgreSQL's jsonb rejects it and NUL, and
 # SQLite's JSON check rejects NaN and Infinity, which are not JSON.
 _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
@@ -899,7 +899,7 @@ def _text_problem(text: str) -> str | None:
         return "Contains a NUL character (\\u0000), which the database cannot store."
     return (
         f"Contains a lone surrogate (U+{ord(match.group()):04X}), which is not valid Unicode "
-        "text; send the character it stands for, or its full surrogate pair."
+        "text. Send the whole character, as a surrogate pair or unescaped."
     )
 
 
@@ -912,7 +912,7 @@ _LABEL_CONSTRAINT = "version_unique_label"
 
 
 def _is_label_unique_violation(error: IntegrityError) -> bool:
-    """Tell a duplicate (kind, subject, label) apart from every other IntegrityError."""
+    """Return whether `error` is a duplicate (kind, subject, label), not another violation."""
     diagnostics = getattr(error.__cause__, "diag", None)
     if diagnostics is not None:
         # psycopg names the violated constraint on PostgreSQL.

@@ -41,7 +41,7 @@ class ConfidenceField(serializers.DecimalField):
     """The model's confidence: a JSON number, or a decimal string such as "0.95".
 
     `coerce_to_string=False` only makes the OpenAPI schema give the type as a number. The field
-    reads strings and numbers alike, and no response uses it.
+    reads strings and numbers alike, and no response serializes it.
     """
 
     def __init__(self, **kwargs: object) -> None:
@@ -86,7 +86,7 @@ def proposal_validated_plain(data: object) -> dict | None:
     takes a few dozen for the plain case: a JSON object whose every field has its JSON type
     and passes every check. It returns None for anything else, so errors and conversions stay
     DRF's. NOTE: a field or check added to DecisionProposeSerializer must be added here too.
-    tests/guardrails/test_decisions14_validation.py compares both on many bodies.
+    tests/guardrails/test_decision_plain_validation.py compares both on many bodies.
     """
     if type(data) is not dict:
         return None
@@ -161,7 +161,7 @@ def _plain_decimal(value: object) -> Decimal | None:
 
 
 def _plain_state(value: object) -> bool:
-    """Return whether ProposalStateField accepts `value` as it is: an object under the cap."""
+    """Return whether ProposalStateField accepts `value` as it is: an object within the size cap."""
     if type(value) is not dict:
         return False
     try:

@@ -1021,12 +1021,13 @@ def _decision_queue(decision: Decision, order, *, order_summary: dict) -> None:
 
 def _order_hold_add(order, reasons: list[dict]) -> None:
     """Hold the order with `reasons`, as `orders.services.order_update_hold_reasons` does
-    with one non-empty list that adds a reason, on PostgreSQL in one statement instead of
-    three (the order's UPDATE, its "order.held" event and audit entry).
+    when the new non-empty list adds a reason.
 
-    `order_update_hold_reasons` runs instead on other databases, inside
-    `order_events_batched()` or `order_writes_deferred()` (which queue those writes in
-    order), and when Order has save signal receivers.
+    On PostgreSQL the order's UPDATE, its "order.held" event and its audit entry go in one
+    statement instead of three. `order_update_hold_reasons` runs instead on other databases,
+    inside `order_writes_deferred()` (which queues those writes in order), and when Order has
+    save signal receivers. Inside `order_events_batched()`, `audit_record_with_event` writes
+    the three rows one by one.
     """
     from orders.models import OrderStatus
     from orders.services import order_update_hold_reasons, order_writes_deferred_active

@@ -493,7 +493,7 @@ class MonitoringSettingsForm(forms.ModelForm):
                 "Give both the start and the end of the baseline period, or neither."
             )
         if start and end and end < start:
-            self.add_error("baseline_end", "The baseline must end after it starts.")
+            self.add_error("baseline_end", "The baseline cannot end before it starts.")
         # A baseline that has not started has no data, so every goal would show "Not enough
         # data" until it ends. Rejecting it also catches a mistyped year at once.
         today = timezone.now().astimezone(UTC).date()

@@ -78,7 +78,8 @@ def kpi_detail(request: HttpRequest, slug: str) -> HttpResponse:
         dimension = ""
     elif len(dimension) > DIMENSION_MAX_LENGTH:
         filters["notices"].append(
-            f"The value is longer than {DIMENSION_MAX_LENGTH} characters. Showing all records."
+            f"The {kpi.dimension_label} filter is longer than {DIMENSION_MAX_LENGTH} characters. "
+            "Showing all records."
         )
         dimension = ""
     breakdown = dashboard.kpi_breakdown(kpi, days=filters["days"], channel=filters["channel"])

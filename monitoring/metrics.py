@@ -15,11 +15,9 @@ import ipaddress
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 import prometheus_client
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Count, Max, Min
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.utils import timezone
@@ -34,9 +32,8 @@ from reviews.models import ReviewItem, ReviewKind, ReviewStatus
 
 from .kpis import COUNTERS, KPIS, Kind
 from .models import Alert, AlertStatus, KpiRollup, Severity
+from .networks import Network, networks_parse
 from .selectors import RollupRow, hour_floor, kpi_compute, rollup_rows, rollup_table
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The label values of the `window` label: how far back each KPI value reaches.
 WINDOWS: dict[str, timedelta] = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
@@ -50,22 +47,7 @@ def metrics_networks_parse(values: Iterable[str]) -> tuple[Network, ...]:
     A bare address counts as a one-address network. An entry with host bits set, such as
     10.1.2.3/8, is rejected rather than widened, because it is most likely a typo.
     """
-    return _networks(tuple(values))
-
-
-@lru_cache(maxsize=8)
-def _networks(values: tuple[str, ...]) -> tuple[Network, ...]:
-    networks = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip()))
-        except ValueError as error:
-            raise ImproperlyConfigured(
-                f"OMSGUARD_METRICS_ALLOWED_NETWORKS contains {value!r}, which is not a network "
-                f"in CIDR notation such as 10.0.0.0/8 or 2001:db8::/32 ({error}). Fix or remove "
-                "it; separate networks with commas."
-            ) from error
-    return tuple(networks)
+    return networks_parse("OMSGUARD_METRICS_ALLOWED_NETWORKS", values)
 
 
 def metrics_access_allowed(request: HttpRequest) -> bool:

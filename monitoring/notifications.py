@@ -379,7 +379,7 @@ def _webhook_post(url: str, body: dict) -> None:
         raise NotificationSendError("The webhook URL is not a valid http(s) URL.", permanent=True)
 
     host = urlsplit(url).netloc.rpartition("@")[2]
-    # Targets saved before the save-time check existed can still hold an internal address.
+    # Targets saved before the save-time check existed may still contain an internal address.
     blocked = webhook_url_address_error(url)
     if blocked:
         raise NotificationSendError(f"Webhook at {host} rejected: {blocked}", permanent=True)

@@ -18,14 +18,13 @@ internal chat server on purpose.
 import ipaddress
 import socket
 from collections.abc import Iterable
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+
+from .networks import Network, networks_parse
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SETTING_NAME = "OMSGUARD_NOTIFY_ALLOWED_NETWORKS"
 ALLOW_HINT = f"Alert webhooks may not reach internal addresses unless {SETTING_NAME} allows them"
@@ -37,7 +36,7 @@ LOCALHOST_NAMES = ("localhost", "localhost.localdomain")
 
 
 class BlockedAddressError(OSError):
-    """The webhook host is or resolves to an address that alert notifications may not reach.
+    """Error for a webhook host that is, or resolves to, an address that alerts may not reach.
 
     An OSError, so urllib wraps it in URLError like any other connection failure.
     """
@@ -56,27 +55,12 @@ def _with_article(word: str) -> str:
 
 
 def notify_networks_parse(values: Iterable[str]) -> tuple[Network, ...]:
-    """Parse OMSGUARD_NOTIFY_ALLOWED_NETWORKS; raise ImproperlyConfigured on a bad entry.
+    """Parse OMSGUARD_NOTIFY_ALLOWED_NETWORKS, raising ImproperlyConfigured on an invalid entry.
 
     An entry with host bits set, such as 10.1.2.3/8, is rejected rather than widened, because
     it is most likely a typo.
     """
-    return _networks(tuple(values))
-
-
-@lru_cache(maxsize=8)
-def _networks(values: tuple[str, ...]) -> tuple[Network, ...]:
-    networks = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip()))
-        except ValueError as error:
-            raise ImproperlyConfigured(
-                f"{SETTING_NAME} contains {value!r}, which is not a network in CIDR notation "
-                f"such as 10.0.0.0/8 or 2001:db8::/32 ({error}). Fix or remove it; separate "
-                "networks with commas."
-            ) from error
-    return tuple(networks)
+    return networks_parse(SETTING_NAME, values)
 
 
 def _allowed_networks() -> tuple[Network, ...]:
@@ -84,7 +68,7 @@ def _allowed_networks() -> tuple[Network, ...]:
 
 
 def address_block_reason(address: IPAddress) -> str | None:
-    """Name the kind of internal address this is ("loopback", ...), or None when it may be used.
+    """Return the kind of internal address ("loopback", ...), or None when webhooks may reach it.
 
     An IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64, 6to4) is judged by the
     IPv4 address too, because the packet may end up there. Addresses inside
@@ -142,7 +126,8 @@ def ip_literal(host: str) -> IPAddress | None:
     """Parse `host` as an IP address, accepting the IPv4 shorthands that resolvers accept.
 
     `127.1`, `0x7f.0.0.1` and `2130706433` all connect to 127.0.0.1, because getaddrinfo
-    parses them with inet_aton, so they must be judged as that address. Returns None for a name.
+    (glibc 2.36, checked) resolves them to it, so they are judged as that address. Returns None
+    for a name.
     """
     try:
         return ipaddress.ip_address(host)

@@ -1,11 +1,12 @@
-"""The admin site, with change lists that refuse an out-of-range date drill-down.
+"""The admin site, with change lists that reject an out-of-range date drill-down.
 
 Django 5.2's change list computes the end of a `date_hierarchy` year, month or day outside its
-own ValueError check, so `?created_at__year=9999` (the last year Python dates allow) raised an
-uncaught ValueError or OverflowError: a server error. A row dated far in the future makes the
-admin itself offer that link. Here every registered admin, the third-party ones included
-(periodic tasks, login attempts), treats such a date like any other invalid lookup: it redirects
-to the unfiltered list with `?e=1`, which shows that the filter was invalid.
+own ValueError check. So `?created_at__year=9999` (the last year Python dates allow) raised an
+uncaught ValueError or OverflowError, and the page failed with a server error. A row dated far
+in the future makes the admin itself offer that link. Here every registered admin, the
+third-party ones included (periodic tasks, login attempts), treats such a date like any other
+invalid lookup. It redirects to the unfiltered list with `?e=1`, which shows that the filter was
+invalid.
 """
 
 from django.contrib import admin

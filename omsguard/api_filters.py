@@ -62,7 +62,7 @@ class IdField(forms.IntegerField):
             ) from None
 
 
-# NumberFilter's schema type is "number" with no bounds, so generated clients sent 1.5 or 0.
+# NumberFilter's schema type is "number" with no bounds, so generated clients could send 1.5 or 0.
 @extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
 class IdFilter(django_filters.NumberFilter):
     """A database id: a whole number the id column can hold, so a huge one is a 400.

@@ -2,8 +2,8 @@
 
 DRF's JSONRenderer writes non-ASCII characters as they are (UNICODE_JSON) and then encodes
 the document as UTF-8. A lone surrogate (U+D800 to U+DFFF outside a pair) has no UTF-8
-form, so one that reaches a response, in an echoed key or a row stored before the input
-checks rejected it, raises UnicodeEncodeError, and the response becomes a 500.
+form. One can reach a response in an echoed key, or in a row stored before the input checks
+rejected it. Encoding it then raises UnicodeEncodeError, and the response becomes a 500.
 """
 
 from rest_framework import renderers

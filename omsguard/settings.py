@@ -61,7 +61,7 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 
 INSTALLED_APPS = [
-    # django.contrib.admin, with a site whose change lists refuse out-of-range date filters.
+    # django.contrib.admin, with a site whose change lists reject out-of-range date filters.
     "omsguard.admin_dates.BoundedDatesAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",

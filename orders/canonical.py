@@ -94,8 +94,8 @@ class CanonicalOrder:
         # Channels send country and state codes in either case ("us", "US"). Stored in capitals,
         # one order's destination compares equal to another's (the routing check) and to the
         # codes reviewers and the address rules use. Codes and postcodes typed on a Japanese
-        # or Chinese keyboard arrive in full-width forms ("ＵＳ", "９７２１０"), which carriers
-        # and the postal rules do not read, so they are stored as ASCII.
+        # or Chinese keyboard can arrive in full-width forms ("ＵＳ", "９７２１０"), which
+        # carriers and the postal rules do not read, so they are stored as ASCII.
         for address in (self.shipping_address, self.billing_address):
             if not address:
                 continue

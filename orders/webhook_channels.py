@@ -172,6 +172,9 @@ def server_binding_cursor() -> CursorWrapper:
     statement, because psycopg follows the connection's prepare_threshold, which Django sets
     to None unless OPTIONS sets it. So it leaves no prepared statement on the server
     connection that a transaction pooler such as PgBouncer could hand to another client.
+
+    PostgreSQL only: on another backend the psycopg 3 branch would wrap the wrong driver
+    connection, so callers check connection.vendor first.
     """
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 

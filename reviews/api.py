@@ -25,9 +25,9 @@ class ReviewItemFilter(django_filters.FilterSet):
     status = MultipleChoiceFilter(choices=ReviewStatus.choices)
     kind = MultipleChoiceFilter(choices=ReviewKind.choices)
     channel = django_filters.CharFilter(method="filter_channel")
-    # Declared, because the filter django-filter derives from the foreign key is a
-    # ModelChoiceFilter, whose error ("Select a valid choice.") does not say that an order id is
-    # expected. An id that names no order, or one of another channel, matches no items (200).
+    # Declared because django-filter derives a ModelChoiceFilter from the foreign key, and its
+    # error ("Select a valid choice.") does not say that an order id is expected. An id that
+    # names no order, or an order of another channel, matches no items (200).
     order = IdFilter(field_name="order_id", help_text="The order's id.")
 
     class Meta:

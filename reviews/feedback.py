@@ -654,7 +654,7 @@ def _reviewed_decisions(channel: str | None) -> QuerySet[Decision]:
 
 
 def worst_impact_weight() -> int | None:
-    """Return the heaviest weight of an active impact term, or None without one.
+    """Return the heaviest weight of an active impact term, or None when none is active.
 
     Labels with an impact of at least this weight are the worst errors of the 30-day target.
     """

@@ -36,7 +36,7 @@ BACKLOG_PERMISSION = "reviews.view_fixitem"
 BACKLOG_PAGE_SIZE = 50
 # The "fixed by version" select offers the newest versions only.
 VERSION_CHOICES_LIMIT = 50
-# The value of the "no version" choice of that select, which removes the fixing version.
+# Value posted by that select's "no version" choice, which removes the fixing version.
 CLEAR_VERSION = "none"
 # Status filters of the backlog page: "active" is open and in progress.
 STATUS_FILTERS = [("active", "Active"), *FixStatus.choices, ("all", "All")]
@@ -276,7 +276,8 @@ def fix_update(request: HttpRequest, fix_id: int) -> HttpResponse:
     try:
         owner_id = _id_param(post, "owner")
         due_on = _date_param(post, "due_on")
-        # The select's "no version" choice posts this value; an empty one keeps the version.
+        # The select's "no version" choice posts CLEAR_VERSION, and an empty value keeps the
+        # version.
         clear_version = post.get("fixed_by_version", "").strip() == CLEAR_VERSION
         version_id = None if clear_version else _id_param(post, "fixed_by_version")
     except ValueError as error:

@@ -128,10 +128,10 @@ def fix_item_update(
     """Change a fix item's status, owner, due date, resolution or fixing version.
 
     None leaves a field as it is, so an owner can be replaced but not removed. A fixing version
-    is removed with `clear_fixed_by_version=True`. Marking it done records when; moving it out
-    of done clears that. "Won't fix" needs a resolution that gives the reason. A fixing version
-    is also recorded on (or removed from) every label of the fix. A due date may not move into
-    the past, but an overdue one may stay as it is.
+    is removed with `clear_fixed_by_version=True`. A new or removed fixing version is also set
+    on every label of the fix. Marking the fix done records when, and moving it out of done
+    clears that time. "Won't fix" needs a resolution that gives the reason. A due date may not
+    move into the past, but an overdue one may stay as it is.
     """
     _check_permission(user, CHANGE_PERMISSION, "change fix items")
     if status is not None and status not in FixStatus.values:
@@ -211,9 +211,9 @@ def owner_resolve(owner: AbstractBaseUser | int | None) -> AbstractBaseUser | No
     return user
 
 
-# The latest due date a fix may have, in days from today: about five years. The backlog is
-# reviewed weekly, so a later date is a typing error such as 9999-12-31, which would show
-# millions of days left and never count as overdue.
+# Maximum due date of a fix, in days from today (about five years). A later date is taken as
+# a typing error such as 9999-12-31, which would show millions of days left and never be
+# overdue.
 DUE_MAX_DAYS = 5 * 365
 
 

@@ -28,7 +28,7 @@ term_code_validator = RegexValidator(
 
 
 class LabelTermForm(forms.ModelForm):
-    """Term form that checks a new term's code against the documented alphabet and explains
+    """Form for a label term: limits a new code to lowercase letters, digits, _ and -, and explains
     which kinds use the weight."""
 
     class Meta:
@@ -38,7 +38,7 @@ class LabelTermForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if "code" in self.fields:
-            # In place of the slug check, whose message allows capitals.
+            # Replaces SlugField's validator, which accepts capitals.
             self.fields["code"].validators = [term_code_validator]
         if "weight" in self.fields:
             self.fields["weight"].help_text = (
@@ -110,7 +110,8 @@ class LabelTermAdmin(admin.ModelAdmin):
     def _warn_worst_weight_change(self, request: HttpRequest, worst_before: int | None) -> None:
         """Warn when a save moved the weight from which labels count as worst errors.
 
-        The change is allowed, but it silently changes the weekly review's 30-day target.
+        The change is allowed, but it changes which labels the weekly review's 30-day target
+        counts.
         """
         worst_after = worst_impact_weight()
         if worst_after == worst_before:

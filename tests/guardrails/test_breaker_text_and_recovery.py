@@ -42,7 +42,7 @@ def client_for(role: str, *, channels: tuple[str, ...] = ()) -> Client:
     [({"detail": 123}, "detail"), ({"key": 123}, "key"), ({"detail": True}, "detail")],
 )
 def test_report_text_must_be_json_string(default_policies, url, change, field):
-    body = {"scope": "model", "key": "gpt-sub", "detail": "API answers 503"} | change
+    body = {"scope": "model", "key": "gpt-sub", "detail": "API returns 503"} | change
 
     response = client_for("integration").post(url, body, content_type="application/json")
 
@@ -98,7 +98,7 @@ def test_recovery_without_breaker_records_nothing(default_policies):
     assert AuditEntry.objects.count() == audits_before
 
 
-def test_admin_add_works_after_recovery_without_breaker(default_policies, ops, client):
+def test_admin_add_after_absent_recovery(default_policies, ops, client):
     client_for("integration").post(
         RECOVERY_URL,
         {"scope": "model", "key": "never-seen", "detail": "ok"},
@@ -114,7 +114,7 @@ def test_admin_add_works_after_recovery_without_breaker(default_policies, ops, c
     assert Breaker.objects.get(key="never-seen").state == BreakerState.OPEN
 
 
-def test_recovery_of_upstream_breaker_still_starts_trial(default_policies):
+def test_upstream_breaker_recovery_starts_trial(default_policies):
     breakers.breaker_report_degradation(scope="model", key="gpt-sub", detail="503", user=None)
 
     response = client_for("integration").post(
@@ -128,7 +128,7 @@ def test_recovery_of_upstream_breaker_still_starts_trial(default_policies):
     assert "note" not in response.json()
 
 
-def test_recovery_of_other_channel_is_still_403(default_policies, channel):
+def test_recovery_other_channel_is_403(default_policies, channel):
     response = client_for("integration").post(
         RECOVERY_URL,
         {"scope": "channel", "key": "shop", "detail": "ok"},
@@ -173,7 +173,7 @@ def test_admin_open_counts_only_opened(default_policies, ops, client):
     assert manual.events.count() == 1
 
 
-def test_admin_open_of_open_breaker_says_so(default_policies, ops, client):
+def test_admin_open_manual_breaker_warns(default_policies, ops, client):
     manual = breakers.breaker_open(
         scope=BreakerScope.MODEL, key="gpt-sub", cause="manual", detail="x", user=ops
     )
@@ -186,7 +186,7 @@ def test_admin_open_of_open_breaker_says_so(default_policies, ops, client):
     ]
 
 
-def test_admin_open_of_upstream_breaker_makes_it_manual(default_policies, ops, client):
+def test_admin_open_upstream_breaker_becomes_manual(default_policies, ops, client):
     upstream = breakers.breaker_report_degradation(
         scope="model", key="gpt-sub", detail="503", user=None
     )

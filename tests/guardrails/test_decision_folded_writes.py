@@ -150,7 +150,7 @@ def _hold_writes(order: Order) -> tuple:
 
 
 @pytest.mark.parametrize("held_before", [False, True], ids=["ready", "already_held"])
-def test_hold_add_writes_what_order_hold_writes(order, held_before):
+def test_hold_add_matches_order_hold(order, held_before):
     copy = order_copy(order, 1)
     for target in (order, copy):
         if held_before:
@@ -189,7 +189,7 @@ def _decision_values(order: Order, **overrides) -> Decision:
     return decision
 
 
-# Only PostgreSQL writes rows this way; other databases prepare datetimes differently.
+# Only PostgreSQL writes rows this way, and other databases prepare datetimes differently.
 @POSTGRESQL
 @pytest.mark.parametrize(
     "overrides",
@@ -208,14 +208,18 @@ def test_db_values_match_get_db_prep_save(order, overrides):
     _, plan = _insert_statement(Decision, with_key=False)
     fields = [field for field, _ in plan]
 
-    ours = _db_values(decision, plan, add=False)
+    values = _db_values(decision, plan, add=False)
     expected = _prepared(decision, fields, add=False)
 
-    for field, mine, django in zip(fields, ours, expected, strict=True):
+    for field, value, expected_value in zip(fields, values, expected, strict=True):
         # psycopg's Jsonb wraps JSON values and does not compare by value.
-        assert getattr(mine, "obj", mine) == getattr(django, "obj", django), field.name
+        unwrapped = getattr(value, "obj", value)
+        assert unwrapped == getattr(expected_value, "obj", expected_value), field.name
         # Django may wrap an int in psycopg's Int4 or Int8, a subclass that binds the same.
-        assert isinstance(mine, type(django)) or isinstance(django, type(mine)), field.name
+        same_type = isinstance(value, type(expected_value)) or isinstance(
+            expected_value, type(value)
+        )
+        assert same_type, field.name
 
 
 @POSTGRESQL
@@ -250,7 +254,7 @@ def test_db_values_skip_preparing_text(order):
 
 
 @POSTGRESQL
-def test_decision_builds_no_audit_or_event_instances(order):
+def test_decision_skips_audit_event_instances(order):
     """Audit entries and order events written with other rows are plain values, not models."""
     with (
         mock.patch.object(AuditEntry, "__init__", side_effect=AssertionError) as audit_init,

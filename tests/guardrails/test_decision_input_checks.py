@@ -86,7 +86,7 @@ def test_proposal_state_at_cap_accepted(bot_api, order):
 
 
 def test_proposal_state_counts_utf8_bytes(bot_api, order):
-    """A two-byte character counts twice, as it does on the wire and in the database."""
+    """A character of two UTF-8 bytes counts as two, as it does on the wire and in the database."""
     action, _, after = SHIP_DATE
     before = _padded(PROPOSAL_STATE_MAX_BYTES)
     before["note"] = "é" + before["note"][2:]

@@ -113,12 +113,13 @@ def _serializer_outcome(body) -> tuple[str, object]:
 
 @pytest.mark.parametrize("body", PLAIN)
 def test_plain_body_matches_serializer(body):
-    ours = proposal_validated_plain(body)
+    validated = proposal_validated_plain(body)
+    outcome = _serializer_outcome(body)
 
-    assert ours is not None
-    assert ("valid", ours) == _serializer_outcome(body)
-    for key, value in ours.items():
-        assert type(value) is type(_serializer_outcome(body)[1][key]), key
+    assert validated is not None
+    assert outcome == ("valid", validated)
+    for key, value in validated.items():
+        assert type(value) is type(outcome[1][key]), key
 
 
 @pytest.mark.parametrize("body", NOT_PLAIN)
@@ -127,9 +128,9 @@ def test_other_body_left_to_serializer(body):
 
 
 def test_confidence_is_decimal():
-    assert proposal_validated_plain(PROPOSAL | {"confidence": 0.95})["confidence"] == Decimal(
-        "0.95"
-    )
+    validated = proposal_validated_plain(PROPOSAL | {"confidence": 0.95})
+
+    assert validated["confidence"] == Decimal("0.95")
 
 
 def test_api_uses_serializer_only_when_needed(bot_api, order):

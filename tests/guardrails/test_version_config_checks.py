@@ -1,5 +1,5 @@
 """Versions and canaries: text the database or a JSON response cannot carry is a 400 naming
-the field, and only a duplicate label reads as one."""
+the field, and only a duplicate label gives `label_taken`."""
 
 import json
 
@@ -86,7 +86,7 @@ def test_version_config_surrogate_is_400(ops_api, default_policies, config, path
     assert not AuditEntry.objects.filter(action="version.created").exists()
 
 
-def test_version_list_stays_200_after_rejected_surrogate(ops_api, default_policies):
+def test_version_list_200_after_surrogate(ops_api, default_policies):
     post_json(ops_api, VERSIONS, version_body({"prompt": "\ud800"}))
 
     response = ops_api.get(VERSIONS)
@@ -96,7 +96,7 @@ def test_version_list_stays_200_after_rejected_surrogate(ops_api, default_polici
 
 
 def test_version_config_paired_surrogate_is_stored(ops_api, default_policies):
-    # A valid pair in JSON ("\ud83d\ude00") decodes to one character, which is fine.
+    # A valid pair in JSON ("\ud83d\ude00") decodes to one character, which is accepted.
     response = ops_api.post(
         VERSIONS,
         '{"kind": "prompt", "subject": "api-p", "label": "1", "changelog": "c", '
@@ -133,7 +133,7 @@ def admin_version_post(config: str, label: str = "a1") -> dict:
         ('{"a": [-Infinity]}', "-inf is not a JSON number"),
     ],
 )
-def test_admin_version_bad_config_is_form_error(admin_client, default_policies, config, words):
+def test_admin_bad_config_is_form_error(admin_client, default_policies, config, words):
     response = admin_client.post(VERSION_ADD, admin_version_post(config))
 
     assert response.status_code == 200
@@ -162,7 +162,7 @@ def test_duplicate_label_is_recognised(ops, default_policies):
     assert rollouts._is_label_unique_violation(raised.value)
 
 
-def test_other_integrity_error_is_not_label_taken(ops, default_policies):
+def test_label_check_ignores_other_constraints(ops, default_policies):
     Breaker.objects.create(scope=BreakerScope.MODEL, key="m")
     with pytest.raises(IntegrityError) as raised, transaction.atomic():
         Breaker.objects.create(scope=BreakerScope.MODEL, key="m")
@@ -170,7 +170,7 @@ def test_other_integrity_error_is_not_label_taken(ops, default_policies):
     assert not rollouts._is_label_unique_violation(raised.value)
 
 
-def test_version_create_passes_on_other_integrity_errors(ops, default_policies, monkeypatch):
+def test_version_create_reraises_other_integrity_errors(ops, default_policies, monkeypatch):
     def create_fails(**kwargs):
         raise IntegrityError("CHECK constraint failed: JSON")
 
@@ -185,7 +185,7 @@ def test_version_create_passes_on_other_integrity_errors(ops, default_policies, 
 # --- POST /api/v1/canaries/ with an unknown candidate -------------------------------------------
 
 
-def test_canary_unknown_candidate_is_400_naming_it(ops_api, default_policies):
+def test_canary_unknown_candidate_is_400(ops_api, default_policies):
     response = ops_api.post(CANARIES, {"candidate": 99999}, format="json")
 
     assert response.status_code == 400

@@ -36,7 +36,7 @@ def test_region_full_name_read_as_code(api_client, skus, region):
     assert order.shipping_address["province"] == region
 
 
-def test_region_name_of_another_country(api_client, skus):
+def test_canadian_region_name_read_as_code(api_client, skus):
     order = post_with_address(
         api_client,
         address1="1055 W Georgia St",
@@ -51,7 +51,7 @@ def test_region_name_of_another_country(api_client, skus):
     assert order.address_reasons == []
 
 
-def test_region_name_elsewhere_keeps_code_check(api_client, skus):
+def test_region_name_still_checked_against_zip(api_client, skus):
     order = post_with_address(api_client, region="California")
 
     # California is a real state, but not the one of ZIP 97210.

@@ -80,7 +80,7 @@ def test_second_refresh_posts_new_events(seeded, capsys):
     assert output.count("Refreshed 9 demo stock counts; they are fresh for 300 s.") == 2
 
 
-def test_refresh_refuses_without_debug(seeded, settings):
+def test_refresh_without_debug_rejected(seeded, settings):
     settings.DEBUG = False
 
     with pytest.raises(CommandError, match="runs only with DEBUG=1"):

@@ -427,7 +427,7 @@ def test_settings_admin_single_row(admin_client):
         add_url, {"baseline_start": "2026-01-01", "baseline_end": "2026-02-01"}
     )
 
-    assert "The baseline must end after it starts." in backwards.content.decode()
+    assert "The baseline cannot end before it starts." in backwards.content.decode()
     assert "Give both the start and the end of the baseline period" in half.content.decode()
     assert saved.status_code == 302
     assert admin_client.get(add_url).status_code == 403

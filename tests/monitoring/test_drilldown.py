@@ -693,7 +693,7 @@ def test_unknown_dimension_gets_a_notice(viewer_client, shop):
     assert "No records with stage &#x27;nope&#x27; in this period." in html
 
 
-def test_dimension_on_kpi_without_one_gets_a_notice(viewer_client, shop):
+def test_dimension_without_breakdown_gets_notice(viewer_client, shop):
     html = viewer_client.get(kpi_url("order_error_rate", dimension="x")).content.decode()
 
     assert "This KPI has no breakdown to filter by. Showing all records." in html

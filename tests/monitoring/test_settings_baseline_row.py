@@ -102,7 +102,7 @@ def test_one_day_baseline_accepted(olivia_client):
 def test_end_before_start_rejected():
     errors = form_errors("2026-06-02", "2026-06-01")
 
-    assert errors["baseline_end"] == ["The baseline must end after it starts."]
+    assert errors["baseline_end"] == ["The baseline cannot end before it starts."]
 
 
 @time_machine.travel(NOW, tick=False)

@@ -1,8 +1,8 @@
 """Alert webhooks may not reach loopback, private, link-local or other internal addresses.
 
-Every server here listens on 127.0.0.1. Host names are answered by a stand-in for
-socket.getaddrinfo, so no test resolves a name through DNS or contacts another address: the
-internal addresses a name "resolves" to are refused before any connection is made.
+Every server here listens on 127.0.0.1. A stand-in for socket.getaddrinfo resolves host names,
+so no test looks a name up in DNS or contacts another address. The internal addresses a name
+"resolves" to are rejected before any connection is made.
 """
 
 import importlib.util
@@ -133,7 +133,7 @@ def resolving(*addresses: str):
 
 
 def webhook(address: str) -> NotificationTarget:
-    # Created directly, as a target saved before the save-time check would be.
+    # Created directly, like a target saved before the save-time check existed.
     return NotificationTarget.objects.create(
         name="Chat",
         kind=NotificationKind.WEBHOOK,
@@ -182,8 +182,8 @@ def test_form_rejects_internal_address(address, named, kind):
 
 @pytest.mark.parametrize("address", ["http://127.1/hook", "http://2130706433/hook"])
 def test_ipv4_shorthand_judged_as_address(address):
-    # URLValidator rejects these already; the guard must not depend on that, because
-    # getaddrinfo connects them to 127.0.0.1.
+    # URLValidator already rejects these, but the guard must not depend on that, because
+    # getaddrinfo resolves them to 127.0.0.1.
     error = webhook_url_address_error(address)
 
     assert error is not None
@@ -252,7 +252,7 @@ def test_name_resolving_internal_rejected(resolved, django_capture_on_commit_cal
 
 
 def test_every_resolved_address_checked(settings, django_capture_on_commit_callbacks):
-    # The first address is allowed and would answer; the second is the metadata address.
+    # The first address is allowed and would respond, but the second is the metadata address.
     settings.OMSGUARD_NOTIFY_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     with Server() as server, resolving("127.0.0.1", "169.254.169.254"):
         webhook(f"http://{HOOK_HOST}:{server.port}/hook")
@@ -278,17 +278,17 @@ def test_allowed_network_receives_post(settings, django_capture_on_commit_callba
 
 
 def test_connects_to_checked_address_only(settings):
-    # DNS rebinding: a second lookup would answer with the metadata address. The connection
+    # DNS rebinding: a second lookup would return the metadata address. The connection
     # must use the address that was checked, so only one lookup may happen.
     settings.OMSGUARD_NOTIFY_ALLOWED_NETWORKS = ["127.0.0.1/32"]
-    answers = [["127.0.0.1"], ["169.254.169.254"]]
+    lookup_results = [["127.0.0.1"], ["169.254.169.254"]]
     lookups = []
 
     def rebinding_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
         if host != HOOK_HOST:
             raise AssertionError(f"unexpected name lookup of {host!r}")
         lookups.append(host)
-        address = answers[min(len(lookups), len(answers)) - 1][0]
+        address = lookup_results[min(len(lookups), len(lookup_results)) - 1][0]
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
 
     with Server() as server, mock.patch("socket.getaddrinfo", side_effect=rebinding_getaddrinfo):
@@ -327,7 +327,8 @@ def fresh_notifications_module():
 
 
 def test_environment_proxy_ignored(settings, monkeypatch):
-    # Through a proxy the connection would go to the proxy's address, out of the check's sight.
+    # Through a proxy the connection would go to the proxy's address, so the check could not
+    # see where the POST really goes.
     settings.OMSGUARD_NOTIFY_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     with Server() as proxy, Server() as server, resolving("127.0.0.1"):
         proxy_url = f"http://127.0.0.1:{proxy.port}"

@@ -33,7 +33,9 @@ def test_registry_has_dated_admins():
     assert len(DATED_ADMINS) >= 10
 
 
-@pytest.mark.parametrize("model_admin", DATED_ADMINS, ids=lambda a: a.model._meta.label_lower)
+@pytest.mark.parametrize(
+    "model_admin", DATED_ADMINS, ids=lambda model_admin: model_admin.model._meta.label_lower
+)
 @pytest.mark.parametrize("lookup", LAST_YEAR_LOOKUPS, ids=lambda lookup: "-".join(lookup))
 def test_changelist_last_year_redirects(superuser_client, model_admin, lookup):
     field = model_admin.date_hierarchy
@@ -45,7 +47,9 @@ def test_changelist_last_year_redirects(superuser_client, model_admin, lookup):
     assert response["Location"].endswith("?e=1")
 
 
-@pytest.mark.parametrize("model_admin", DATED_ADMINS, ids=lambda a: a.model._meta.label_lower)
+@pytest.mark.parametrize(
+    "model_admin", DATED_ADMINS, ids=lambda model_admin: model_admin.model._meta.label_lower
+)
 def test_changelist_ordinary_year_filters(superuser_client, model_admin):
     response = superuser_client.get(
         _changelist_url(model_admin), {f"{model_admin.date_hierarchy}__year": "2026"}

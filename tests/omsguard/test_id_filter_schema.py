@@ -1,4 +1,4 @@
-"""The OpenAPI schema types every id filter as what the API accepts: an integer from 1."""
+"""The OpenAPI schema gives every id filter the type the API accepts: an integer, 1 to MAX_ID."""
 
 import pytest
 from django.contrib.auth.models import User

@@ -65,7 +65,7 @@ def test_bidi_isolate_in_name_holds_order(channel, catalog, post_webhook):
     assert [(r["code"], r["field"]) for r in order.address_reasons] == [("bidi_control", "name")]
 
 
-def test_bidi_held_below_lowered_threshold(channel, catalog, post_webhook, settings):
+def test_bidi_held_despite_lowered_threshold(channel, catalog, post_webhook, settings):
     settings.OMSGUARD_ADDRESS_MIN_SCORE = "0.50"
 
     order = order_with_address(post_webhook, ADDRESS | {"address2": "Apt \u202e3B"})

@@ -126,8 +126,8 @@ BAD_VALUES["admin_datetime"] = [
     if connection.vendor != "sqlite" or value not in OUTSIDE_UTC_YEARS
 ]
 
-# 9999 is the last year Python dates allow; the admin site refuses it (omsguard/admin_dates.py,
-# tests/omsguard/test_admin_date_bounds.py).
+# 9999 is the last year Python dates allow, so Django cannot compute the end of that year. The
+# admin site rejects it like any invalid lookup (omsguard/admin_dates.py).
 BAD_VALUES["admin_year"] = ["abc", "0", "-1", "1e9", "²", "NaN", NUL, "9999", "10000"]
 
 # Path arguments: the path is built with a valid value, which is then swapped for these.

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from guardrails.models import AuditEntry, Version, VersionKind, VersionStatus
 from reviews.fixes import DUE_MAX_DAYS, FixError, fix_item_create, fix_item_update
-from reviews.models import ErrorLabel, FixItem
+from reviews.models import ErrorLabel, FixItem, ReviewItem, ReviewKind
 from tests.conftest import make_user
 from tests.guardrails.breaker_fixtures import decisions_create
 from tests.guardrails.conftest_decisions import locations_fixture, order_fixture  # noqa: F401
@@ -104,7 +104,7 @@ def test_backlog_row_rejects_year_9999(ops_client):
     assert fix.due_on == TODAY
 
 
-def test_admin_rejects_year_9999_on_the_field(admin_client):
+def test_admin_field_rejects_year_9999(admin_client):
     fix = fix_add(due_on=TODAY, title="Admin fix")
 
     response = admin_client.post(
@@ -142,7 +142,7 @@ def test_clear_version_with_a_version_rejected(fixed_labels, ops, version):
     assert caught.value.field == "fixed_by_version"
 
 
-def test_backlog_row_offers_and_applies_no_version(fixed_labels, ops_client):
+def test_backlog_row_no_version_choice(fixed_labels, ops_client):
     fix, _labels = fixed_labels
 
     page = ops_client.get(reverse("feedback:fixes"))
@@ -213,8 +213,6 @@ def test_agent_decision_label_post_is_403(order, label_taxonomy, valid):
 
 
 def test_viewer_item_label_post_is_403(order, label_taxonomy):
-    from reviews.models import ReviewItem, ReviewKind
-
     item = ReviewItem.objects.create(
         kind=ReviewKind.ADDRESS, order=order, reason="Address score 0.70.", source_data={}
     )

@@ -88,7 +88,8 @@ def test_conflict_on_list_has_no_status(agent_client, item):
     body = response.content.decode()
     assert response.status_code == 409
     assert "already rejected by bob" in body
-    # The list page has no status line, and htmx logs an error for an oob swap without target.
+    # The list page has no status line, and htmx logs an error for an out-of-band swap that
+    # finds no target.
     assert "item-status" not in body
 
 

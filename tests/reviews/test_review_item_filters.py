@@ -1,4 +1,5 @@
-"""Id filters of the review API: a value that is not an id gets a 400 naming the id expected."""
+"""Id filters of the review API: a value that is not an id gets a 400 naming the kind of id,
+and an unknown id matches nothing."""
 
 import pytest
 from rest_framework.authtoken.models import Token

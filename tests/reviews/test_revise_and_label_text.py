@@ -1,5 +1,5 @@
-"""Review items and error labels: a lone surrogate in a revision key and a JSON number as a
-label's note are 400s naming the field."""
+"""Review items and error labels: a lone surrogate in a revision's keys or text, and a label
+note that is not a JSON string, are 400s naming the field."""
 
 import json
 

@@ -21,7 +21,7 @@ from orders.demo import DEMO_LOCATIONS
 
 # The stock events' source, which sets the refreshes apart from the seed's events in the admin.
 DEMO_REFRESH_SOURCE = "demo-refresh"
-# Stock levels locked and refreshed in one transaction.
+# Number of stock levels locked and refreshed in each transaction.
 REFRESH_BATCH_SIZE = 100
 
 
@@ -53,8 +53,8 @@ def demo_stock_refresh() -> dict[str, int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    # One id for the run, so that each run's events are new and a rerun never replays them.
-    run = timezone.now().strftime("%Y%m%dT%H%M%S.%fZ")
+    # One id per run, so each run's events are new and a rerun does not replay them.
+    run_id = timezone.now().strftime("%Y%m%dT%H%M%S.%fZ")
     outcomes: dict[str, int] = {}
     for start in range(0, len(level_ids), REFRESH_BATCH_SIZE):
         batch = level_ids[start : start + REFRESH_BATCH_SIZE]
@@ -70,7 +70,7 @@ def demo_stock_refresh() -> dict[str, int]:
                 result = stock_event_record(
                     data=StockEventInput(
                         source=DEMO_REFRESH_SOURCE,
-                        event_id=f"{level.sku.code}@{level.location.code}@{run}",
+                        event_id=f"{level.sku.code}@{level.location.code}@{run_id}",
                         sku=level.sku,
                         location=level.location,
                         kind=StockEventKind.ABSOLUTE,
@@ -107,8 +107,8 @@ class Command(BaseCommand):
     def handle(self, *args, every: int | None, force: bool, **options) -> None:
         if not settings.DEBUG and not force:
             raise CommandError(
-                "refresh_demo_stock posts stock counts that nobody made, so it runs only with "
-                "DEBUG=1 (or with --force on a throwaway database)."
+                "refresh_demo_stock posts stock counts that were never counted, so it runs "
+                "only with DEBUG=1 (or with --force on a throwaway database)."
             )
         while True:
             outcomes = demo_stock_refresh()

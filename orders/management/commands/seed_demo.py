@@ -94,7 +94,7 @@ class Command(BaseCommand):
             f"Stock: {len(DEMO_LOCATIONS)} locations, {stock_applied} stock events applied."
         )
         # The demo has no warehouse feed, so new orders get a stale_stock flag once the
-        # counts pass their TTL. The README's demo section explains it too.
+        # counts pass their TTL. The README's demo section gives the details.
         self.stdout.write(
             f"  The stock counts are stale {settings.OMSGUARD_STOCK_TTL_SECONDS} s after they "
             "were posted, and orders reserved on them get a stale_stock flag. "
