@@ -16,7 +16,7 @@ import re
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils.crypto import get_random_string
 from rest_framework.authtoken.models import Token
@@ -197,7 +197,9 @@ def logged_in_and_failed(password: str) -> str:
 
 def alert_sent_to_webhook(django_capture_on_commit_callbacks) -> str:
     """Notify a chat webhook whose URL carries a token: once refused, then accepted."""
-    with WebhookServer([500, 200]) as server:
+    # The test server listens on 127.0.0.1, which alert webhooks reach only when allowed.
+    allow_loopback = override_settings(OMSGUARD_NOTIFY_ALLOWED_NETWORKS=["127.0.0.1/32"])
+    with allow_loopback, WebhookServer([500, 200]) as server:
         url = server.url()
         target(NotificationKind.WEBHOOK, url)
         with django_capture_on_commit_callbacks(execute=True):
