@@ -10,7 +10,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def networks_parse(setting_name: str, values: Iterable[str]) -> tuple[Network, ...]:
-    """Parse a setting's CIDR networks; raise ImproperlyConfigured naming it on a bad entry.
+    """Parse a setting's CIDR networks, raising ImproperlyConfigured on an invalid entry.
 
     A bare address counts as a one-address network. An entry with host bits set, such as
     10.1.2.3/8, is rejected rather than widened, because it is most likely a typo.
