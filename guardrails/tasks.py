@@ -5,6 +5,7 @@ import hashlib
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.core.cache import cache
 from django.db import OperationalError
 
@@ -23,9 +24,10 @@ def breakers_check_queue(decision: Decision) -> bool:
     """Queue a breaker check for the decision's scopes unless one is queued and not started.
 
     A check reads the breakers and the decision counts when it starts, so a check still
-    waiting in the queue also counts every decision committed before it starts. Returns
-    whether a task was published. In eager mode, and when the cache fails, every decision
-    queues its own check.
+    waiting in the queue also counts every decision committed before it starts. The check
+    starts OMSGUARD_BREAKER_CHECK_DELAY_SECONDS after this decision, which bounds a busy
+    scope to about one check per delay. Returns whether a task was published. In eager mode,
+    and when the cache fails, every decision queues its own check.
     """
     if breakers_check_after_decision.app.conf.task_always_eager:
         breakers_check_after_decision.delay(decision.pk)
@@ -41,7 +43,8 @@ def breakers_check_queue(decision: Decision) -> bool:
         )
         claimed = True
     if claimed:
-        breakers_check_after_decision.delay(decision.pk)
+        delay = settings.OMSGUARD_BREAKER_CHECK_DELAY_SECONDS
+        breakers_check_after_decision.apply_async((decision.pk,), countdown=delay or None)
     return claimed
 
 

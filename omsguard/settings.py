@@ -452,6 +452,18 @@ if OMSGUARD_DB_RETRY_AFTER_SECONDS < 1:
         f"got {OMSGUARD_DB_RETRY_AFTER_SECONDS}."
     )
 
+# --- Circuit breaker checks (guardrails/tasks.py) ---
+# A decision's breaker check starts this many seconds after the decision that queued it. The
+# decisions of the same action, channel and model committed meanwhile are counted by that
+# check instead of queueing their own, so a busy API runs about one check per scope per this
+# many seconds instead of one after another. 0 starts each check as soon as a worker is free.
+OMSGUARD_BREAKER_CHECK_DELAY_SECONDS = env_int("OMSGUARD_BREAKER_CHECK_DELAY_SECONDS", 1)
+if not 0 <= OMSGUARD_BREAKER_CHECK_DELAY_SECONDS <= 30:
+    raise ImproperlyConfigured(
+        "OMSGUARD_BREAKER_CHECK_DELAY_SECONDS must be from 0 to 30, "
+        f"got {OMSGUARD_BREAKER_CHECK_DELAY_SECONDS}."
+    )
+
 # Orders above this total, in OMSGUARD_ESCALATION_CURRENCY, get an "order_value" flag. A
 # destination country the channel has not shipped to in its last orders gets an
 # "unusual_destination" flag once the channel has OMSGUARD_ESCALATION_ROUTING_MIN_ORDERS orders.

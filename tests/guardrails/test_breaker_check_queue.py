@@ -14,11 +14,26 @@ from orders.models import Order
 from tests.guardrails.conftest_decisions import locations_fixture, order_fixture  # noqa: F401
 
 
+@pytest.fixture(name="countdowns")
+def countdowns_fixture() -> list[int | None]:
+    return []
+
+
 @pytest.fixture(name="published")
-def published_fixture(monkeypatch) -> Iterator[list[int]]:
-    """Broker mode (not eager), with each published check's decision id recorded."""
+def published_fixture(monkeypatch, countdowns) -> Iterator[list[int]]:
+    """Broker mode (not eager), with each published check's decision id and countdown
+    recorded."""
     published: list[int] = []
-    monkeypatch.setattr(tasks.breakers_check_after_decision, "delay", published.append)
+
+    def publish(args, countdown=None):
+        published.append(args[0])
+        countdowns.append(countdown)
+
+    def publish_now(decision_id):
+        publish((decision_id,))
+
+    monkeypatch.setattr(tasks.breakers_check_after_decision, "apply_async", publish)
+    monkeypatch.setattr(tasks.breakers_check_after_decision, "delay", publish_now)
     celery_app.conf.task_always_eager = False
     yield published
     celery_app.conf.task_always_eager = True
@@ -118,3 +133,19 @@ def test_commit_queues_check(order, published, model_name, django_capture_on_com
         decision = _propose(order, model_name)
 
     assert published == [decision.pk]
+
+
+def test_check_starts_after_configured_delay(order, published, countdowns, model_name, settings):
+    settings.OMSGUARD_BREAKER_CHECK_DELAY_SECONDS = 3
+
+    _ = tasks.breakers_check_queue(_propose(order, model_name))
+
+    assert countdowns == [3]
+
+
+def test_zero_delay_starts_check_at_once(order, published, countdowns, model_name, settings):
+    settings.OMSGUARD_BREAKER_CHECK_DELAY_SECONDS = 0
+
+    _ = tasks.breakers_check_queue(_propose(order, model_name))
+
+    assert countdowns == [None]
