@@ -179,6 +179,15 @@ if DATABASE_URL and env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False):
     for _alias in DATABASES.values():
         _alias["DISABLE_SERVER_SIDE_CURSORS"] = True
 
+# Prepared statements: psycopg binds parameters on the server and prepares a statement after
+# its fifth run on a connection, so PostgreSQL parses and plans it once per connection instead
+# of on every run. On the decisions API this halved PostgreSQL's CPU per decision
+# (docs/performance.md). DB_PREPARED_STATEMENTS=0 turns both off: needed behind PgBouncer in
+# transaction pooling mode before 1.21, or without its max_prepared_statements (docs/deploy.md).
+if DATABASE_URL and env_bool("DB_PREPARED_STATEMENTS", True):
+    for _alias in DATABASES.values():
+        _alias.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: Celery broker and cache. Without it tasks run eagerly in the calling process.

@@ -10,7 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    connections,
+    router,
+    transaction,
+)
 from django.db.models import Model, signals
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.db.models.sql.compiler import SQLInsertCompiler
@@ -20,6 +27,7 @@ from catalog.models import Channel, Sku
 from catalog.sql_rows import instances_insert
 from guardrails.models import AuditEntry
 from guardrails.services import audit_entry_build, audit_record, audit_record_with_event
+from omsguard.db_cursors import client_binding_cursor
 
 from .models import (
     ActorKind,
@@ -362,11 +370,12 @@ def order_writes_deferred() -> Iterator[None]:
 
     Only for the end of a piece of work: the block must not read back, or write by any
     other path, the rows whose writes it queued. Several statements in one query need
-    psycopg's client-side binding, Django's default. With server_side_binding, on other
-    databases, or when a model has pre_save or post_save receivers, writes run at once.
+    psycopg's client-side binding, so they go through a client-binding cursor whatever the
+    connection's own binding. On other databases, when the order's database is not the
+    default one, or when a model has pre_save or post_save receivers, writes run at once.
     """
     connection = connections[router.db_for_write(Order)]
-    if _deferred_writes.get() is not None or not _client_side_binding(connection):
+    if _deferred_writes.get() is not None or not _deferrable(connection):
         yield
         return
     writes: list[_DeferredWrite] = []
@@ -383,9 +392,9 @@ def order_writes_deferred() -> Iterator[None]:
         _writes_send(writes, connection)
 
 
-def _client_side_binding(connection: Any) -> bool:
-    options = connection.settings_dict.get("OPTIONS", {})
-    return connection.vendor == "postgresql" and not options.get("server_side_binding")
+def _deferrable(connection: Any) -> bool:
+    # client_binding_cursor() opens its cursor on the default connection.
+    return connection.vendor == "postgresql" and connection.alias == DEFAULT_DB_ALIAS
 
 
 def _save_or_defer(instance: Model, update_fields: list[str]) -> None:
@@ -442,7 +451,7 @@ def _insert_write(instances: list[Model], connection: Any) -> _DeferredWrite:
 def _writes_send(writes: list[_DeferredWrite], connection: Any) -> None:
     sql = ";\n".join(write.sql for write in writes)
     params = [param for write in writes for param in write.params]
-    with connection.cursor() as cursor:
+    with client_binding_cursor() as cursor:
         cursor.execute(sql, params)
         for index, write in enumerate(writes):
             if index:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, models
-from django.db.backends.utils import CursorWrapper
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpResponse
 
 from catalog.models import Channel
+from omsguard.db_cursors import server_binding_cursor
 
 from .models import Delivery
 
@@ -154,44 +154,6 @@ def delivery_insert_if_channel_unchanged(delivery: Delivery, channel_version: st
     delivery._state.adding = False
     delivery._state.db = connection.alias
     return True
-
-
-def server_binding_cursor() -> CursorWrapper:
-    """Open a Django cursor of the default connection that binds parameters on the server.
-
-    Django's psycopg 3 cursors merge the parameters into the SQL text on the client unless
-    OPTIONS["server_side_binding"] is set. For the delivery INSERT that means a hex literal
-    twice the size of the body, which PostgreSQL then parses and decodes. Sent as parameters
-    of the extended query protocol, the body travels as binary bytea: 14.5 kB instead of
-    28.4 kB for the 13.7 kB Shopify sample. Over 1,500 such inserts in a row, PostgreSQL 15
-    spent about 0.06 to 0.1 ms less CPU per insert (an estimate from a shared 2-core virtual
-    machine).
-
-    The cursor is wrapped as connection.cursor() wraps its own, so execute wrappers, query
-    logging and the translation of database errors still apply. It prepares no named
-    statement, because psycopg follows the connection's prepare_threshold, which Django sets
-    to None unless OPTIONS sets it. So it leaves no prepared statement on the server
-    connection that a transaction pooler such as PgBouncer could hand to another client.
-
-    PostgreSQL only: on another backend the psycopg 3 branch would wrap the wrong driver
-    connection, so callers check connection.vendor first.
-    """
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        if is_psycopg3:
-            from django.db.backends.postgresql.base import ServerBindingCursor
-
-            driver_cursor = ServerBindingCursor(connection.connection)
-        else:
-            # psycopg2 always binds on the client.
-            driver_cursor = connection.create_cursor()
-    connection.validate_thread_sharing()
-    if connection.queries_logged:
-        return connection.make_debug_cursor(driver_cursor)
-    return connection.make_cursor(driver_cursor)
 
 
 # Values of these exact types, and None, that field.get_db_prep_save returns unchanged on
