@@ -212,15 +212,18 @@ def breaker_open(
     upstream over automatic): then the cause is replaced and an event records it.
     """
     _validate_scope(scope, key)
-    breaker = _breaker_get_or_create(scope=scope, key=key)
-    return _transition(
-        breaker_id=breaker.pk,
-        to_state=BreakerState.OPEN,
-        cause=cause,
-        detail=detail,
-        data=data,
-        user=user,
-    )
+    # One transaction, so a new row is never seen closed with no cause: a recovery report
+    # at the same moment either misses the row or finds it open.
+    with transaction.atomic():
+        breaker = _breaker_get_or_create(scope=scope, key=key)
+        return _transition(
+            breaker_id=breaker.pk,
+            to_state=BreakerState.OPEN,
+            cause=cause,
+            detail=detail,
+            data=data,
+            user=user,
+        )
 
 
 def breaker_close(*, breaker_id: int, user: AbstractBaseUser, detail: str) -> Breaker:
@@ -258,25 +261,35 @@ def breaker_report_degradation(
 
 def breaker_report_recovery(
     *, scope: str, key: str, detail: str, user: AbstractBaseUser | None
-) -> Breaker:
+) -> Breaker | None:
     """Move a breaker opened on upstream degradation to half-open, starting a trial.
 
-    Breakers in any other state or open for another cause (by hand, on errors) are left as
-    they are, because the recovery of an upstream system tells nothing about them.
+    Returns None when the scope and key have no breaker, and creates no row then: a closed
+    row with no cause would block the admin's "Add breaker" for that scope and key. Breakers
+    in any other state or open for another cause (by hand, on errors) are returned as they
+    are, because the recovery of an upstream system tells nothing about them.
+
+    The row is read with SELECT ... FOR UPDATE in the transaction that changes it, so a
+    degradation report holding the row lock is waited for, and the breaker it opened is
+    then moved to half-open. A first row that a degradation report has not committed yet is
+    invisible here, so that report counts as coming after the recovery.
     """
     _validate_scope(scope, key)
-    breaker = _breaker_get_or_create(scope=scope, key=key)
-    if breaker.state != BreakerState.OPEN or breaker.cause != BreakerCause.UPSTREAM:
-        return breaker
-    return _transition(
-        breaker_id=breaker.pk,
-        to_state=BreakerState.HALF_OPEN,
-        cause=BreakerCause.RECOVERY,
-        detail=detail,
-        user=user,
-        from_states={BreakerState.OPEN},
-        from_causes={BreakerCause.UPSTREAM},
-    )
+    with transaction.atomic():
+        breaker = Breaker.objects.select_for_update().filter(scope=scope, key=key).first()
+        if breaker is None:
+            return None
+        if breaker.state != BreakerState.OPEN or breaker.cause != BreakerCause.UPSTREAM:
+            return breaker
+        return _transition(
+            breaker_id=breaker.pk,
+            to_state=BreakerState.HALF_OPEN,
+            cause=BreakerCause.RECOVERY,
+            detail=detail,
+            user=user,
+            from_states={BreakerState.OPEN},
+            from_causes={BreakerCause.UPSTREAM},
+        )
 
 
 def _validate_scope(scope: str, key: str) -> None:

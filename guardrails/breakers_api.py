@@ -166,20 +166,23 @@ class BreakerViewSet(viewsets.ReadOnlyModelViewSet):
         data = _validated(ScopeReportSerializer, request)
         _check_channel_allowed(request, data)
         scope, key = data["scope"], data["key"]
-        if not Breaker.objects.filter(scope=scope, key=key).exists():
-            # The service would create a closed row with no cause, which then blocks the
-            # admin's "Add breaker" for this scope and key.
-            absent = Breaker(scope=scope, key=key)
-            absent.note = (
-                f"No breaker exists for {scope} {key!r}, so there is nothing to recover; "
-                "nothing was recorded."
+        try:
+            # The service checks for the breaker and changes it under one row lock, so a
+            # degradation report at the same moment cannot slip in between.
+            breaker = breakers.breaker_report_recovery(
+                scope=scope, key=key, detail=data["detail"], user=request.user
             )
-            return Response(RecoveryAnswerSerializer(absent).data)
-        return self._respond(
-            lambda: breakers.breaker_report_recovery(
-                scope=data["scope"], key=data["key"], detail=data["detail"], user=request.user
-            )
+        except breakers.BreakerError as error:
+            raise _api_error(error) from None
+        if breaker is not None:
+            return Response(BreakerDetailSerializer(breaker).data)
+
+        absent = Breaker(scope=scope, key=key)
+        absent.note = (
+            f"No breaker exists for {scope} {key!r}, so there is nothing to recover; "
+            "nothing was recorded."
         )
+        return Response(RecoveryAnswerSerializer(absent).data)
 
     @extend_schema(request=ReasonSerializer, responses=BreakerDetailSerializer)
     @action(detail=True, methods=["post"])

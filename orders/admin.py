@@ -5,9 +5,13 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
-from omsguard.money import is_currency, money_format
+from guardrails.recommenders.rates import (
+    validate_rate_country,
+    validate_rate_currency,
+    validate_rate_weight,
+)
+from omsguard.money import money_format
 
-from .address_data import is_country
 from .carriers import carrier_mapping_delete, carrier_mapping_save
 from .models import (
     Carrier,
@@ -203,18 +207,13 @@ class CarrierServiceAdmin(admin.ModelAdmin):
     list_select_related = ["carrier"]
 
 
-# The largest weight limit a rate may have, in grams: 1,000 kg. The value is a judgment, not a
-# carrier's limit: it leaves room for freight services and still rejects typing errors such as
-# 99999999999999, which the column would otherwise store as a real limit.
-RATE_MAX_WEIGHT_GRAMS = 1_000_000
-
-
 class CarrierRateForm(forms.ModelForm):
     """Add form of carrier rates that rejects an unknown currency or country and a weight limit
-    below 1 g or above RATE_MAX_WEIGHT_GRAMS.
+    below 1 g or above guardrails.recommenders.rates.RATE_MAX_WEIGHT_GRAMS.
 
     A new rate is usually active at once and is never edited, so bad reference data would
-    reach the carrier recommender until another rate replaces it.
+    reach the carrier recommender until another rate replaces it. The checks are the
+    validators that carrier_rate_change runs for every caller, attached to each field here.
     """
 
     class Meta:
@@ -223,34 +222,17 @@ class CarrierRateForm(forms.ModelForm):
 
     def clean_max_weight_grams(self) -> int | None:
         weight = self.cleaned_data["max_weight_grams"]
-        if weight is None:
-            return None
-        if weight < 1:
-            raise forms.ValidationError(
-                "The weight limit must be at least 1 g; leave it empty for any weight."
-            )
-        if weight > RATE_MAX_WEIGHT_GRAMS:
-            raise forms.ValidationError(
-                f"The weight limit {weight:,} g is more than {RATE_MAX_WEIGHT_GRAMS:,} g "
-                "(1,000 kg); enter the limit in grams."
-            )
+        validate_rate_weight(weight)
         return weight
 
     def clean_currency(self) -> str:
         currency = self.cleaned_data["currency"]
-        if not is_currency(currency):
-            raise forms.ValidationError(
-                f"Unknown currency {currency!r}; use an ISO 4217 code like USD."
-            )
+        validate_rate_currency(currency)
         return currency
 
     def clean_destination_country(self) -> str:
         country = self.cleaned_data["destination_country"]
-        if country and not is_country(country):
-            raise forms.ValidationError(
-                f"Unknown country {country!r}; use an ISO 3166-1 code like US, or leave it "
-                "empty for every destination."
-            )
+        validate_rate_country(country)
         return country
 
 

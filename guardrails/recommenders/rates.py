@@ -7,15 +7,19 @@ changes on more than OMSGUARD_CARRIER_RATE_SIGNOFF_SHARE of those orders, the ra
 as pending sign-off and is not used. An actionable alert then requests an ops manager's
 decision.
 Otherwise it replaces the lane's active rate at once.
+
+Every new rate passes `carrier_rate_validate` first, whoever enters it: the admin's add form
+runs the same per-field validators, so bad reference data gets the same message everywhere.
 """
 
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -23,6 +27,8 @@ from django.utils import timezone
 from guardrails.services import audit_record
 from monitoring.models import Alert, Severity
 from monitoring.services import alert_raise, alert_resolve
+from omsguard.money import is_currency
+from orders.address_data import is_country
 from orders.models import CarrierRate, CarrierRateStatus, CarrierService, Order
 
 from .carrier import carrier_choose, rates_active, shipment_for
@@ -39,6 +45,11 @@ ALERT_RUNBOOK = (
     "them to another carrier.\n"
     "3. If the rate was entered by mistake, reject it and enter the corrected rate."
 )
+
+# The largest weight limit a rate may have, in grams: 1,000 kg. The value is a judgment, not a
+# carrier's limit: it leaves room for freight services and still rejects typing errors such as
+# 99999999999999, which the column would otherwise store as a real limit.
+RATE_MAX_WEIGHT_GRAMS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -61,10 +72,24 @@ def carrier_rate_change(
     max_weight_grams: int | None = None,
     note: str = "",
 ) -> RateChange:
-    """Store a new rate for a lane: active at once, or pending sign-off above the threshold."""
+    """Store a new rate for a lane: active at once, or pending sign-off above the threshold.
+
+    Raises ValidationError with a message per field (`price`, `currency`,
+    `destination_country`, `max_weight_grams`) for a value `carrier_rate_validate` rejects,
+    or for one the CarrierRate model rejects, such as a note over 300 characters. Nothing is
+    stored then. A lower-case country code is stored in capitals.
+    """
+    if isinstance(destination_country, str):
+        destination_country = destination_country.upper()
+    carrier_rate_validate(
+        price=price,
+        currency=currency,
+        destination_country=destination_country,
+        max_weight_grams=max_weight_grams,
+    )
     new_rate = CarrierRate(
         service=service,
-        destination_country=destination_country.upper(),
+        destination_country=destination_country,
         max_weight_grams=max_weight_grams,
         price=Decimal(price),
         currency=currency,
@@ -111,6 +136,105 @@ def carrier_rate_change(
         },
     )
     return RateChange(new_rate, checked, swapped, share, needs_signoff, alert)
+
+
+def carrier_rate_validate(
+    *, price: object, currency: object, destination_country: object, max_weight_grams: object
+) -> None:
+    """Check a new rate's money and lane, raising one ValidationError that names each bad field.
+
+    `destination_country` is checked as given, so pass it in capitals.
+    """
+    validators = {
+        "price": validate_rate_price,
+        "currency": validate_rate_currency,
+        "destination_country": validate_rate_country,
+        "max_weight_grams": validate_rate_weight,
+    }
+    values = {
+        "price": price,
+        "currency": currency,
+        "destination_country": destination_country,
+        "max_weight_grams": max_weight_grams,
+    }
+    errors: dict[str, list[ValidationError]] = {}
+    for field, validate in validators.items():
+        try:
+            validate(values[field])
+        except ValidationError as error:
+            errors[field] = error.error_list
+    if errors:
+        raise ValidationError(errors)
+
+
+def validate_rate_price(price: object) -> None:
+    """Raise ValidationError unless `price` is a finite amount of at least 0.
+
+    A float is rejected because binary floating point cannot hold most amounts exactly, so
+    callers pass a Decimal, an int or the amount's text.
+    """
+    if isinstance(price, float | bool) or not isinstance(price, Decimal | int | str):
+        raise ValidationError(
+            f"The price must be a Decimal, an integer or a decimal string, not "
+            f"{type(price).__name__} {price!r}.",
+            code="invalid_price",
+        )
+    try:
+        amount = Decimal(price)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise ValidationError(
+            f"The price {price!r} is not a number; enter an amount like 9.50.",
+            code="invalid_price",
+        )
+    if amount < 0:
+        raise ValidationError(
+            f"The price {price!r} is negative; enter 0 or more.", code="invalid_price"
+        )
+
+
+def validate_rate_currency(currency: object) -> None:
+    """Raise ValidationError unless `currency` is an ISO 4217 code with a minor unit."""
+    if not is_currency(currency):
+        raise ValidationError(
+            f"Unknown currency {currency!r}; use an ISO 4217 code like USD.",
+            code="unknown_currency",
+        )
+
+
+def validate_rate_country(country: object) -> None:
+    """Raise ValidationError unless `country` is empty (every destination) or ISO 3166-1."""
+    if country == "":
+        return
+    if not isinstance(country, str) or not is_country(country):
+        raise ValidationError(
+            f"Unknown country {country!r}; use an ISO 3166-1 code like US, or leave it "
+            "empty for every destination.",
+            code="unknown_country",
+        )
+
+
+def validate_rate_weight(max_weight_grams: object) -> None:
+    """Raise ValidationError unless the weight limit is None (any weight) or 1 g to 1,000 kg."""
+    if max_weight_grams is None:
+        return
+    if isinstance(max_weight_grams, bool) or not isinstance(max_weight_grams, int):
+        raise ValidationError(
+            f"The weight limit must be a whole number of grams, not {max_weight_grams!r}.",
+            code="invalid_weight",
+        )
+    if max_weight_grams < 1:
+        raise ValidationError(
+            "The weight limit must be at least 1 g; leave it empty for any weight.",
+            code="weight_too_small",
+        )
+    if max_weight_grams > RATE_MAX_WEIGHT_GRAMS:
+        raise ValidationError(
+            f"The weight limit {max_weight_grams:,} g is more than {RATE_MAX_WEIGHT_GRAMS:,} g "
+            "(1,000 kg); enter the limit in grams.",
+            code="weight_too_large",
+        )
 
 
 def carrier_rate_approve(*, rate_id: int, user: AbstractBaseUser) -> CarrierRate:

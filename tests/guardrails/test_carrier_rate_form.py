@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from guardrails.demo import DEMO_CARRIER_RATES, demo_carrier_rates_load
 from guardrails.models import AuditEntry
-from orders.admin import RATE_MAX_WEIGHT_GRAMS
+from guardrails.recommenders.rates import RATE_MAX_WEIGHT_GRAMS
 from orders.models import CarrierRate, CarrierRateStatus
 
 from .conftest import channel_grant
