@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from .breakers import ERROR
+from .breaker_stats import ERROR
 from .models import ActionType, AutonomyGate, Decision, Verdict
 from .rollout_selectors import shadow_record_q
 from .selectors import guardrail_settings, shared_config_read

@@ -27,9 +27,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Avg, Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from .breaker_stats import live_decisions, mix_stats, scope_stats
 from .models import (
     Breaker,
     BreakerCause,
@@ -37,10 +38,8 @@ from .models import (
     BreakerScope,
     BreakerState,
     Decision,
-    DecisionOutcome,
     GuardrailSettings,
 )
-from .rollout_selectors import shadow_record_q
 from .selectors import guardrail_settings, reads_shared_active, shared_config_read
 from .services import audit_record
 
@@ -61,10 +60,6 @@ AUTOMATIC_CAUSES = frozenset(
 # Firmness of each opening cause; unlisted (automatic) causes are 0. Opening an open breaker
 # with a firmer cause replaces its cause, so an upstream report stops a running cool-down.
 _CAUSE_FIRMNESS = {BreakerCause.MANUAL: 2, BreakerCause.UPSTREAM: 1}
-
-# A decision counts toward the error rate when it was applied or applying it was tried.
-COUNTED = Q(applied_at__isnull=False) | ~Q(apply_error="")
-ERROR = Q(outcome=DecisionOutcome.ERROR) | ~Q(apply_error="")
 
 # The Decision field that contains each scope's key.
 _SCOPE_FILTER = {
@@ -177,7 +172,7 @@ def _cool_down_over(breaker: Breaker, config: GuardrailSettings, now: datetime) 
 def _trial_decisions(breaker: Breaker):
     """Select the decisions of the breaker's scope since its trial started, oldest first."""
     return (
-        _live_decisions()
+        live_decisions()
         .filter(
             **{_SCOPE_FILTER[breaker.scope]: breaker.key},
             created_at__gte=breaker.trial_started_at,
@@ -473,13 +468,19 @@ def _trip_for_scope(
     window_start = _window_start(breaker, config, now)
     baseline_end = now - timedelta(minutes=config.breaker_window_minutes)
     baseline_start = baseline_end - timedelta(days=config.mix_baseline_days)
-    stats = _scope_stats(scope.filters, window_start, baseline_start, baseline_end)
+    stats = scope_stats(scope.filters, window_start, baseline_start, baseline_end)
 
     trip = _error_rate_trip(scope, stats, config)
     if trip is None and scope.scope in (BreakerScope.ACTION, BreakerScope.MODEL):
         trip = _confidence_trip(scope, stats, config)
     if trip is None and scope.scope == BreakerScope.ACTION:
-        mix = _mix_stats(decision, window_start, baseline_start, baseline_end)
+        mix = mix_stats(
+            channel_id=decision.channel_id,
+            action_id=decision.action_id,
+            window_start=window_start,
+            baseline_start=baseline_start,
+            baseline_end=baseline_end,
+        )
         trip = _decision_mix_trip(scope, decision.channel.code, mix, config)
     return trip
 
@@ -491,47 +492,6 @@ def _window_start(breaker: Breaker | None, config, now: datetime) -> datetime:
     if breaker is not None and breaker.changed_at is not None and breaker.changed_at > start:
         return breaker.changed_at
     return start
-
-
-def _scope_stats(
-    filters: dict, window_start: datetime, baseline_start: datetime, baseline_end: datetime
-) -> dict:
-    in_window = Q(created_at__gte=window_start)
-    in_baseline = Q(created_at__gte=baseline_start, created_at__lt=baseline_end)
-    return (
-        _live_decisions()
-        .filter(**filters, created_at__gte=baseline_start)
-        .aggregate(
-            window_counted=Count("id", filter=in_window & COUNTED),
-            window_errors=Count("id", filter=in_window & COUNTED & ERROR),
-            window_total=Count("id", filter=in_window),
-            window_confidence=Avg("confidence", filter=in_window),
-            baseline_total=Count("id", filter=in_baseline),
-            baseline_confidence=Avg("confidence", filter=in_baseline),
-        )
-    )
-
-
-def _mix_stats(
-    decision: Decision, window_start: datetime, baseline_start: datetime, baseline_end: datetime
-) -> dict:
-    in_window = Q(created_at__gte=window_start)
-    in_baseline = Q(created_at__gte=baseline_start, created_at__lt=baseline_end)
-    is_action = Q(action_id=decision.action_id)
-    return (
-        _live_decisions()
-        .filter(channel_id=decision.channel_id, created_at__gte=baseline_start)
-        .aggregate(
-            window_total=Count("id", filter=in_window),
-            window_action=Count("id", filter=in_window & is_action),
-            baseline_total=Count("id", filter=in_baseline),
-            baseline_action=Count("id", filter=in_baseline & is_action),
-        )
-    )
-
-
-def _live_decisions():
-    return Decision.objects.exclude(shadow_record_q())
 
 
 def _error_rate_trip(scope: _Scope, stats: dict, config) -> tuple[str, str, dict] | None:

@@ -472,6 +472,14 @@ if not 0 <= OMSGUARD_BREAKER_CHECK_DELAY_SECONDS <= 30:
         "OMSGUARD_BREAKER_CHECK_DELAY_SECONDS must be from 0 to 30, "
         f"got {OMSGUARD_BREAKER_CHECK_DELAY_SECONDS}."
     )
+# Seconds a breaker check reuses a scope's baseline counts (the days before the window)
+# before reading them again; 0 reads them on every check (guardrails/breaker_stats.py).
+OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS = env_int("OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS", 300)
+if not 0 <= OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS <= 3600:
+    raise ImproperlyConfigured(
+        "OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS must be from 0 to 3600, "
+        f"got {OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS}."
+    )
 
 # Orders above this total, in OMSGUARD_ESCALATION_CURRENCY, get an "order_value" flag. A
 # destination country the channel has not shipped to in its last orders gets an

@@ -177,6 +177,8 @@ def worker_start(
             "OMSGUARD_CELERY_QUEUE": queue,
             "SECRET_KEY": settings.SECRET_KEY,
             "PYTHONUNBUFFERED": "1",
+            # As in the test process (tests/conftest.py): no baseline cached across tests.
+            "OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS": "0",
         }
     )
     env.update(environment)

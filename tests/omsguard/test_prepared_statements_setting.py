@@ -1,4 +1,4 @@
-"""DB_PREPARED_STATEMENTS and OMSGUARD_BREAKER_CHECK_DELAY_SECONDS, as settings read them.
+"""DB_PREPARED_STATEMENTS and the breaker check settings, as settings read them.
 
 Each case runs in a subprocess, because settings read the environment once at import. Nothing
 connects to the URLs, so the databases they name need not exist.
@@ -18,6 +18,7 @@ READ_VARIABLES = {
     "OMSGUARD_REPLICA_DATABASE_URL",
     "DB_PREPARED_STATEMENTS",
     "OMSGUARD_BREAKER_CHECK_DELAY_SECONDS",
+    "OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS",
 }
 
 SCRIPT = """
@@ -27,6 +28,7 @@ from django.conf import settings
 print(json.dumps({
     "options": {alias: value.get("OPTIONS", {}) for alias, value in settings.DATABASES.items()},
     "breaker_delay": settings.OMSGUARD_BREAKER_CHECK_DELAY_SECONDS,
+    "baseline_cache": settings.OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS,
 }, default=str))
 """
 
@@ -85,3 +87,11 @@ def test_breaker_delay_out_of_range_rejected():
 
     assert result.returncode != 0
     assert "OMSGUARD_BREAKER_CHECK_DELAY_SECONDS must be from 0 to 30, got 31." in result.stderr
+
+
+def test_baseline_cache_default_and_range():
+    assert _settings_with()["baseline_cache"] == 300
+    result = _run(OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS="3601")
+
+    assert result.returncode != 0
+    assert "OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS must be from 0 to 3600" in result.stderr
