@@ -5,8 +5,8 @@ the open items), a list per kind, and one item's page with its context. Decision
 the decided item's fragment plus out-of-band updates of the open counts and, on the item
 page, of its status line. Errors (400, 403, 404, 409) return with a one-line fragment that
 the page's htmx config swaps into `#flash`. A 409 sent from the item page also carries the
-item's current status line out of band, because the item or its order changed since the page
-loaded.
+item's current status line and card out of band, because the item or its order changed since
+the page loaded.
 """
 
 import logging
@@ -320,12 +320,15 @@ def _decide(request: HttpRequest, item_id: int, decide: Callable[[], ReviewItem]
 
 
 def _review_error(request: HttpRequest, item_id: int, error: services.ReviewError) -> HttpResponse:
-    """Render the error's flash line, and on a 409 from the item page its current status line.
+    """Log the failed request and render the error's flash line, plus the item on a 409.
 
     A 409 means that someone else decided or claimed the item, or that its order changed, so
-    the status line the page loaded with is out of date. It is sent out of band, as after a
-    successful decision, and shows the item as it is now.
+    the status line and the card the item page loaded with are out of date. A 409 sent from
+    the item page carries both out of band, rendered from the item as it is now. A decided
+    item's card has no buttons left, a claimed one names who claimed it, and one whose order
+    changed shows the stale-order note without the approve buttons.
     """
+    _review_error_log(request, item_id, error)
     if error.status != 409 or not _sent_from_item_page(request, item_id):
         return _flash(request, error.status, error.message, code=error.code)
     item = selectors.review_item_for_page(item_id=item_id)
@@ -343,6 +346,28 @@ def _review_error(request: HttpRequest, item_id: int, error: services.ReviewErro
             "ctx": {"stale": item.stale},
         },
         status=error.status,
+    )
+
+
+def _review_error_log(request: HttpRequest, item_id: int, error: services.ReviewError) -> None:
+    """Log a failed decision or claim request with its ids and error code, never its message.
+
+    The message names other users, so it stays out of the log. A 409 is an expected outcome of
+    two reviewers working the same queue, and a 404 of an old or edited link (INFO). A 400 or a
+    403 means that the page offered something the user may not do or sent a value it should
+    not have (WARNING).
+    """
+    level = logging.INFO if error.status in (404, 409) else logging.WARNING
+    logger.log(
+        level,
+        "review request failed",
+        extra={
+            "review_item": item_id,
+            "user": request.user.pk,
+            "status": error.status,
+            "code": error.code,
+            "field": error.field,
+        },
     )
 
 
