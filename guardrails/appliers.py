@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from catalog.models import Sku
+from omsguard.json_fields import bidi_controls_in
 from orders.models import CarrierService, Order, OrderLine, OrderStatus, ServiceLevel
 
 from .models import Decision
@@ -195,6 +196,15 @@ class AddressApplier(Applier):
             raise _invalid("after", f"`{self.field}` must be an address object.")
         if not all(isinstance(value, str | None) for value in address.values()):
             raise _invalid("after", "Address fields must be text or null.")
+        for key, value in address.items():
+            controls = bidi_controls_in(value) if value else []
+            if controls:
+                raise _invalid(
+                    "after",
+                    f"`{self.field}.{key}` contains Unicode bidirectional control characters "
+                    f"({', '.join(controls)}), which can make it display in another order. "
+                    "Remove them.",
+                )
         if self.field == "shipping_address":
             _shipping_address_check(address)
 

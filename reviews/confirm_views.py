@@ -13,6 +13,8 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from omsguard.json_fields import bidi_controls_in
+
 from . import confirmations
 from .confirmations import (
     ConfirmationClosed,
@@ -48,6 +50,20 @@ class AddressCorrectionForm(forms.Form):
 
     def clean_country_code(self) -> str:
         return self.cleaned_data["country_code"].upper()
+
+    def clean(self) -> dict:
+        # An invisible control that reverses the text direction can make the address read
+        # differently to the person who checks it, so the customer is asked to retype it.
+        cleaned = super().clean()
+        for name, value in list(cleaned.items()):
+            controls = bidi_controls_in(value) if isinstance(value, str) else []
+            if controls:
+                self.add_error(
+                    name,
+                    "Contains invisible characters that change the text direction "
+                    f"({', '.join(controls)}). Please type this field again without them.",
+                )
+        return cleaned
 
     @classmethod
     def initial_from(cls, address: dict) -> dict:

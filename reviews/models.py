@@ -18,6 +18,7 @@ class ReviewKind(models.TextChoices):
     HIGH_VALUE = "high_value", "High value"
     PRIORITY_CUSTOMER = "priority_customer", "Priority customer"
     AUDIT_SAMPLE = "audit_sample", "Audit sample"
+    BIDI_TEXT = "bidi_text", "Bidirectional text"
 
 
 class ReviewStatus(models.TextChoices):

@@ -26,6 +26,7 @@ from django.utils import timezone
 from catalog.models import ChannelSkuMapping, ExternalIdKind, Sku
 from catalog.services import MappingConflict, mapping_create
 from guardrails.services import audit_record
+from omsguard.json_fields import bidi_controls_in
 from orders.models import Delivery, Order, OrderLine, OrderStatus
 from orders.services import (
     order_event_add,
@@ -856,6 +857,7 @@ def accept_handler(kind: str) -> AcceptHandler | None:
     from inventory.out_of_stock import accept_out_of_stock
     from orders.carriers import carrier_code_accept
     from orders.hygiene.address import address_accept
+    from orders.hygiene.bidi_text import bidi_text_accept
     from orders.hygiene.escalation import escalation_release_accept
 
     handlers: dict[str, AcceptHandler] = {
@@ -870,6 +872,7 @@ def accept_handler(kind: str) -> AcceptHandler | None:
         ReviewKind.HIGH_VALUE: escalation_release_accept,
         ReviewKind.PRIORITY_CUSTOMER: escalation_release_accept,
         ReviewKind.AI_ACTION: decision_review_accept,
+        ReviewKind.BIDI_TEXT: bidi_text_accept,
     }
     return handlers.get(kind)
 
@@ -963,6 +966,7 @@ def _address_clean(revision: dict, received: dict | None) -> dict:
                 f"At most {ADDRESS_FIELD_MAX_LENGTH} characters; this one has {len(value)}.",
                 field=name,
             )
+        _address_field_check_bidi(name, value)
     cleaned = _address_revised(received, _address_fields_strip(revision))
 
     errors = [r for r in address_validate(cleaned).reasons if r.severity == Severity.ERROR]
@@ -974,6 +978,22 @@ def _address_clean(revision: dict, received: dict | None) -> dict:
             field=_address_field_name(first.field),
         )
     return cleaned
+
+
+def _address_field_check_bidi(name: str, value: str | None) -> None:
+    """Raise ReviewError `invalid_revision` for bidirectional controls in an address field.
+
+    A channel's address with them is held for review. A person's correction must not bring
+    them back, because the applied address is not checked again.
+    """
+    controls = bidi_controls_in(value) if value else []
+    if controls:
+        raise ReviewError(
+            "invalid_revision",
+            f"Contains Unicode bidirectional control characters ({', '.join(controls)}), "
+            "which can make the text display in another order. Remove them.",
+            field=name,
+        )
 
 
 def _address_fields_strip(revision: dict) -> dict:

@@ -46,6 +46,7 @@ def hygiene_checks() -> list[Check]:
     from inventory.hygiene import check_stock
 
     from .address import check_shipping_address
+    from .bidi_text import check_bidi_text
     from .carrier import check_carrier_codes
     from .escalation import check_escalations
     from .skus import check_sku_mappings
@@ -60,6 +61,7 @@ def hygiene_checks() -> list[Check]:
         check_stock,
         check_carrier_codes,
         check_shipping_address,
+        check_bidi_text,
     ]
 
 
