@@ -4,12 +4,14 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from omsguard.query_params import QuerySerializer
+
 from .disagreement import disagreement_rate_overall, disagreement_rates, disagreement_window_days
 
 MAX_DAYS = 3650
 
 
-class DisagreementQuerySerializer(serializers.Serializer):
+class DisagreementQuerySerializer(QuerySerializer):
     days = serializers.IntegerField(
         min_value=1,
         max_value=MAX_DAYS,
@@ -40,7 +42,10 @@ class DisagreementSerializer(serializers.Serializer):
 
 
 def disagreement_response(request: Request) -> Response:
-    """Build the response for the `days` query parameter; an invalid value raises a 400."""
+    """Build the response for the `days` query parameter.
+
+    An invalid value, or `days` given more than once, raises a 400.
+    """
     query = DisagreementQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)
     days = disagreement_window_days(query.validated_data.get("days"))

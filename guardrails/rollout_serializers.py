@@ -1,9 +1,11 @@
 """Serializers of the versions and canaries API.
 
 Input serializers check types and the numeric bounds of a canary's run and rollback rule,
-which the schema then shows. The rollouts service checks the values again and checks the
-rest, such as the share's range, a draft candidate and one policy version per policy, and
-names the field.
+which the schema then shows. A whole number or boolean must arrive as a JSON number or
+boolean, because DRF would read "5" or "yes" and a client with a type bug would never learn
+of it. Decimals (the share and the rollback threshold) may come as text or a JSON number.
+The rollouts service checks the values again and checks the rest, such as the share's range,
+a draft candidate and one policy version per policy, and names the field.
 """
 
 from decimal import Decimal
@@ -13,6 +15,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.models import Channel
+from omsguard.json_fields import StrictBooleanField, StrictIntegerField
+from omsguard.query_params import QuerySerializer
 
 from .models import (
     ActionType,
@@ -43,8 +47,11 @@ class TextField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class WholeNumberField(serializers.IntegerField):
-    """Whole-number field that rejects true and false, which Python counts as 1 and 0."""
+class WholeNumberField(StrictIntegerField):
+    """Whole number that must arrive as a JSON number: never "5", 5.0, true or false.
+
+    Python counts true and false as 1 and 0, so they get a message of their own.
+    """
 
     default_error_messages = {"boolean": "Must be a whole number, not true or false."}
 
@@ -139,6 +146,7 @@ class VersionCreateSerializer(serializers.Serializer):
     policy_versions = serializers.PrimaryKeyRelatedField(
         many=True,
         queryset=PolicyVersion.objects.all(),
+        pk_field=StrictIntegerField(),
         required=False,
         default=list,
         help_text="Rule sets only: ids of draft policy versions, at most one per policy.",
@@ -240,7 +248,7 @@ class CanaryStartSerializer(serializers.Serializer):
         help_text="Share of orders sent to the candidate, from 0.01 to 0.05 (1 to 5 %), with "
         "at most 4 decimal places.",
     )
-    shadow = serializers.BooleanField(
+    shadow = StrictBooleanField(
         required=False, default=False, help_text="Record the candidate's decisions, not apply."
     )
     action = serializers.SlugRelatedField(
@@ -259,7 +267,7 @@ class CanaryStartSerializer(serializers.Serializer):
         default=None,
         help_text="Channel code; empty for every channel.",
     )
-    exclude_priority_skus = serializers.BooleanField(
+    exclude_priority_skus = StrictBooleanField(
         required=False, default=False, help_text="Keep orders with a priority SKU on the control."
     )
     days = WholeNumberField(
@@ -343,7 +351,7 @@ class ThresholdsSerializer(serializers.Serializer):
 class ComparisonSerializer(serializers.Serializer):
     canary = serializers.IntegerField()
     status = serializers.CharField(help_text="The canary's status when compared.")
-    shadow = serializers.BooleanField()
+    shadow = StrictBooleanField()
     computed_at = serializers.DateTimeField()
     control = ArmSerializer()
     candidate = ArmSerializer()
@@ -364,7 +372,7 @@ class ComparisonSerializer(serializers.Serializer):
     )
 
 
-class AssignmentQuerySerializer(serializers.Serializer):
+class AssignmentQuerySerializer(QuerySerializer):
     order = serializers.IntegerField(help_text="OMS Guard order id.")
     action = serializers.CharField(max_length=64, help_text="Action type code.")
     model = serializers.CharField(max_length=200, help_text="The agent's model name.")
@@ -387,7 +395,7 @@ class AssignmentSerializer(serializers.Serializer):
         required=False, allow_null=True, help_text="The active version's label."
     )
     config = serializers.JSONField(required=False, help_text="The arm's prompt or settings.")
-    shadow = serializers.BooleanField(
+    shadow = StrictBooleanField(
         required=False,
         help_text="Shadow canary: propose with the active version as usual and, on candidate-arm "
         "orders, also with model_version; that second decision is recorded, never applied.",

@@ -9,6 +9,8 @@ from rest_framework import pagination, permissions
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 
+from .query_params import reject_repeated_parameters
+
 
 class ModelPermissions(permissions.DjangoModelPermissions):
     """Django model permissions, with reads requiring the model's `view_` permission."""
@@ -27,10 +29,18 @@ class Pagination(pagination.PageNumberPagination):
     parameter and the allowed values, where DRF would give a 404 for the page and the
     default size for page_size. A page past the last one gets a 404 naming the last page.
     An empty value means page 1 or the default size. The HTML pages show the nearest page.
+    Either parameter given more than once is a 400 too.
     """
 
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def paginate_queryset(self, queryset, request: Request, view=None):
+        # QueryDict.get() would silently read the last of `?page=1&page=2`.
+        reject_repeated_parameters(
+            request.query_params, [self.page_query_param, self.page_size_query_param]
+        )
+        return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param, "").strip()

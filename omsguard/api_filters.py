@@ -22,6 +22,8 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, filters
 
+from .query_params import reject_repeated_parameters
+
 # The largest id that PostgreSQL's bigint and SQLite's INTEGER can hold.
 MAX_ID = 2**63 - 1
 
@@ -266,11 +268,8 @@ def _ordering_message(term: str, valid: list[str]) -> str:
     )
 
 
-REPEATED_MESSAGE = "Give this parameter once; it takes one value."
-
-
 class FilterBackend(DjangoFilterBackend):
-    """django-filter's backend that refuses a repeated single-value parameter.
+    """django-filter's backend that rejects a repeated single-value parameter with a 400.
 
     django-filter reads the last of `?channel=a&channel=b`, so the client gets one channel's
     rows while asking for two. Only a MultipleChoiceFilter takes several values.
@@ -279,12 +278,10 @@ class FilterBackend(DjangoFilterBackend):
     def filter_queryset(self, request, queryset, view):
         filterset = self.get_filterset(request, queryset, view)
         if filterset is not None:
-            repeated = {
-                name: [REPEATED_MESSAGE]
+            single_value = [
+                name
                 for name, declared in filterset.filters.items()
                 if not isinstance(declared, django_filters.MultipleChoiceFilter)
-                and len(request.query_params.getlist(name)) > 1
-            }
-            if repeated:
-                raise exceptions.ValidationError(repeated)
+            ]
+            reject_repeated_parameters(request.query_params, single_value)
         return super().filter_queryset(request, queryset, view)

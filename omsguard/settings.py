@@ -579,6 +579,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Rejects a repeated ?format= with a 400, where DRF would use the last value.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "omsguard.query_params.ContentNegotiation",
     "EXCEPTION_HANDLER": "omsguard.api_errors.exception_handler",
 }
 

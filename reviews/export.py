@@ -11,13 +11,14 @@ actions, so an export is personal data.
 """
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q, QuerySet
 
 from guardrails.models import ActionType, Decision
+from omsguard.query_params import repeated_parameter_errors
 
 from .models import ErrorLabel, ReviewItem
 
@@ -70,6 +71,24 @@ def _json_line(example: dict) -> str:
     # but Python's str.splitlines() treats as line breaks: U+0085, U+2028 and U+2029.
     text = json.dumps(example, cls=DjangoJSONEncoder, ensure_ascii=False)
     return text.translate(_LINE_BREAK_ESCAPES) + "\n"
+
+
+EXPORT_PARAMETERS = ("since", "until", "action")
+
+
+def export_filters(params: Mapping) -> tuple[datetime | None, datetime | None, str | None]:
+    """Read the export's `since`, `until` (YYYY-MM-DD, inclusive) and `action` parameters.
+
+    Returns `since` and `until` as UTC datetimes, `until` exclusive, and the action code or
+    None. Raises ExportError naming the first parameter given more than once, because
+    request.GET.get() would silently use its last value, or naming an invalid date.
+    """
+    repeated = repeated_parameter_errors(params, EXPORT_PARAMETERS)
+    if repeated:
+        name, messages = next(iter(repeated.items()))
+        raise ExportError(messages[0], name)
+    since, until = day_range(params.get("since"), params.get("until"))
+    return since, until, params.get("action") or None
 
 
 def day_start(value: str | None, field: str, *, next_day: bool = False) -> datetime | None:

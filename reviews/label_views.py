@@ -23,7 +23,7 @@ from guardrails.services import LABEL_PERMISSION
 from orders.models import Order
 
 from . import labels
-from .export import ExportError, day_range, labelled_examples_jsonl
+from .export import ExportError, export_filters, labelled_examples_jsonl
 from .models import LabelKind, LabelTerm, ReviewItem
 from .views import htmx_login_required
 
@@ -274,7 +274,7 @@ def _label_add(request: HttpRequest, *, form, add, panel, page, page_url: str) -
 def export_jsonl(request: HttpRequest) -> HttpResponse:
     """Stream the labelled examples as JSONL; `since`, `until` (YYYY-MM-DD) and `action` filter.
 
-    `until` is inclusive: the whole day counts.
+    `until` is inclusive: the whole day counts. Each filter takes one value.
     """
     if not request.user.has_perm(labels.EXPORT_PERMISSION):
         return HttpResponse(
@@ -283,10 +283,8 @@ def export_jsonl(request: HttpRequest) -> HttpResponse:
             content_type="text/plain; charset=utf-8",
         )
     try:
-        since, until = day_range(request.GET.get("since"), request.GET.get("until"))
-        lines = labelled_examples_jsonl(
-            since=since, until=until, action_code=request.GET.get("action") or None
-        )
+        since, until, action_code = export_filters(request.GET)
+        lines = labelled_examples_jsonl(since=since, until=until, action_code=action_code)
     except ExportError as error:
         return HttpResponse(
             f"{error.field}: {error.message}\n",
@@ -300,7 +298,7 @@ def export_jsonl(request: HttpRequest) -> HttpResponse:
             "user": request.user.pk,
             "since": str(since),
             "until": str(until),
-            "action": request.GET.get("action", ""),
+            "action": action_code or "",
         },
     )
     response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")

@@ -73,7 +73,7 @@ def test_repeated_single_value_filter_is_400(client, orders):  # noqa: F811
 
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {
-        "currency": ["Give this parameter once; it takes one value."]
+        "currency": ["currency takes one value but was given 2 times. Give it once."]
     }
 
 
