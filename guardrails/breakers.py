@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .breaker_stats import live_decisions, mix_stats, scope_stats
+from .breaker_stats import live_decisions, mix_baseline, scope_baseline, window_stats
 from .models import (
     Breaker,
     BreakerCause,
@@ -262,7 +262,7 @@ def breaker_report_recovery(
     Returns None when the scope and key have no breaker, and creates no row then: a closed
     row with no cause would block the admin's "Add breaker" for that scope and key. Breakers
     in any other state or open for another cause (by hand, on errors) are returned as they
-    are, because the recovery of an upstream system tells nothing about them.
+    are, because an upstream system's recovery is no evidence about them.
 
     The row is read with SELECT ... FOR UPDATE in the transaction that changes it, so a
     degradation report holding the row lock is waited for, and the breaker it opened is
@@ -445,39 +445,65 @@ def _check_scopes(decision: Decision) -> None:
         _Scope(BreakerScope.CHANNEL, decision.channel.code, {"channel_id": decision.channel_id}),
         _Scope(BreakerScope.MODEL, decision.model_name, {"model_name": decision.model_name}),
     ]
+    scopes = [scope for scope in scopes if scope.key]
+    breakers = _breakers_of(scopes)
+    to_check = []
     for scope in scopes:
-        if not scope.key:
-            continue
-        breaker = Breaker.objects.filter(scope=scope.scope, key=scope.key).first()
+        breaker = breakers.get((scope.scope, scope.key))
         if breaker is not None and breaker.state == BreakerState.HALF_OPEN:
             _judge_trial(breaker, config)
-            continue
-        if breaker is not None and breaker.state == BreakerState.OPEN:
-            continue
+        elif breaker is None or breaker.state != BreakerState.OPEN:
+            to_check.append((scope, _window_start(breaker, config, now)))
+    if not to_check:
+        return
 
-        trip = _trip_for_scope(scope, decision, breaker, config, now)
+    windows = window_stats(
+        keys={
+            BreakerScope.ACTION: decision.action_id,
+            BreakerScope.CHANNEL: decision.channel_id,
+            BreakerScope.MODEL: decision.model_name,
+        },
+        starts={scope.scope: start for scope, start in to_check},
+        mix_channel_id=decision.channel_id,
+    )
+    for scope, window_start in to_check:
+        trip = _trip_for_scope(scope, decision, windows, window_start, config, now)
         if trip is not None:
             cause, detail, data = trip
             breaker_open(scope=scope.scope, key=scope.key, cause=cause, detail=detail, data=data)
 
 
+def _breakers_of(scopes: list[_Scope]) -> dict[tuple[str, str], Breaker]:
+    """Return the existing breakers of the scopes, read in one query, by (scope, key)."""
+    if not scopes:
+        return {}
+    matches = Q()
+    for scope in scopes:
+        matches |= Q(scope=scope.scope, key=scope.key)
+    return {(breaker.scope, breaker.key): breaker for breaker in Breaker.objects.filter(matches)}
+
+
 def _trip_for_scope(
-    scope: _Scope, decision: Decision, breaker: Breaker | None, config, now: datetime
+    scope: _Scope,
+    decision: Decision,
+    windows: dict[str, dict],
+    window_start: datetime,
+    config,
+    now: datetime,
 ) -> tuple[str, str, dict] | None:
     """Return the first check that trips for a closed breaker: (cause, detail, figures), or None."""
-    window_start = _window_start(breaker, config, now)
     baseline_end = now - timedelta(minutes=config.breaker_window_minutes)
     baseline_start = baseline_end - timedelta(days=config.mix_baseline_days)
-    stats = scope_stats(scope.filters, window_start, baseline_start, baseline_end)
+    stats = windows[scope.scope]
 
     trip = _error_rate_trip(scope, stats, config)
     if trip is None and scope.scope in (BreakerScope.ACTION, BreakerScope.MODEL):
+        stats = stats | scope_baseline(scope.filters, baseline_start, baseline_end)
         trip = _confidence_trip(scope, stats, config)
     if trip is None and scope.scope == BreakerScope.ACTION:
-        mix = mix_stats(
+        mix = windows["mix"] | mix_baseline(
             channel_id=decision.channel_id,
             action_id=decision.action_id,
-            window_start=window_start,
             baseline_start=baseline_start,
             baseline_end=baseline_end,
         )

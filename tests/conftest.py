@@ -46,7 +46,7 @@ def _rate_limit_namespace(settings):
 @pytest.fixture(autouse=True)
 def _breaker_baseline_uncached(settings):
     # Tests reuse action codes and channel codes, so a baseline cached by one test would be
-    # read by the next. tests/guardrails/test_breaker_baseline_cache.py turns it back on.
+    # read by the next. tests/guardrails/test_breaker_stats.py turns it back on.
     settings.OMSGUARD_BREAKER_BASELINE_CACHE_SECONDS = 0
 
 
