@@ -4,6 +4,9 @@ whatever OPTIONS["server_side_binding"] (DB_PREPARED_STATEMENTS) sets for the co
 Both are wrapped as connection.cursor() wraps its own, so execute wrappers, query logging and
 the translation of database errors still apply. PostgreSQL only: on another backend they
 would wrap the wrong driver connection, so callers check connection.vendor first.
+
+NOTE: unlike connection.cursor(), they do not register Django's time zone on the cursor when
+it differs from the connection's. Today's callers read back only integer keys.
 """
 
 from django.db import connection
@@ -21,9 +24,9 @@ def server_binding_cursor() -> CursorWrapper:
     (an estimate from a shared 2-core virtual machine).
 
     psycopg prepares the statement under a name when the connection's prepare_threshold
-    allows it: after five runs with the settings' default, never with DB_PREPARED_STATEMENTS=0
-    (Django then sets it to None), so that no prepared statement is left for a transaction
-    pooler such as PgBouncer to hand to another client.
+    allows it, which is after five runs with the settings' default. With
+    DB_PREPARED_STATEMENTS=0, Django sets prepare_threshold to None, so nothing is prepared and
+    no prepared statement is left for a transaction pooler such as PgBouncer to mix up.
     """
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 

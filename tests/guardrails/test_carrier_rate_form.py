@@ -85,6 +85,15 @@ def test_admin_add_accepts_valid_rate(client, ops, rate_form, country, weight):
     assert rate.destination_country == country
 
 
+def test_admin_add_stores_country_in_capitals(client, ops, rate_form):
+    client.force_login(ops)
+
+    response = client.post(reverse(ADD_URL), rate_form | {"destination_country": "us"})
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert CarrierRate.objects.get().destination_country == "US"
+
+
 def test_demo_rates_load_once_with_audit(carriers):
     added = demo_carrier_rates_load()
     again = demo_carrier_rates_load()

@@ -2,18 +2,14 @@
 
 import pytest
 from rest_framework.test import APIClient
-from rest_framework.views import APIView
 
-from omsguard.query_params import ContentNegotiation
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def ops_api(monkeypatch) -> APIClient:
-    # Patched in, so the test does not depend on the REST_FRAMEWORK setting that names it.
-    monkeypatch.setattr(APIView, "content_negotiation_class", ContentNegotiation)
+def ops_api() -> APIClient:
     client = APIClient()
     client.force_authenticate(make_user("olivia", "ops_manager"))
     return client
