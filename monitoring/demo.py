@@ -32,6 +32,8 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from catalog.models import Channel, Sku
+from guardrails.demo import demo_history_facts, demo_history_rules
+from guardrails.engine import PolicyRules, evaluate
 from guardrails.models import ActionType, Decision, DecisionOutcome, Policy, ReviewOutcome, Verdict
 from inventory.models import (
     InventoryDiscrepancy,
@@ -281,6 +283,7 @@ class _World:
     services: dict[str, CarrierService]
     actions: dict[str, ActionType]
     policy_versions: dict[str, int | None]
+    policy_rules: dict[str, PolicyRules]
     locations: list[Location]
     staff: HistoryStaff
 
@@ -305,6 +308,7 @@ class _World:
                     "action__code", "live_version"
                 )
             ),
+            policy_rules=demo_history_rules(action_codes),
             locations=list(Location.objects.order_by("code")),
             staff=staff,
         )
@@ -534,13 +538,14 @@ class _HistoryBuilder:
 
     def _decisions(self, facts: _OrderFacts, shifted: bool) -> None:
         world, rates = self.world, facts.rates
-        if world.chance(rates["carrier_decision"]):
+        # A pickup order ships with no carrier, and the engine blocks choosing one for it.
+        if world.chance(rates["carrier_decision"]) and not facts.order.in_store_pickup:
             self._carrier_decision(facts, shifted)
         if world.chance(rates["substitution_decision"]):
-            # Items under USD 25 with a confident proposal run on their own (the playbook).
-            self._decision(facts, "substitute_sku", autonomous=world.chance(0.4))
+            # The live policy lets items under USD 25 with a confident proposal run on their own.
+            self._decision(facts, "substitute_sku", confident=world.chance(0.4))
         if world.chance(rates["address_decision"]):
-            self._decision(facts, "correct_shipping_address", autonomous=False)
+            self._decision(facts, "correct_shipping_address", confident=False)
 
     def _carrier_decision(self, facts: _OrderFacts, shifted: bool) -> None:
         mix = SHIFTED_MIX if shifted else DOMESTIC_MIX
@@ -548,24 +553,45 @@ class _HistoryBuilder:
         facts.carrier_to = self.world.rng.choices(list(mix), list(mix.values()))[0]
         if facts.carrier_to == facts.carrier_from:
             facts.carrier_to = "fedex" if shifted else "ups"
-        self._decision(facts, "select_carrier", autonomous=True)
+        self._decision(facts, "select_carrier", confident=True)
 
-    def _decision(self, facts: _OrderFacts, action: str, *, autonomous: bool) -> None:
+    def _decision(self, facts: _OrderFacts, action: str, *, confident: bool) -> None:
+        """Add a proposal judged by the live policy on the facts decision_propose would store.
+
+        A confident proposal's confidence is drawn above the default policies' limits (0.92 for
+        substitutions, 0.85 for carriers).
+        """
         world, rates = self.world, facts.rates
         created_at = facts.moment + timedelta(seconds=world.rng.uniform(3, 60))
+        confidence = Decimal(str(round(world.rng.uniform(0.93 if confident else 0.7, 0.99), 4)))
+        after = _proposal_state(action, facts, before=False)
+        model_version = self._model_version(facts.moment)
+        decision_facts = demo_history_facts(
+            action_code=action,
+            order=facts.order,
+            lines=facts.lines,
+            after=after,
+            confidence=confidence,
+            model_name=HISTORY_MODEL_NAME,
+            model_version=model_version,
+            decided_at=created_at,
+        )
+        evaluation = evaluate(rules=world.policy_rules.get(action), facts=decision_facts)
+        autonomous = evaluation.verdict == Verdict.APPLIED
         decision = Decision(
             action=world.actions[action],
             order=facts.order,
             channel=facts.order.channel,
             model_name=HISTORY_MODEL_NAME,
-            model_version=self._model_version(facts.moment),
+            model_version=model_version,
             before=_proposal_state(action, facts, before=True),
-            after=_proposal_state(action, facts, before=False),
-            confidence=Decimal(str(round(world.rng.uniform(0.93 if autonomous else 0.7, 0.99), 4))),
+            after=after,
+            confidence=confidence,
             rationale=f"{HISTORY_MARK}: invented proposal",
-            verdict=Verdict.APPLIED if autonomous else Verdict.QUEUED_FOR_REVIEW,
+            verdict=evaluation.verdict,
+            reasons=evaluation.reasons,
             policy_version_id=world.policy_versions.get(action),
-            facts={"source": HISTORY_MARK},
+            facts=decision_facts,
             created_at=created_at,
         )
         self.decisions.append(decision)
@@ -861,6 +887,9 @@ class _HistoryBuilder:
         OrderLine.objects.bulk_create(self.lines, batch_size=500)
         OrderEvent.objects.bulk_create(self.events, batch_size=500)
         ReviewItem.objects.bulk_create(self.review_items, batch_size=500)
+        for decision in self.decisions:
+            # The facts were built before the orders had ids.
+            decision.facts["order"]["id"] = decision.order.pk
         Decision.objects.bulk_create(self.decisions, batch_size=500)
         Shipment.objects.bulk_create(self.shipments, batch_size=500)
         Shipment.objects.bulk_create(self.duplicates, batch_size=500)

@@ -327,8 +327,11 @@ def _canary_backfill(
         decision.canary_arm = arms[decision.order_id]
         if decision.canary_arm == "candidate":
             decision.model_version = canary.candidate.label
+            # The stored facts name the model that proposed, as decision_propose records it.
+            if "model" in decision.facts:
+                decision.facts["model"]["version"] = canary.candidate.label
     Decision.objects.bulk_update(
-        decisions, ["canary", "canary_arm", "model_version"], batch_size=500
+        decisions, ["canary", "canary_arm", "model_version", "facts"], batch_size=500
     )
 
 

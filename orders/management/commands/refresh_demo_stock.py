@@ -23,6 +23,8 @@ from orders.demo import DEMO_LOCATIONS
 DEMO_REFRESH_SOURCE = "demo-refresh"
 # Number of stock levels locked and refreshed in each transaction.
 REFRESH_BATCH_SIZE = 100
+# Exit status after Ctrl-C: 128 + SIGINT (2), as a shell reports for a program SIGINT stopped.
+INTERRUPTED_EXIT_STATUS = 130
 
 
 def _seconds(value: str) -> int:
@@ -110,6 +112,15 @@ class Command(BaseCommand):
                 "refresh_demo_stock posts stock counts that were never counted, so it runs "
                 "only with DEBUG=1 (or with --force on a throwaway database)."
             )
+        try:
+            self._refresh_until_stopped(every)
+        except KeyboardInterrupt:
+            # Ctrl-C is how --every is meant to stop, so it gets one line and no traceback. A
+            # batch it cuts short is rolled back with its transaction.
+            self.stdout.write("Stopped.")
+            raise SystemExit(INTERRUPTED_EXIT_STATUS) from None
+
+    def _refresh_until_stopped(self, every: int | None) -> None:
         while True:
             outcomes = demo_stock_refresh()
             self._report(outcomes)
