@@ -23,6 +23,8 @@ that is not timed, it measures:
 - the p95 latency of the decisions, with the baseline's p95 beside it;
 - failed requests, and the verdicts the decisions got;
 - the latency the server recorded on each decision (Decision.latency_ms);
+- the CPU per decision and per bare insert of gunicorn, of the worker and of PostgreSQL (when
+  the server runs on this machine);
 - the RSS of the largest gunicorn process and of the largest worker process after the run.
 
 Full size: 3000 requests; --quick: 200 requests.
@@ -52,6 +54,13 @@ CLIENTS = 16
 WARM_UP_REQUESTS = 64
 QUICK_WARM_UP_REQUESTS = 32
 DRAIN_TIMEOUT = 300
+CPU_DETAILS = {
+    "gunicorn": "user and system CPU of the gunicorn processes over the timed requests",
+    "Celery worker": "the worker's CPU from the first timed decision until it ran its last "
+    "breaker check",
+    "PostgreSQL": "every PostgreSQL server process on this machine, over the same time as the "
+    "worker's; none when the server runs elsewhere",
+}
 MEMORY_LIMIT_MB = 250
 
 
@@ -104,13 +113,14 @@ def main() -> None:
         harness.post_all(port, "/bench/insert-row/", warm_up, arguments.clients)
         _queue_wait_empty(f"{namespace}.decisions")
 
-        cpu_before = _cpu_seconds(web.pid)
+        cpu_before = _cpu_reading(web.pid, worker.pid)
         decisions = harness.post_all(port, "/api/v1/decisions/", measured, arguments.clients)
-        decisions_cpu = _cpu_seconds(web.pid) - cpu_before
         drained = _queue_wait_empty(f"{namespace}.decisions")
-        cpu_before = _cpu_seconds(web.pid)
+        drained += _worker_wait_idle(worker.pid)
+        decisions_cpu = _cpu_per_request(cpu_before, _cpu_reading(web.pid, worker.pid), decisions)
+        cpu_before = _cpu_reading(web.pid, worker.pid)
         bare = harness.post_all(port, "/bench/insert-row/", measured, arguments.clients)
-        bare_cpu = _cpu_seconds(web.pid) - cpu_before
+        bare_cpu = _cpu_per_request(cpu_before, _cpu_reading(web.pid, worker.pid), bare)
         print(f"worker     took every breaker check {drained:.1f} s after the last decision")
 
         measured_orders = seed["orders"][warm_up_count:]
@@ -122,10 +132,7 @@ def main() -> None:
             recorded=_recorded_latencies(measured_orders),
             web_rss=harness.largest_rss(web.pid),
             worker_rss=harness.largest_rss(worker.pid),
-            cpu_per_request=(
-                decisions_cpu / decisions.requests * 1000,
-                bare_cpu / bare.requests * 1000,
-            ),
+            cpu_per_request=(decisions_cpu, bare_cpu),
         )
     finally:
         for process in processes:
@@ -299,22 +306,45 @@ def _queue_wait_empty(queue: str) -> float:
     return time.monotonic() - started
 
 
-def _cpu_seconds(pid: int) -> float:
-    """Return the CPU time (user and system) used so far by the process tree under `pid`.
+def _worker_wait_idle(worker_pid: int) -> float:
+    """Wait until the worker has run its delayed breaker checks, and return the seconds waited.
 
-    Unlike wall time, it barely changes with the load other programs put on the machine, so
-    it compares runs taken at different times. A process that exited is not counted.
+    A check starts OMSGUARD_BREAKER_CHECK_DELAY_SECONDS after its decision, so the worker
+    takes it off the queue at once and keeps it until then. Idle means no CPU used for half a
+    second once that delay is over.
     """
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for member in harness.process_tree(pid):
-        try:
-            # The command name in brackets may contain spaces; the fields after it are fixed.
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    from django.conf import settings
+
+    started = time.monotonic()
+    time.sleep(settings.OMSGUARD_BREAKER_CHECK_DELAY_SECONDS)
+    previous = harness.cpu_times(harness.process_tree(worker_pid))
+    while time.monotonic() - started < DRAIN_TIMEOUT:
+        time.sleep(0.5)
+        current = harness.cpu_times(harness.process_tree(worker_pid))
+        if harness.cpu_used(previous, current) < 0.01:
+            break
+        previous = current
+    return time.monotonic() - started
+
+
+def _cpu_reading(web_pid: int, worker_pid: int) -> dict[str, dict[int, float]]:
+    return {
+        "gunicorn": harness.cpu_times(harness.process_tree(web_pid)),
+        "Celery worker": harness.cpu_times(harness.process_tree(worker_pid)),
+        "PostgreSQL": harness.cpu_times(harness.postgres_pids()),
+    }
+
+
+def _cpu_per_request(
+    before: dict[str, dict[int, float]],
+    after: dict[str, dict[int, float]],
+    load: harness.LoadResult,
+) -> dict[str, float]:
+    """Return each process group's CPU milliseconds per request between two readings."""
+    return {
+        group: harness.cpu_used(before[group], after[group]) / load.requests * 1000
+        for group in before
+    }
 
 
 def _verdicts(order_ids: list[int]) -> Counter:
@@ -340,7 +370,7 @@ def _figures(
     recorded: list[float],
     web_rss: float,
     worker_rss: float,
-    cpu_per_request: tuple[float, float],
+    cpu_per_request: tuple[dict[str, float], dict[str, float]],
 ) -> list[harness.Figure]:
     baseline = "bare DRF insert (c)"
     mix = ", ".join(f"{verdict} {count}" for verdict, count in verdicts.most_common())
@@ -388,17 +418,19 @@ def _figures(
             harness.info(PART, "server latency_ms p50", harness.percentile(recorded, 0.5), "ms"),
             harness.info(PART, "server latency_ms p95", harness.percentile(recorded, 0.95), "ms"),
         ]
-    figures.append(
-        harness.info(
-            PART,
-            "gunicorn CPU per decision",
-            cpu_per_request[0],
-            "ms",
-            baseline_name=baseline,
-            baseline_value=cpu_per_request[1],
-            detail="user and system CPU of the gunicorn processes over the timed requests",
+    decision_cpu, bare_cpu = cpu_per_request
+    for group in decision_cpu:
+        figures.append(
+            harness.info(
+                PART,
+                f"{group} CPU per decision",
+                decision_cpu[group],
+                "ms",
+                baseline_name=baseline,
+                baseline_value=bare_cpu[group],
+                detail=CPU_DETAILS[group],
+            )
         )
-    )
     figures += [
         harness.at_most(
             PART, "gunicorn worker RSS after the run", web_rss, "MB", limit=MEMORY_LIMIT_MB

@@ -264,6 +264,10 @@ def server_environment(*, database: str, namespace: str, **extra: str) -> dict[s
             "OMSGUARD_RATE_LIMIT_WEBHOOK": "1000000/minute",
             "OMSGUARD_RATE_LIMIT_API": "1000000/minute",
             "OMSGUARD_RATE_LIMIT_ANON": "1000000/minute",
+            # No SMTP server listens here: every address confirmation email would fail and
+            # be retried up to ten times. The in-memory backend builds and "sends" each
+            # message once, as a working server would see it.
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "DEBUG": "0",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
@@ -490,3 +494,48 @@ def rss_megabytes(pid: int) -> float:
 def largest_rss(pid: int) -> float:
     """Return the RSS in MB of the largest process in the tree under `pid`."""
     return max((rss_megabytes(member) for member in process_tree(pid)), default=0.0)
+
+
+# --- CPU --------------------------------------------------------------------------------------
+
+
+def cpu_times(pids: Iterable[int]) -> dict[int, float]:
+    """Return the CPU time (user and system, seconds) used so far by each of `pids`.
+
+    Unlike wall time, it barely changes with the load other programs put on the machine, so
+    it compares runs taken at different times. A process that has exited is left out.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for pid in pids:
+        try:
+            # The command name in brackets may contain spaces; the fields after it are fixed.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return times
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """Return the CPU seconds spent between two cpu_times() readings.
+
+    A process started in between counts in full. One that exited in between is missed, so
+    the figure can only be too low.
+    """
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def postgres_pids() -> list[int]:
+    """Return the PostgreSQL server's processes on this machine, or [] when it runs elsewhere.
+
+    All of them: their CPU includes whatever other clients of the same server do meanwhile.
+    """
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                found.append(int(comm.parent.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
