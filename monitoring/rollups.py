@@ -39,6 +39,7 @@ from django.utils import timezone
 from guardrails.models import AuditEntry, Decision, DecisionOutcome, ReviewOutcome
 from guardrails.rollout_selectors import shadow_record_q
 from inventory.models import InventoryDiscrepancy
+from omsguard.db_cursors import statements_unprepared
 from orders.models import (
     SHIPPING_ERROR_STATUSES,
     Chargeback,
@@ -111,8 +112,14 @@ def kpi_rollups_refresh(*, since: datetime, until: datetime, now: datetime | Non
 
     Also takes the snapshot of open review items into the hour of `now`. Works one UTC day
     at a time, each in its own transaction, so a backfill keeps memory flat. Returns the
-    number of rows written, hour and day rows together.
+    number of rows written, hour and day rows together. Its aggregates run unprepared
+    (statements_unprepared explains why).
     """
+    with statements_unprepared():
+        return _kpi_rollups_refresh(since=since, until=until, now=now)
+
+
+def _kpi_rollups_refresh(*, since: datetime, until: datetime, now: datetime | None) -> int:
     if until < since:
         raise ValueError(f"until ({until.isoformat()}) is before since ({since.isoformat()}).")
     now = now or timezone.now()

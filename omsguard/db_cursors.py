@@ -9,7 +9,10 @@ NOTE: unlike connection.cursor(), they do not register Django's time zone on the
 it differs from the connection's. Today's callers read back only integer keys.
 """
 
-from django.db import connection
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorWrapper
 
 
@@ -71,3 +74,33 @@ def _wrapped(driver_cursor) -> CursorWrapper:
     if connection.queries_logged:
         return connection.make_debug_cursor(driver_cursor)
     return connection.make_cursor(driver_cursor)
+
+
+@contextmanager
+def statements_unprepared(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Run the block without preparing statements on the connection of `using`.
+
+    PostgreSQL gives a statement prepared on a connection a generic plan after a few runs when
+    that plan looks no costlier than the custom ones, and for the KPI reports' aggregates over
+    date ranges it was slower: with prepared statements the 91-day rollup refresh in
+    bench/dashboard.py took 108 s instead of 85 s, and the KPI detail page's p95 271 ms
+    instead of 245 ms (2-core virtual machine, PostgreSQL 15). Parameters are still bound
+    on the server. A connection opened inside the block prepares as configured.
+    """
+    database = connections[using]
+    if database.vendor != "postgresql":
+        yield
+        return
+    database.ensure_connection()
+    driver_connection = database.connection
+    previous = getattr(driver_connection, "prepare_threshold", None)
+    if previous is None:
+        # psycopg2, or preparing is off already (DB_PREPARED_STATEMENTS=0).
+        yield
+        return
+    driver_connection.prepare_threshold = None
+    try:
+        yield
+    finally:
+        if database.connection is driver_connection:
+            driver_connection.prepare_threshold = previous
