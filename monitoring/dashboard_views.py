@@ -34,7 +34,8 @@ DIMENSION_MAX_LENGTH = 100
 
 
 def dashboard_viewer_required(view: Callable) -> Callable:
-    """Require a login and the dashboard permission; a user without it sees whom to ask.
+    """Require a login and the dashboard permission; a user without it gets a page naming
+    whom to ask.
 
     The view runs its report queries unprepared (statements_unprepared explains why).
     """

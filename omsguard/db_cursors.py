@@ -81,9 +81,9 @@ def statements_unprepared(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
     """Run the block without preparing statements on the connection of `using`.
 
     PostgreSQL gives a statement prepared on a connection a generic plan after a few runs when
-    that plan looks no costlier than the custom ones, and for the KPI reports' aggregates over
-    date ranges it was slower: with prepared statements the 91-day rollup refresh in
-    bench/dashboard.py took 108 s instead of 85 s, and the KPI detail page's p95 271 ms
+    that plan looks no costlier than the custom ones. For the KPI reports' aggregates over date
+    ranges the generic plans were slower. With prepared statements the 91-day rollup refresh in
+    bench/dashboard.py took 108 s instead of 85 s, and the KPI detail page's p95 was 271 ms
     instead of 245 ms (2-core virtual machine, PostgreSQL 15). Parameters are still bound
     on the server. A connection opened inside the block prepares as configured.
     """
