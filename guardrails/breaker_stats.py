@@ -53,8 +53,8 @@ def window_stats(
     `keys` maps each scope ("action", "channel", "model") to its value in the decision
     (action id, channel id, model name), and `starts` maps the scopes to check to the start
     of their window. Each scope gets window_counted, window_errors, window_total and
-    window_confidence. With `mix_channel_id` and an "action"
-    start, "mix" gets the channel's window_total and window_action since that start.
+    window_confidence. With `mix_channel_id` and an "action" start, "mix" gets the channel's
+    window_total and window_action since that start.
 
     One hand-written query replaces an ORM aggregate per scope, because a busy API runs a
     check about every second, and compiling four aggregates cost each check about 30,000
